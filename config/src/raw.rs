@@ -1,0 +1,87 @@
+//! The raw serde form: which keys may appear where (`deny_unknown_fields` everywhere). Values stay
+//! untyped `toml::Value`s so that typing them happens in validation, where each value's key path is
+//! known and one bad value does not hide the errors after it. Nested tables and arrays of tables
+//! are kept as values too and given their own raw struct by the validator, for the same reason.
+
+use serde::Deserialize;
+use toml::Value;
+
+/// The top level of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub server: Option<Value>,
+    pub providers: Option<Value>,
+    pub models: Option<Value>,
+    pub keys: Option<Value>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<Value>,
+    pub workers: Option<Value>,
+    pub io_driver: Option<Value>,
+    pub max_head_bytes: Option<Value>,
+    pub max_headers: Option<Value>,
+    pub max_body_bytes: Option<Value>,
+    pub header_read_timeout: Option<Value>,
+    pub body_read_timeout: Option<Value>,
+    pub keepalive_timeout: Option<Value>,
+    pub shutdown_grace: Option<Value>,
+    pub max_connections_per_worker: Option<Value>,
+}
+
+/// One `[[providers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub name: Option<Value>,
+    pub kind: Option<Value>,
+    pub base_url: Option<Value>,
+    pub api_key: Option<Value>,
+    pub connect_timeout: Option<Value>,
+    pub first_byte_timeout: Option<Value>,
+    pub idle_timeout: Option<Value>,
+    pub pool_max_idle: Option<Value>,
+    pub pool_idle_timeout: Option<Value>,
+    pub tls_roots: Option<Value>,
+    pub mock: Option<Value>,
+}
+
+/// `[providers.mock]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMock {
+    pub latency: Option<Value>,
+    pub ttft: Option<Value>,
+    pub chunks: Option<Value>,
+    pub chunk_delay: Option<Value>,
+    pub completion_tokens: Option<Value>,
+    pub embedding_dims: Option<Value>,
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub name: Option<Value>,
+    pub deployments: Option<Value>,
+}
+
+/// One element of `models[].deployments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeployment {
+    pub provider: Option<Value>,
+    pub model: Option<Value>,
+}
+
+/// One `[[keys]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    pub name: Option<Value>,
+    pub key: Option<Value>,
+}

@@ -1,0 +1,876 @@
+//! The validation pass: parsed TOML tree -> typed [`Config`]. It interpolates `${VAR}` in each
+//! string value, types it, checks it, and keeps going after a problem so that one run reports every
+//! error with its key path. It never puts a secret (`api_key`, `key`) into a message.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+use crate::base_url::BaseUrl;
+use crate::error::{ConfigError, ConfigErrors};
+use crate::interpolate::interpolate;
+use crate::raw::{RawConfig, RawDeployment, RawKey, RawMock, RawModel, RawProvider, RawServer};
+use crate::secret::Secret;
+use crate::types::{
+    Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig, ProviderConfig,
+    ProviderKind, ServerConfig, TlsRoots,
+};
+use crate::units::{format_duration, format_size, parse_duration, parse_size, quote};
+
+/// Provider kinds the schema will grow into; named separately so the error can say "not yet".
+const LATER_PROVIDER_KINDS: [&str; 4] = ["azure", "anthropic", "gemini", "bedrock"];
+const SUPPORTED_PROVIDER_KINDS: &str = "openai, mock";
+const MIN_KEY_CHARS: usize = 8;
+
+/// Validates a parsed document into a [`Config`], or returns every problem found.
+pub(crate) fn validate(
+    document: Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut validator = Validator {
+        env,
+        errors: Vec::new(),
+    };
+    let config = validator.config(document);
+    match config {
+        Some(config) if validator.errors.is_empty() => Ok(config),
+        _ => {
+            if validator.errors.is_empty() {
+                // Every path that yields no config records why; this keeps an Err non-empty anyway.
+                validator.error("", "internal error: configuration was not built");
+            }
+            Err(ConfigErrors {
+                errors: validator.errors,
+            })
+        }
+    }
+}
+
+/// Whether a zero duration makes sense for a key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    Allowed,
+    Rejected,
+}
+
+struct Validator<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+// === impl Validator: sections ===
+
+impl Validator<'_> {
+    fn config(&mut self, document: Table) -> Option<Config> {
+        let raw: RawConfig = self.shape("", Value::Table(document))?;
+
+        let server = match raw.server {
+            Some(value) => self
+                .shape::<RawServer>("server", value)
+                .map(|raw| self.server(raw)),
+            None => Some(ServerConfig::default()),
+        };
+
+        let raw_providers = self.array_of_tables("providers", raw.providers);
+        // Names as written (even if otherwise invalid), so a deployment that names a provider
+        // with some other mistake is not reported as unknown too.
+        let mut provider_names: Vec<Option<String>> = Vec::with_capacity(raw_providers.len());
+        let mut providers = Vec::with_capacity(raw_providers.len());
+        let mut seen_providers: HashMap<String, usize> = HashMap::new();
+        for (i, value) in raw_providers.into_iter().enumerate() {
+            let path = format!("providers[{i}]");
+            let raw = self.shape::<RawProvider>(&path, value);
+            let written_name = raw
+                .as_ref()
+                .and_then(|raw| raw.name.as_ref())
+                .and_then(|v| v.as_str())
+                .and_then(|name| interpolate(name, self.env).ok());
+            if let Some(name) = &written_name {
+                if let Some(first) = seen_providers.get(name) {
+                    self.error(
+                        &join(&path, "name"),
+                        format!(
+                            "duplicate provider name {} (also providers[{first}])",
+                            quote(name)
+                        ),
+                    );
+                } else {
+                    seen_providers.insert(name.clone(), i);
+                }
+            }
+            provider_names.push(written_name);
+            providers.push(raw.and_then(|raw| self.provider(&path, raw)));
+        }
+
+        let raw_models = self.array_of_tables("models", raw.models);
+        let mut models = Vec::with_capacity(raw_models.len());
+        let mut seen_models: HashMap<String, usize> = HashMap::new();
+        for (i, value) in raw_models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            let model = self
+                .shape::<RawModel>(&path, value)
+                .and_then(|raw| self.model(&path, raw, &provider_names));
+            if let Some(model) = &model {
+                if let Some(first) = seen_models.get(&model.name) {
+                    self.error(
+                        &join(&path, "name"),
+                        format!(
+                            "duplicate model name {} (also models[{first}])",
+                            quote(&model.name)
+                        ),
+                    );
+                } else {
+                    seen_models.insert(model.name.clone(), i);
+                }
+            }
+            models.push(model);
+        }
+
+        let raw_keys = self.array_of_tables("keys", raw.keys);
+        let mut keys = Vec::with_capacity(raw_keys.len());
+        let mut seen_key_names: HashMap<String, usize> = HashMap::new();
+        let mut seen_key_values: HashMap<String, usize> = HashMap::new();
+        for (i, value) in raw_keys.into_iter().enumerate() {
+            let path = format!("keys[{i}]");
+            let key = self
+                .shape::<RawKey>(&path, value)
+                .and_then(|raw| self.key(&path, raw));
+            if let Some(key) = &key {
+                if let Some(first) = seen_key_names.get(&key.name) {
+                    self.error(
+                        &join(&path, "name"),
+                        format!(
+                            "duplicate key name {} (also keys[{first}])",
+                            quote(&key.name)
+                        ),
+                    );
+                } else {
+                    seen_key_names.insert(key.name.clone(), i);
+                }
+                if let Some(first) = seen_key_values.get(key.key.expose()) {
+                    self.error(
+                        &join(&path, "key"),
+                        format!("same value as keys[{first}].key; every key must be unique"),
+                    );
+                } else {
+                    seen_key_values.insert(key.key.expose().clone(), i);
+                }
+            }
+            keys.push(key);
+        }
+
+        Some(Config {
+            server: server?,
+            providers: providers.into_iter().collect::<Option<Vec<_>>>()?,
+            models: models.into_iter().collect::<Option<Vec<_>>>()?,
+            keys: keys.into_iter().collect::<Option<Vec<_>>>()?,
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let d = ServerConfig::default();
+        let p = |key: &str| join("server", key);
+        let listen = self
+            .string(&p("listen"), raw.listen)
+            .and_then(|text| match text.trim().parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(
+                        &p("listen"),
+                        format!(
+                            "expected an IP address and port like \"127.0.0.1:8080\" or \"[::1]:8080\", got {}",
+                            quote(&text)
+                        ),
+                    );
+                    None
+                }
+            });
+        ServerConfig {
+            listen: listen.unwrap_or(d.listen),
+            workers: self
+                .integer(&p("workers"), raw.workers, 0..=4096)
+                .unwrap_or(d.workers),
+            io_driver: self
+                .choice(
+                    &p("io_driver"),
+                    raw.io_driver,
+                    &[
+                        ("auto", IoDriver::Auto),
+                        ("io_uring", IoDriver::IoUring),
+                        ("legacy", IoDriver::Legacy),
+                    ],
+                )
+                .unwrap_or(d.io_driver),
+            max_head_bytes: self
+                .size(&p("max_head_bytes"), raw.max_head_bytes, 1 << 10..=1 << 20)
+                .unwrap_or(d.max_head_bytes),
+            max_headers: self
+                .integer(&p("max_headers"), raw.max_headers, 1..=128)
+                .unwrap_or(d.max_headers),
+            max_body_bytes: self
+                .size(&p("max_body_bytes"), raw.max_body_bytes, 1 << 10..=1 << 30)
+                .unwrap_or(d.max_body_bytes),
+            header_read_timeout: self
+                .duration(
+                    &p("header_read_timeout"),
+                    raw.header_read_timeout,
+                    Zero::Rejected,
+                )
+                .unwrap_or(d.header_read_timeout),
+            body_read_timeout: self
+                .duration(
+                    &p("body_read_timeout"),
+                    raw.body_read_timeout,
+                    Zero::Rejected,
+                )
+                .unwrap_or(d.body_read_timeout),
+            keepalive_timeout: self
+                .duration(
+                    &p("keepalive_timeout"),
+                    raw.keepalive_timeout,
+                    Zero::Rejected,
+                )
+                .unwrap_or(d.keepalive_timeout),
+            shutdown_grace: self
+                .duration(&p("shutdown_grace"), raw.shutdown_grace, Zero::Allowed)
+                .unwrap_or(d.shutdown_grace),
+            max_connections_per_worker: self
+                .integer(
+                    &p("max_connections_per_worker"),
+                    raw.max_connections_per_worker,
+                    1..=1_000_000,
+                )
+                .unwrap_or(d.max_connections_per_worker),
+        }
+    }
+
+    fn provider(&mut self, path: &str, raw: RawProvider) -> Option<ProviderConfig> {
+        let p = |key: &str| join(path, key);
+        let name = self.required(&p("name"), raw.name);
+        let name = self.name(&p("name"), name);
+
+        let kind = self.required(&p("kind"), raw.kind);
+        let kind = self
+            .string(&p("kind"), kind)
+            .and_then(|kind| match kind.as_str() {
+                "openai" => Some(ProviderKind::OpenAi),
+                "mock" => Some(ProviderKind::Mock),
+                later if LATER_PROVIDER_KINDS.contains(&later) => {
+                    self.error(
+                        &p("kind"),
+                        format!(
+                            "provider kind {} is not supported yet (supported: {SUPPORTED_PROVIDER_KINDS})",
+                            quote(later)
+                        ),
+                    );
+                    None
+                }
+                other => {
+                    self.error(
+                        &p("kind"),
+                        format!(
+                            "unknown provider kind {} (supported: {SUPPORTED_PROVIDER_KINDS})",
+                            quote(other)
+                        ),
+                    );
+                    None
+                }
+            });
+
+        let base_url = match (kind, raw.base_url) {
+            (Some(ProviderKind::Mock), Some(_)) => {
+                self.error(
+                    &p("base_url"),
+                    "not allowed for kind \"mock\" (the mock answers in-process)",
+                );
+                None
+            }
+            (Some(ProviderKind::OpenAi), None) => {
+                self.error(&p("base_url"), "required for kind \"openai\"");
+                None
+            }
+            (_, value) => self
+                .string(&p("base_url"), value)
+                .and_then(|text| match BaseUrl::parse(&text) {
+                    Ok(url) => Some(url),
+                    Err(why) => {
+                        self.error(&p("base_url"), why);
+                        None
+                    }
+                }),
+        };
+
+        let api_key = self
+            .secret(&p("api_key"), raw.api_key)
+            .filter(|key| !key.is_empty())
+            .map(Secret::new);
+
+        let mock = match (kind, raw.mock) {
+            (Some(ProviderKind::OpenAi), Some(_)) => {
+                self.error(&p("mock"), "only allowed for kind \"mock\"");
+                None
+            }
+            (_, Some(value)) => self
+                .shape::<RawMock>(&p("mock"), value)
+                .map(|raw| self.mock(&p("mock"), raw)),
+            (Some(ProviderKind::Mock), None) => Some(MockSettings::default()),
+            (_, None) => None,
+        };
+
+        let connect_timeout = self
+            .duration(&p("connect_timeout"), raw.connect_timeout, Zero::Rejected)
+            .unwrap_or(ProviderConfig::DEFAULT_CONNECT_TIMEOUT);
+        let first_byte_timeout = self
+            .duration(
+                &p("first_byte_timeout"),
+                raw.first_byte_timeout,
+                Zero::Rejected,
+            )
+            .unwrap_or(ProviderConfig::DEFAULT_FIRST_BYTE_TIMEOUT);
+        let idle_timeout = self
+            .duration(&p("idle_timeout"), raw.idle_timeout, Zero::Rejected)
+            .unwrap_or(ProviderConfig::DEFAULT_IDLE_TIMEOUT);
+        let pool_max_idle = self
+            .integer(&p("pool_max_idle"), raw.pool_max_idle, 0..=100_000)
+            .unwrap_or(ProviderConfig::DEFAULT_POOL_MAX_IDLE);
+        let pool_idle_timeout = self
+            .duration(
+                &p("pool_idle_timeout"),
+                raw.pool_idle_timeout,
+                Zero::Rejected,
+            )
+            .unwrap_or(ProviderConfig::DEFAULT_POOL_IDLE_TIMEOUT);
+        let tls_roots = self
+            .choice(
+                &p("tls_roots"),
+                raw.tls_roots,
+                &[("webpki", TlsRoots::Webpki), ("system", TlsRoots::System)],
+            )
+            .unwrap_or_default();
+
+        Some(ProviderConfig {
+            name: name?,
+            kind: kind?,
+            base_url,
+            api_key,
+            connect_timeout,
+            first_byte_timeout,
+            idle_timeout,
+            pool_max_idle,
+            pool_idle_timeout,
+            tls_roots,
+            mock,
+        })
+    }
+
+    fn mock(&mut self, path: &str, raw: RawMock) -> MockSettings {
+        let d = MockSettings::default();
+        let p = |key: &str| join(path, key);
+        MockSettings {
+            latency: self
+                .duration(&p("latency"), raw.latency, Zero::Allowed)
+                .unwrap_or(d.latency),
+            ttft: self
+                .duration(&p("ttft"), raw.ttft, Zero::Allowed)
+                .unwrap_or(d.ttft),
+            chunks: self
+                .integer(&p("chunks"), raw.chunks, 1..=100_000)
+                .unwrap_or(d.chunks),
+            chunk_delay: self
+                .duration(&p("chunk_delay"), raw.chunk_delay, Zero::Allowed)
+                .unwrap_or(d.chunk_delay),
+            completion_tokens: self
+                .integer(
+                    &p("completion_tokens"),
+                    raw.completion_tokens,
+                    0..=1_000_000,
+                )
+                .unwrap_or(d.completion_tokens),
+            embedding_dims: self
+                .integer(&p("embedding_dims"), raw.embedding_dims, 1..=65_536)
+                .unwrap_or(d.embedding_dims),
+        }
+    }
+
+    fn model(
+        &mut self,
+        path: &str,
+        raw: RawModel,
+        provider_names: &[Option<String>],
+    ) -> Option<ModelConfig> {
+        let p = |key: &str| join(path, key);
+        let name = self.required(&p("name"), raw.name);
+        let name = self.string(&p("name"), name).and_then(|name| {
+            if name.is_empty() {
+                self.error(&p("name"), "must not be empty");
+                None
+            } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.error(
+                    &p("name"),
+                    format!(
+                        "must not contain whitespace or control characters, got {}",
+                        quote(&name)
+                    ),
+                );
+                None
+            } else {
+                Some(name)
+            }
+        });
+
+        let deployments_path = p("deployments");
+        let raw_deployments = self.required(&deployments_path, raw.deployments);
+        let mut deployments = Vec::new();
+        let mut all_valid = true;
+        if let Some(value) = raw_deployments {
+            match value {
+                Value::Array(items) if items.is_empty() => {
+                    self.error(
+                        &deployments_path,
+                        "must list at least one deployment, like [{ provider = \"local\", model = \"gpt-4o-mini\" }]",
+                    );
+                    all_valid = false;
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let item_path = format!("{deployments_path}[{i}]");
+                        let deployment = self
+                            .shape::<RawDeployment>(&item_path, item)
+                            .and_then(|raw| self.deployment(&item_path, raw, provider_names));
+                        match deployment {
+                            Some(deployment) => deployments.push(deployment),
+                            None => all_valid = false,
+                        }
+                    }
+                }
+                other => {
+                    self.error(
+                        &deployments_path,
+                        format!(
+                            "expected an array of deployments like [{{ provider = \"local\", model = \"gpt-4o-mini\" }}], got {}",
+                            describe(&other)
+                        ),
+                    );
+                    all_valid = false;
+                }
+            }
+        } else {
+            all_valid = false;
+        }
+
+        let name = name?;
+        all_valid.then_some(ModelConfig { name, deployments })
+    }
+
+    fn deployment(
+        &mut self,
+        path: &str,
+        raw: RawDeployment,
+        provider_names: &[Option<String>],
+    ) -> Option<DeploymentConfig> {
+        let p = |key: &str| join(path, key);
+        let provider = self.required(&p("provider"), raw.provider);
+        let provider = self.string(&p("provider"), provider).and_then(|name| {
+            let index = provider_names
+                .iter()
+                .position(|known| known.as_deref() == Some(name.as_str()));
+            if index.is_none() {
+                let known: Vec<&str> = provider_names
+                    .iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                let known = if known.is_empty() {
+                    "no providers are configured".to_owned()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                self.error(
+                    &p("provider"),
+                    format!("unknown provider {} ({known})", quote(&name)),
+                );
+            }
+            index.map(|index| (index, name))
+        });
+        let model = self.required(&p("model"), raw.model);
+        let model = self.string(&p("model"), model).and_then(|model| {
+            if model.trim().is_empty() {
+                self.error(&p("model"), "must not be empty");
+                None
+            } else {
+                Some(model)
+            }
+        });
+        let (provider, provider_name) = provider?;
+        Some(DeploymentConfig {
+            provider,
+            provider_name,
+            model: model?,
+        })
+    }
+
+    fn key(&mut self, path: &str, raw: RawKey) -> Option<KeyConfig> {
+        let p = |key: &str| join(path, key);
+        let name = self.required(&p("name"), raw.name);
+        let name = self.name(&p("name"), name);
+        let key = self.required(&p("key"), raw.key);
+        let key = self.secret(&p("key"), key).and_then(|key| {
+            if key.chars().count() < MIN_KEY_CHARS {
+                self.error(
+                    &p("key"),
+                    format!("must be at least {MIN_KEY_CHARS} characters long"),
+                );
+                None
+            } else {
+                Some(key)
+            }
+        });
+        Some(KeyConfig {
+            name: name?,
+            key: Secret::new(key?),
+        })
+    }
+}
+
+// === impl Validator: values ===
+
+impl Validator<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    /// Deserializes a table into its raw struct. Unknown keys are reported one by one (each is
+    /// removed and the table retried), so a table with three typos yields three errors.
+    fn shape<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
+        let mut table = match value {
+            Value::Table(table) => table,
+            other => {
+                self.error(path, format!("expected a table, got {}", describe(&other)));
+                return None;
+            }
+        };
+        loop {
+            match T::deserialize(Value::Table(table.clone())) {
+                Ok(raw) => return Some(raw),
+                Err(error) => {
+                    let message = error.message().replace('\n', "; ");
+                    match unknown_field(&message, &table) {
+                        Some((key, expected)) => {
+                            table.remove(&key);
+                            self.error(&join(path, &key), format!("unknown field, {expected}"));
+                        }
+                        None => {
+                            self.error(path, message);
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `[[name]]` sections: an array of tables (absent = empty).
+    fn array_of_tables(&mut self, path: &str, value: Option<Value>) -> Vec<Value> {
+        match value {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an array of tables ([[{path}]] sections), got {}",
+                        describe(&other)
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Reports a missing required key; passes the value through.
+    fn required(&mut self, path: &str, value: Option<Value>) -> Option<Value> {
+        if value.is_none() {
+            self.error(path, "missing (required)");
+        }
+        value
+    }
+
+    /// Applies `${VAR}` interpolation to a string value; other values pass unchanged.
+    fn interpolated(&mut self, path: &str, value: Value) -> Option<Value> {
+        match value {
+            Value::String(text) => match interpolate(&text, self.env) {
+                Ok(text) => Some(Value::String(text)),
+                Err(why) => {
+                    self.error(path, why.message());
+                    None
+                }
+            },
+            other => Some(other),
+        }
+    }
+
+    fn string(&mut self, path: &str, value: Option<Value>) -> Option<String> {
+        match self.interpolated(path, value?)? {
+            Value::String(text) => Some(text),
+            other => {
+                self.error(path, format!("expected a string, got {}", describe(&other)));
+                None
+            }
+        }
+    }
+
+    /// Like `string`, but never echoes the value and checks it can go in a header.
+    fn secret(&mut self, path: &str, value: Option<Value>) -> Option<String> {
+        match self.interpolated(path, value?)? {
+            Value::String(text) if text.bytes().all(|b| b.is_ascii_graphic()) => Some(text),
+            Value::String(_) => {
+                self.error(
+                    path,
+                    "must be printable ASCII without spaces or control characters",
+                );
+                None
+            }
+            other => {
+                self.error(
+                    path,
+                    format!("expected a string, got {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A provider or key name: `[a-zA-Z0-9_.-]+`.
+    fn name(&mut self, path: &str, value: Option<Value>) -> Option<String> {
+        let name = self.string(path, value)?;
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Some(name)
+        } else {
+            self.error(
+                path,
+                format!(
+                    "expected a name made of letters, digits, '_', '.' and '-', got {}",
+                    quote(&name)
+                ),
+            );
+            None
+        }
+    }
+
+    /// A non-negative integer in `range`; a string of digits (say from `${VAR}`) is accepted too.
+    fn integer(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        range: RangeInclusive<u64>,
+    ) -> Option<usize> {
+        let (number, shown) = match self.interpolated(path, value?)? {
+            Value::Integer(n) => (i128::from(n), n.to_string()),
+            Value::String(text) if is_digits(&text) => {
+                let text = text.trim();
+                (text.parse::<i128>().unwrap_or(i128::MAX), text.to_owned())
+            }
+            other => {
+                self.error(
+                    path,
+                    format!("expected an integer, got {}", describe(&other)),
+                );
+                return None;
+            }
+        };
+        let in_range = number >= i128::from(*range.start()) && number <= i128::from(*range.end());
+        match usize::try_from(number) {
+            Ok(n) if in_range => Some(n),
+            _ => {
+                self.error(
+                    path,
+                    format!(
+                        "must be between {} and {}, got {shown}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration: a string with a unit, or an integer number of milliseconds.
+    fn duration(&mut self, path: &str, value: Option<Value>, zero: Zero) -> Option<Duration> {
+        let duration = match self.interpolated(path, value?)? {
+            Value::Integer(ms) => match u64::try_from(ms) {
+                Ok(ms) => Duration::from_millis(ms),
+                Err(_) => {
+                    self.error(path, format!("must not be negative, got {ms}"));
+                    return None;
+                }
+            },
+            Value::String(text) => match parse_duration(&text) {
+                Ok(duration) => duration,
+                Err(why) => {
+                    self.error(path, why);
+                    return None;
+                }
+            },
+            other => {
+                self.error(
+                    path,
+                    format!(
+                        "expected a duration like \"2s\" or an integer number of milliseconds, got {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        if zero == Zero::Rejected && duration.is_zero() {
+            self.error(
+                path,
+                format!("must be greater than 0, got {}", format_duration(duration)),
+            );
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// A size: an integer number of bytes, or a string with a unit, within `range` bytes.
+    fn size(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        range: RangeInclusive<u64>,
+    ) -> Option<usize> {
+        let bytes = match self.interpolated(path, value?)? {
+            Value::Integer(n) => match u64::try_from(n) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.error(path, format!("must not be negative, got {n}"));
+                    return None;
+                }
+            },
+            Value::String(text) => match parse_size(&text) {
+                Ok(n) => n,
+                Err(why) => {
+                    self.error(path, why);
+                    return None;
+                }
+            },
+            other => {
+                self.error(
+                    path,
+                    format!(
+                        "expected a size like \"16KiB\" or an integer number of bytes, got {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        match usize::try_from(bytes) {
+            Ok(n) if range.contains(&bytes) => Some(n),
+            _ => {
+                self.error(
+                    path,
+                    format!(
+                        "must be between {} and {}, got {}",
+                        format_size(*range.start()),
+                        format_size(*range.end()),
+                        format_size(bytes)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of strings.
+    fn choice<T: Copy>(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let text = self.string(path, value)?;
+        if let Some((_, choice)) = options.iter().find(|(name, _)| *name == text) {
+            return Some(*choice);
+        }
+        let names: Vec<String> = options.iter().map(|(name, _)| quote(name)).collect();
+        self.error(
+            path,
+            format!("expected one of {}, got {}", names.join(", "), quote(&text)),
+        );
+        None
+    }
+}
+
+// === helpers ===
+
+/// Appends `key` to a key path, quoting it when it is not a bare TOML key.
+fn join(base: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if base.is_empty() {
+        key
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+/// If serde's message is "unknown field `KEY`, REST" for a key of `table`, returns (KEY, REST).
+/// Matched against the table's own keys, so any character in a key is handled.
+fn unknown_field(message: &str, table: &Table) -> Option<(String, String)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    table
+        .keys()
+        .filter_map(|key| {
+            let after = rest.strip_prefix(key.as_str())?.strip_prefix('`')?;
+            Some((key, after.strip_prefix(", ").unwrap_or(after)))
+        })
+        .max_by_key(|(key, _)| key.len())
+        .map(|(key, expected)| (key.clone(), expected.to_owned()))
+}
+
+fn is_digits(text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A value for an error message: strings quoted, other scalars with their type.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(text) => quote(text),
+        Value::Integer(n) => format!("integer {n}"),
+        Value::Float(x) => format!("float {x}"),
+        Value::Boolean(b) => format!("boolean {b}"),
+        Value::Datetime(d) => format!("datetime {d}"),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// A value's type only, for secrets.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a datetime",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
