@@ -1,1 +1,306 @@
-//! placeholder
+//! Tollgate's engine: the runtime bootstrap and the request path. `Gateway::start` compiles a
+//! validated config, binds one `SO_REUSEPORT` listener per worker, and starts the workers, each
+//! pinned to one CPU of the process's allowed set and running its own monoio runtime (io_uring,
+//! or the legacy epoll driver where io_uring cannot be set up). Workers share nothing mutable;
+//! the control side reaches them through channels and reads their atomics.
+
+pub mod builtin_mock;
+pub mod conn;
+pub mod error;
+pub mod io;
+pub mod pipeline;
+pub mod shared;
+pub mod upstream;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use monoio::time::TimeDriver;
+use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tollgate_config::{Config, IoDriver};
+
+pub use crate::error::GatewayError;
+pub use crate::shared::{BuildError, Shared};
+use crate::upstream::Pools;
+use crate::worker::{Control, Core};
+pub use crate::worker::{Driver, WorkerStatus};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config could not be compiled.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker could not start its runtime.
+    #[error("worker {worker}: {reason}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// io_uring submission queue size per worker.
+const URING_ENTRIES: u32 = 4096;
+
+/// Listen backlog per worker socket.
+const BACKLOG: i32 = 4096;
+
+/// A running gateway: its workers and the handles to stop them.
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    controls: Vec<Sender<Control>>,
+    threads: Vec<JoinHandle<()>>,
+    statuses: Vec<Arc<WorkerStatus>>,
+    grace: Duration,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// Compile `config` and start serving. Returns once every worker is accepting.
+    pub fn start(config: Config) -> Result<Gateway, StartError> {
+        let grace = config.server.shutdown_grace;
+        let io_driver = config.server.io_driver;
+        let requested = config.server.listen;
+        let shared = Shared::build(config)?;
+        let cpus = allowed_cpus();
+        let workers = match shared.config.server.workers {
+            0 => cpus.len().max(1),
+            n => n,
+        };
+        let listeners = bind_listeners(requested, workers)?;
+        let addr = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(requested);
+
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Driver, String>>();
+        let mut controls = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let mut statuses = Vec::with_capacity(workers);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let status = Arc::new(WorkerStatus::default());
+            let cpu = cpus.get(id % cpus.len().max(1)).copied();
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let worker_status = status.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("tollgate-w{id}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to_cpu(cpu);
+                    }
+                    let mut runtime = match build_runtime(io_driver) {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let driver = match runtime {
+                        FusionRuntime::Uring(_) => Driver::IoUring,
+                        FusionRuntime::Legacy(_) => Driver::Legacy,
+                    };
+                    worker_status.driver.store(driver as u8, Ordering::Relaxed);
+                    let providers = shared.providers.len();
+                    let core = Rc::new(Core {
+                        id,
+                        shared,
+                        pools: Pools::new(providers),
+                        scratch: Default::default(),
+                        in_flight: Default::default(),
+                        mock_requests: Default::default(),
+                        draining: Default::default(),
+                        status: worker_status,
+                    });
+                    runtime.block_on(async move {
+                        let listener = match monoio::net::TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready.send(Err(format!("listener: {e}")));
+                                return;
+                            }
+                        };
+                        let _ = ready.send(Ok(driver));
+                        drop(ready);
+                        worker::run(core, listener, rx).await;
+                    });
+                })
+                .map_err(|e| StartError::Worker {
+                    worker: id,
+                    reason: e.to_string(),
+                })?;
+            controls.push(tx);
+            threads.push(thread);
+            statuses.push(status);
+        }
+        drop(ready_tx);
+
+        let gateway = Gateway {
+            addr,
+            controls,
+            threads,
+            statuses,
+            grace,
+        };
+        let mut drivers = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(driver)) => drivers.push(driver),
+                Ok(Err(reason)) => {
+                    gateway.stop();
+                    return Err(StartError::Worker { worker, reason });
+                }
+                Err(_) => {
+                    gateway.stop();
+                    return Err(StartError::Worker {
+                        worker,
+                        reason: "exited during start-up".into(),
+                    });
+                }
+            }
+        }
+        if drivers.contains(&Driver::Legacy) {
+            tracing::warn!("io_uring is unavailable here; workers use the legacy epoll driver");
+        }
+        tracing::info!(
+            %addr,
+            workers,
+            driver = drivers.first().map_or("none", |d| d.as_str()),
+            "tollgate listening"
+        );
+        Ok(gateway)
+    }
+
+    /// The address the gateway listens on (the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Per-worker counters and driver.
+    pub fn workers(&self) -> &[Arc<WorkerStatus>] {
+        &self.statuses
+    }
+
+    /// Stop accepting and let in-flight requests finish (up to the configured grace), then
+    /// return once every worker has exited.
+    pub fn shutdown(self) {
+        self.stop();
+    }
+
+    fn stop(self) {
+        for tx in &self.controls {
+            let _ = tx.send(Control::Shutdown { grace: self.grace });
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+type AnyRuntime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
+
+fn build_runtime(choice: IoDriver) -> Result<AnyRuntime, String> {
+    let uring = || {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+            .map(AnyRuntime::from)
+    };
+    let legacy = || {
+        RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(AnyRuntime::from)
+    };
+    match choice {
+        IoDriver::IoUring => uring().map_err(|e| format!("io_uring runtime: {e}")),
+        IoDriver::Legacy => legacy().map_err(|e| format!("legacy runtime: {e}")),
+        IoDriver::Auto => {
+            if monoio::utils::detect_uring() {
+                if let Ok(rt) = uring() {
+                    return Ok(rt);
+                }
+            }
+            legacy().map_err(|e| format!("legacy runtime: {e}"))
+        }
+    }
+}
+
+/// One listening socket per worker, all on the same address with `SO_REUSEPORT` so the kernel
+/// spreads connections across workers. Port 0 is resolved by the first bind.
+fn bind_listeners(
+    requested: SocketAddr,
+    workers: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut addr = requested;
+    let mut out = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let fail = |source| StartError::Listen { addr, source };
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(fail)?;
+        socket.set_reuse_address(true).map_err(fail)?;
+        socket.set_reuse_port(true).map_err(fail)?;
+        socket.set_nodelay(true).map_err(fail)?;
+        socket.set_nonblocking(true).map_err(fail)?;
+        socket.bind(&addr.into()).map_err(fail)?;
+        socket.listen(BACKLOG).map_err(fail)?;
+        let listener: std::net::TcpListener = socket.into();
+        if addr.port() == 0 {
+            addr = listener.local_addr().map_err(fail)?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// The CPUs this process may run on (so `taskset -c 0 tollgate serve` gives one worker).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; zeroed is a valid empty set, and sched_getaffinity
+    // writes at most `size_of::<cpu_set_t>()` bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 means the calling thread; the pointer and size describe `set`.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return (0..n).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: as in `allowed_cpus`; CPU_SET writes inside the set for cpu < CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                tracing::warn!(cpu, "could not pin worker to its CPU");
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Read-only state compiled once from a validated `Config` and shared by every core through an
+//! `Arc`: the key table, the model map, per-provider upstream targets with their pre-built
+//! request heads, TLS client configs and canned bodies. Nothing here changes after start-up;
+//! a config reload builds a new `Shared` and swaps the `Arc`.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rustls::pki_types::ServerName;
+use tollgate_config::{Config, ProviderKind, TlsRoots};
+use tollgate_policy::keys::{KeyStore, KeyStoreError};
+use tollgate_protocol::http::Limits;
+use tollgate_protocol::mock::MockKnobs;
+use tollgate_protocol::openai::Endpoint;
+
+/// Why a config could not be turned into running state.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Two keys share a secret.
+    #[error("keys: {0}")]
+    Keys(#[from] KeyStoreError),
+    /// The TLS client could not be set up.
+    #[error("providers[{index}] ({name}): TLS set-up failed: {reason}")]
+    Tls {
+        /// Provider index.
+        index: usize,
+        /// Provider name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything the request path reads, compiled from one config.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated config this state was built from.
+    pub config: Config,
+    /// Known virtual keys, hashed.
+    pub keys: KeyStore,
+    /// Client-facing model name -> index into `config.models`.
+    pub models: HashMap<String, usize>,
+    /// One entry per `config.providers`, same order.
+    pub providers: Vec<ProviderTarget>,
+    /// Framing limits for client requests.
+    pub client_limits: Limits,
+    /// Framing limits for upstream responses.
+    pub upstream_limits: Limits,
+    /// The `GET /v1/models` body (every configured model).
+    pub models_body: Bytes,
+}
+
+/// How the request path reaches one provider.
+#[derive(Debug)]
+pub struct ProviderTarget {
+    /// Provider name from config (safe to log).
+    pub name: String,
+    /// Where requests go.
+    pub backend: Backend,
+    /// Connection set-up limit (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// Request written -> response head.
+    pub first_byte_timeout: Duration,
+    /// Longest gap between two body reads.
+    pub idle_timeout: Duration,
+    /// Idle pooled connections kept per core.
+    pub pool_max_idle: usize,
+    /// Idle pooled connections older than this are closed.
+    pub pool_idle_timeout: Duration,
+}
+
+/// The kinds of upstream the engine can talk to.
+#[derive(Debug)]
+pub enum Backend {
+    /// The built-in mock provider, answered in-process.
+    Mock(MockKnobs),
+    /// An OpenAI-compatible HTTP(S) server.
+    Http(HttpTarget),
+}
+
+/// An HTTP(S) upstream with its request heads pre-built.
+#[derive(Debug)]
+pub struct HttpTarget {
+    /// Resolved addresses, tried in order. Empty when resolution failed at start-up.
+    pub addrs: Vec<SocketAddr>,
+    /// Why resolution failed, when `addrs` is empty.
+    pub resolve_error: Option<String>,
+    /// `Some` for `https://` upstreams.
+    pub tls: Option<TlsTarget>,
+    /// Pre-built request heads per endpoint, everything up to (not including) the
+    /// `content-length` value; the request path appends the length and the blank line.
+    heads: [Bytes; 3],
+}
+
+/// TLS parameters for an `https://` upstream.
+#[derive(Clone)]
+pub struct TlsTarget {
+    /// The client config (roots, ALPN http/1.1).
+    pub connector: monoio_rustls::TlsConnector,
+    /// The name checked against the certificate (and sent as SNI).
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// Compile a validated config. DNS names are resolved here, once; a name that does not
+    /// resolve is logged and answered with 502 at request time rather than failing start-up.
+    pub fn build(config: Config) -> Result<Arc<Shared>, BuildError> {
+        let keys = KeyStore::try_new(
+            config
+                .keys
+                .iter()
+                .map(|k| (k.name.as_str(), k.key.expose().as_str())),
+        )?;
+        let models = config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        let mut tls_cache: HashMap<TlsRoots, Arc<rustls::ClientConfig>> = HashMap::new();
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for (index, p) in config.providers.iter().enumerate() {
+            let backend = match p.kind {
+                ProviderKind::Mock => Backend::Mock(mock_knobs(p.mock.as_ref())),
+                ProviderKind::OpenAi => {
+                    let Some(url) = p.base_url.as_ref() else {
+                        // Validation guarantees a base_url for HTTP kinds.
+                        continue;
+                    };
+                    let tls = if url.tls {
+                        let client = match tls_cache.get(&p.tls_roots) {
+                            Some(c) => c.clone(),
+                            None => {
+                                let c = tls_client_config(p.tls_roots).map_err(|reason| {
+                                    BuildError::Tls {
+                                        index,
+                                        name: p.name.clone(),
+                                        reason,
+                                    }
+                                })?;
+                                tls_cache.insert(p.tls_roots, c.clone());
+                                c
+                            }
+                        };
+                        let server_name = ServerName::try_from(url.host.clone()).map_err(|e| {
+                            BuildError::Tls {
+                                index,
+                                name: p.name.clone(),
+                                reason: format!("invalid server name: {e}"),
+                            }
+                        })?;
+                        Some(TlsTarget {
+                            connector: monoio_rustls::TlsConnector::from(client),
+                            server_name,
+                        })
+                    } else {
+                        None
+                    };
+                    let (addrs, resolve_error) = match (url.host.as_str(), url.port)
+                        .to_socket_addrs()
+                    {
+                        Ok(a) => (a.collect(), None),
+                        Err(e) => {
+                            tracing::warn!(provider = %p.name, error = %e, "upstream host did not resolve");
+                            (Vec::new(), Some(e.to_string()))
+                        }
+                    };
+                    let api_key = p.api_key.as_ref().map(|k| k.expose().as_str());
+                    let authority = url.authority();
+                    let heads = ENDPOINTS
+                        .map(|ep| build_head(&url.path, endpoint_path(ep), &authority, api_key));
+                    Backend::Http(HttpTarget {
+                        addrs,
+                        resolve_error,
+                        tls,
+                        heads,
+                    })
+                }
+            };
+            providers.push(ProviderTarget {
+                name: p.name.clone(),
+                backend,
+                connect_timeout: p.connect_timeout,
+                first_byte_timeout: p.first_byte_timeout,
+                idle_timeout: p.idle_timeout,
+                pool_max_idle: p.pool_max_idle,
+                pool_idle_timeout: p.pool_idle_timeout,
+            });
+        }
+        let s = &config.server;
+        let client_limits = Limits {
+            max_head_bytes: s.max_head_bytes,
+            max_headers: s.max_headers,
+            max_body_bytes: s.max_body_bytes as u64,
+            ..Limits::default()
+        };
+        let upstream_limits = Limits {
+            max_head_bytes: 64 * 1024,
+            max_body_bytes: UPSTREAM_MAX_BODY,
+            ..Limits::default()
+        };
+        let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+        let models_body = tollgate_protocol::mock::models_body(&names);
+        Ok(Arc::new(Shared {
+            keys,
+            models,
+            providers,
+            client_limits,
+            upstream_limits,
+            models_body,
+            config,
+        }))
+    }
+}
+
+/// Largest non-streaming upstream response body the gateway buffers.
+pub const UPSTREAM_MAX_BODY: u64 = 64 * 1024 * 1024;
+
+// === impl HttpTarget ===
+
+impl HttpTarget {
+    /// The pre-built head prefix for `endpoint` (ends with `content-length: `).
+    pub fn head_prefix(&self, endpoint: Endpoint) -> &Bytes {
+        &self.heads[endpoint_index(endpoint)]
+    }
+}
+
+/// The proxied endpoints, in the order of `HttpTarget::heads`.
+const ENDPOINTS: [Endpoint; 3] = [
+    Endpoint::ChatCompletions,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+];
+
+fn endpoint_index(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::ChatCompletions => 0,
+        Endpoint::Completions => 1,
+        Endpoint::Embeddings => 2,
+    }
+}
+
+/// The path of `endpoint` below an OpenAI-style base URL (which already ends in `/v1`).
+pub fn endpoint_path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "/chat/completions",
+        Endpoint::Completions => "/completions",
+        Endpoint::Embeddings => "/embeddings",
+    }
+}
+
+fn build_head(prefix: &str, path: &str, authority: &str, api_key: Option<&str>) -> Bytes {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_slice(b"POST ");
+    out.put_slice(prefix.as_bytes());
+    out.put_slice(path.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\nhost: ");
+    out.put_slice(authority.as_bytes());
+    out.put_slice(b"\r\nuser-agent: tollgate/");
+    out.put_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    out.put_slice(b"\r\ncontent-type: application/json\r\n");
+    if let Some(key) = api_key {
+        out.put_slice(b"authorization: Bearer ");
+        out.put_slice(key.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"content-length: ");
+    out.freeze()
+}
+
+fn mock_knobs(m: Option<&tollgate_config::MockSettings>) -> MockKnobs {
+    let defaults = tollgate_config::MockSettings::default();
+    let m = m.unwrap_or(&defaults);
+    let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    MockKnobs {
+        latency: m.latency,
+        ttft: m.ttft,
+        chunks: small(m.chunks),
+        chunk_delay: m.chunk_delay,
+        completion_tokens: small(m.completion_tokens),
+        embedding_dims: small(m.embedding_dims),
+        response_bytes: None,
+        fault: None,
+    }
+}
+
+fn tls_client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        TlsRoots::Webpki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        TlsRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A malformed system certificate is skipped, as browsers do.
+                let _ = store.add(cert);
+            }
+            if store.is_empty() {
+                return Err("no usable system root certificates".into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

@@ -1,0 +1,214 @@
+//! One worker: a pinned thread running its own monoio runtime with its own `SO_REUSEPORT`
+//! listener and its own `Core` state. Owns the accept loop, the control-message loop and the
+//! graceful drain. Nothing here is shared with another core except through the control channel
+//! and the atomics in `WorkerStatus`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use monoio::net::TcpListener;
+
+use crate::conn::serve_connection;
+use crate::shared::Shared;
+use crate::upstream::Pools;
+
+/// Messages from the control thread to a worker.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop accepting, finish in-flight requests within `grace`, then exit.
+    Shutdown {
+        /// Longest time in-flight requests get to finish.
+        grace: Duration,
+    },
+}
+
+/// Which I/O driver a worker's runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Driver {
+    /// Not started yet.
+    Unknown = 0,
+    /// io_uring.
+    IoUring = 1,
+    /// monoio's legacy epoll driver.
+    Legacy = 2,
+}
+
+impl Driver {
+    /// Lowercase name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Unknown => "unknown",
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy",
+        }
+    }
+}
+
+/// A worker's externally visible status: atomics another thread may read.
+#[derive(Debug, Default)]
+pub struct WorkerStatus {
+    /// Requests answered (any status).
+    pub requests: AtomicU64,
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// The worker's driver (`Driver as u8`).
+    pub driver: AtomicU8,
+    /// Set while draining for shutdown.
+    pub draining: AtomicBool,
+}
+
+/// Per-core state: owned by one worker thread, never `Send`.
+#[derive(Debug)]
+pub struct Core {
+    /// Index of this worker.
+    pub id: usize,
+    /// The compiled config every request reads.
+    pub shared: Arc<Shared>,
+    /// Idle upstream connections, per provider.
+    pub pools: Pools,
+    /// Reusable JSON scratch space (simd-json parses in place).
+    pub scratch: RefCell<Vec<u8>>,
+    /// Requests currently being handled.
+    pub in_flight: Cell<usize>,
+    /// Counts mock-provider requests so fault rates are deterministic per core.
+    pub mock_requests: Cell<u64>,
+    /// Set once shutdown begins: responses close their connections.
+    pub draining: Cell<bool>,
+    /// Counters visible to other threads.
+    pub status: Arc<WorkerStatus>,
+}
+
+/// Marks a request in flight for the drain; decremented on drop.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Core);
+
+// === impl Core ===
+
+impl Core {
+    /// Count a request as in flight until the guard drops.
+    pub fn begin_request(&self) -> InFlight<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(self)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+        self.0.status.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A one-shot, single-thread event the accept loop waits on.
+#[derive(Debug, Default)]
+struct LocalEvent {
+    fired: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl LocalEvent {
+    fn fire(&self) {
+        self.fired.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.fired.get() {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// How often a worker looks at its control channel and reaps idle upstream connections.
+const CONTROL_TICK: Duration = Duration::from_millis(25);
+
+/// The worker's main future: accept until told to stop, then drain.
+pub async fn run(core: Rc<Core>, listener: TcpListener, control: Receiver<Control>) {
+    let stop = Rc::new(LocalEvent::default());
+    let grace = Rc::new(Cell::new(Duration::ZERO));
+    monoio::spawn(control_loop(
+        core.clone(),
+        control,
+        stop.clone(),
+        grace.clone(),
+    ));
+
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    core.status.connections.fetch_add(1, Ordering::Relaxed);
+                    monoio::spawn(serve_connection(core.clone(), stream));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(worker = core.id, error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.wait() => break,
+        }
+    }
+    drop(listener);
+    core.draining.set(true);
+    core.status.draining.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + grace.get();
+    while core.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if core.in_flight.get() > 0 {
+        tracing::warn!(
+            worker = core.id,
+            abandoned = core.in_flight.get(),
+            "shutdown grace expired with requests in flight"
+        );
+    }
+}
+
+async fn control_loop(
+    core: Rc<Core>,
+    control: Receiver<Control>,
+    stop: Rc<LocalEvent>,
+    grace: Rc<Cell<Duration>>,
+) {
+    loop {
+        monoio::time::sleep(CONTROL_TICK).await;
+        loop {
+            match control.try_recv() {
+                Ok(Control::Shutdown { grace: g }) => {
+                    grace.set(g);
+                    stop.fire();
+                    return;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    // The control side is gone: nobody can stop us cleanly any more.
+                    grace.set(Duration::ZERO);
+                    stop.fire();
+                    return;
+                }
+            }
+        }
+        let shared = &core.shared;
+        core.pools.reap(|p| {
+            shared
+                .providers
+                .get(p)
+                .map_or(Duration::ZERO, |t| t.pool_idle_timeout)
+        });
+    }
+}
