@@ -204,7 +204,7 @@ impl Default for MockSettings {
 pub struct ModelConfig {
     /// The name clients send in `"model"`; unique, non-empty, no whitespace or control characters.
     pub name: String,
-    /// Where to send requests, in order of preference; at least one.
+    /// Where requests for this model can be sent, in file order; at least one.
     pub deployments: Vec<DeploymentConfig>,
 }
 

@@ -478,11 +478,12 @@ impl Validator<'_> {
                 .iter()
                 .position(|known| known.as_deref() == Some(name.as_str()));
             if index.is_none() {
-                let known: Vec<&str> = provider_names
-                    .iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .collect();
+                let mut known: Vec<&str> = Vec::new();
+                for name in provider_names.iter().flatten() {
+                    if !known.contains(&name.as_str()) {
+                        known.push(name);
+                    }
+                }
                 let known = if known.is_empty() {
                     "no providers are configured".to_owned()
                 } else {

@@ -1,0 +1,832 @@
+//! Validation: every error names its exact key path, all errors are collected in one pass,
+//! `${VAR}` interpolation, unknown fields, and secrets never showing up in output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tollgate_config::{Config, ConfigErrors, IoDriver, ProviderKind, ServerConfig, TlsRoots};
+
+/// A valid file that the tests below extend or break.
+const BASE: &str = r#"
+[[providers]]
+name = "local"
+kind = "openai"
+base_url = "http://127.0.0.1:18000/v1"
+
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{ provider = "local", model = "gpt-4o-mini" }]
+
+[[keys]]
+name = "demo"
+key = "sk-tollgate-demo"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(src: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml_str(src, &no_env)
+}
+
+fn parse_env(src: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_toml_str(src, &|name| vars.get(name).cloned())
+}
+
+fn ok(src: &str) -> Config {
+    match parse(src) {
+        Ok(config) => config,
+        Err(errors) => panic!("config rejected:\n{errors}\n--- source ---\n{src}"),
+    }
+}
+
+fn errors_of(result: Result<Config, ConfigErrors>) -> Vec<(String, String)> {
+    match result {
+        Ok(config) => panic!("config accepted: {config:?}"),
+        Err(errors) => errors.into_iter().map(|e| (e.path, e.message)).collect(),
+    }
+}
+
+fn errors(src: &str) -> Vec<(String, String)> {
+    errors_of(parse(src))
+}
+
+/// The file has exactly one error, at `path`; returns its message.
+fn one_error(src: &str, path: &str) -> String {
+    let errors = errors(src);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    assert_eq!(errors[0].0, path, "{errors:#?}");
+    errors[0].1.clone()
+}
+
+/// BASE with a `[server]` section holding `body`.
+fn server(body: &str) -> String {
+    format!("[server]\n{body}\n{BASE}")
+}
+
+/// A file with one provider (`body` follows `name = "p"`) and nothing else.
+fn provider(body: &str) -> String {
+    format!("[[providers]]\nname = \"p\"\n{body}\n")
+}
+
+fn key_file(body: &str) -> String {
+    format!("[[keys]]\n{body}\n")
+}
+
+// === whole files ===
+
+#[test]
+fn base_file_is_valid() {
+    let config = ok(BASE);
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.providers.len(), 2);
+    assert_eq!(config.providers[1].kind, ProviderKind::Mock);
+    assert_eq!(config.providers[1].mock, Some(Default::default()));
+    assert_eq!(config.models[0].deployments[0].provider, 0);
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = ok("");
+    let server = &config.server;
+    assert_eq!(
+        server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(server.workers, 0);
+    assert_eq!(server.io_driver, IoDriver::Auto);
+    assert_eq!(server.max_head_bytes, 16 * 1024);
+    assert_eq!(server.max_headers, 100);
+    assert_eq!(server.max_body_bytes, 16 * 1024 * 1024);
+    assert_eq!(server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(server.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(server.keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(server.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(server.max_connections_per_worker, 25_000);
+    assert!(config.providers.is_empty() && config.models.is_empty() && config.keys.is_empty());
+}
+
+#[test]
+fn every_server_key_is_read() {
+    let config = ok(&server(
+        r#"
+listen = "[::1]:9000"
+workers = 4
+io_driver = "io_uring"
+max_head_bytes = 32768
+max_headers = 64
+max_body_bytes = "1MiB"
+header_read_timeout = 1500
+body_read_timeout = "1m"
+keepalive_timeout = "1h"
+shutdown_grace = "0ms"
+max_connections_per_worker = 10
+"#,
+    ));
+    let expected = ServerConfig {
+        listen: "[::1]:9000".parse().unwrap(),
+        workers: 4,
+        io_driver: IoDriver::IoUring,
+        max_head_bytes: 32 * 1024,
+        max_headers: 64,
+        max_body_bytes: 1 << 20,
+        header_read_timeout: Duration::from_millis(1500),
+        body_read_timeout: Duration::from_secs(60),
+        keepalive_timeout: Duration::from_secs(3600),
+        shutdown_grace: Duration::ZERO,
+        max_connections_per_worker: 10,
+    };
+    assert_eq!(config.server, expected);
+}
+
+#[test]
+fn every_provider_key_is_read() {
+    let config = ok(r#"
+[[providers]]
+name = "up.stream-1_a"
+kind = "openai"
+base_url = "https://[2001:db8::1]:8443/openai/v1/"
+api_key = "sk-abc"
+connect_timeout = "250ms"
+first_byte_timeout = "5s"
+idle_timeout = "1s"
+pool_max_idle = 0
+pool_idle_timeout = "2m"
+tls_roots = "system"
+
+[[providers]]
+name = "m"
+kind = "mock"
+[providers.mock]
+latency = "1ms"
+ttft = "2ms"
+chunks = 3
+chunk_delay = 4
+completion_tokens = 0
+embedding_dims = 1536
+"#);
+    let up = &config.providers[0];
+    assert_eq!(up.name, "up.stream-1_a");
+    let url = up.base_url.as_ref().unwrap();
+    assert_eq!(
+        (url.tls, url.host.as_str(), url.port, url.path.as_str()),
+        (true, "2001:db8::1", 8443, "/openai/v1")
+    );
+    assert_eq!(url.authority(), "[2001:db8::1]:8443");
+    assert_eq!(up.api_key.as_ref().unwrap().expose(), "sk-abc");
+    assert_eq!(up.connect_timeout, Duration::from_millis(250));
+    assert_eq!(up.first_byte_timeout, Duration::from_secs(5));
+    assert_eq!(up.idle_timeout, Duration::from_secs(1));
+    assert_eq!(up.pool_max_idle, 0);
+    assert_eq!(up.pool_idle_timeout, Duration::from_secs(120));
+    assert_eq!(up.tls_roots, TlsRoots::System);
+    let mock = config.providers[1].mock.as_ref().unwrap();
+    assert_eq!(mock.latency, Duration::from_millis(1));
+    assert_eq!(mock.ttft, Duration::from_millis(2));
+    assert_eq!(mock.chunks, 3);
+    assert_eq!(mock.chunk_delay, Duration::from_millis(4));
+    assert_eq!(mock.completion_tokens, 0);
+    assert_eq!(mock.embedding_dims, 1536);
+}
+
+#[test]
+fn provider_defaults() {
+    let config = ok(BASE);
+    let local = &config.providers[0];
+    assert_eq!(local.connect_timeout, Duration::from_secs(2));
+    assert_eq!(local.first_byte_timeout, Duration::from_secs(60));
+    assert_eq!(local.idle_timeout, Duration::from_secs(30));
+    assert_eq!(local.pool_max_idle, 256);
+    assert_eq!(local.pool_idle_timeout, Duration::from_secs(60));
+    assert_eq!(local.tls_roots, TlsRoots::Webpki);
+    assert!(local.api_key.is_none());
+    assert!(local.mock.is_none());
+}
+
+#[test]
+fn deployments_resolve_to_provider_indices() {
+    let config = ok(&format!(
+        "{BASE}\n[[models]]\nname = \"both\"\ndeployments = [{{ provider = \"mock\", model = \"m1\" }}, {{ provider = \"local\", model = \"m2\" }}]\n"
+    ));
+    let both = config.model("both").unwrap();
+    assert_eq!(both.deployments[0].provider, 1);
+    assert_eq!(both.deployments[0].provider_name, "mock");
+    assert_eq!(both.deployments[0].model, "m1");
+    assert_eq!(both.deployments[1].provider, 0);
+    assert_eq!(config.providers[both.deployments[1].provider].name, "local");
+    assert_eq!(
+        config.provider("mock").map(|p| p.kind),
+        Some(ProviderKind::Mock)
+    );
+    assert!(config.model("nope").is_none());
+}
+
+#[test]
+fn apply_overrides_replaces_listen_and_workers() {
+    let mut config = ok(BASE);
+    config.apply_overrides(None, None);
+    assert_eq!(config.server, ServerConfig::default());
+    let listen: SocketAddr = "0.0.0.0:9999".parse().unwrap();
+    config.apply_overrides(Some(listen), Some(3));
+    assert_eq!(config.server.listen, listen);
+    assert_eq!(config.server.workers, 3);
+    config.apply_overrides(None, Some(0));
+    assert_eq!(config.server.listen, listen);
+    assert_eq!(config.server.workers, 0);
+}
+
+#[test]
+fn load_reports_unreadable_file_with_its_path() {
+    let path = Path::new("/nonexistent/tollgate/config.toml");
+    let errors = errors_of(Config::load(path));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].0, "/nonexistent/tollgate/config.toml");
+    assert!(
+        errors[0].1.starts_with("cannot read config file: "),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn load_reads_a_file() {
+    let path =
+        std::env::temp_dir().join(format!("tollgate-config-test-{}.toml", std::process::id()));
+    std::fs::write(&path, "[server]\nworkers = 7\n").unwrap();
+    let result = Config::load(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(result.map(|c| c.server.workers).ok(), Some(7));
+}
+
+// === collecting errors ===
+
+#[test]
+fn three_mistakes_give_three_errors() {
+    let src = r#"
+[server]
+listen = "localhost"
+
+[[providers]]
+name = "local"
+kind = "openai"
+base_url = "ftp://x"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{ provider = "nope", model = "gpt-4o-mini" }]
+"#;
+    let errors = errors(src);
+    assert_eq!(
+        errors,
+        vec![
+            (
+                "server.listen".to_owned(),
+                "expected an IP address and port like \"127.0.0.1:8080\" or \"[::1]:8080\", got \"localhost\"".to_owned()
+            ),
+            (
+                "providers[0].base_url".to_owned(),
+                "expected http:// or https:// URL, got \"ftp://x\"".to_owned()
+            ),
+            (
+                "models[0].deployments[0].provider".to_owned(),
+                "unknown provider \"nope\" (known: local)".to_owned()
+            ),
+        ]
+    );
+    let rendered = parse(src).err().unwrap().to_string();
+    assert_eq!(rendered.lines().count(), 3);
+    assert!(
+        rendered.starts_with("server.listen: expected an IP address"),
+        "{rendered}"
+    );
+    assert!(rendered
+        .contains("\nproviders[0].base_url: expected http:// or https:// URL, got \"ftp://x\"\n"));
+}
+
+#[test]
+fn errors_in_every_section_are_collected() {
+    let src = r#"
+[server]
+workers = -1
+max_headers = 0
+
+[[providers]]
+name = "a b"
+kind = "azure"
+tls_roots = "os"
+
+[[providers]]
+kind = "mock"
+base_url = "http://x"
+
+[[models]]
+deployments = []
+
+[[keys]]
+name = "k"
+key = "short"
+bogus = 1
+"#;
+    let paths: Vec<String> = errors(src).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "server.workers",
+            "server.max_headers",
+            "providers[0].name",
+            "providers[0].kind",
+            "providers[0].tls_roots",
+            "providers[1].name",
+            "providers[1].base_url",
+            "models[0].name",
+            "models[0].deployments",
+            "keys[0].bogus",
+            "keys[0].key",
+        ]
+    );
+}
+
+// === server ===
+
+#[test]
+fn server_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("listen = \"nowhere\"", "server.listen", "expected an IP address and port like \"127.0.0.1:8080\" or \"[::1]:8080\", got \"nowhere\""),
+        ("listen = 8080", "server.listen", "expected a string, got integer 8080"),
+        ("workers = -1", "server.workers", "must be between 0 and 4096, got -1"),
+        ("workers = 5000", "server.workers", "must be between 0 and 4096, got 5000"),
+        ("workers = 1.5", "server.workers", "expected an integer, got float 1.5"),
+        ("workers = \"four\"", "server.workers", "expected an integer, got \"four\""),
+        ("io_driver = \"epoll\"", "server.io_driver", "expected one of \"auto\", \"io_uring\", \"legacy\", got \"epoll\""),
+        ("max_head_bytes = \"512B\"", "server.max_head_bytes", "must be between 1 KiB and 1 MiB, got 512 bytes"),
+        ("max_head_bytes = \"2MiB\"", "server.max_head_bytes", "must be between 1 KiB and 1 MiB, got 2 MiB"),
+        ("max_head_bytes = -1", "server.max_head_bytes", "must not be negative, got -1"),
+        ("max_head_bytes = true", "server.max_head_bytes", "expected a size like \"16KiB\" or an integer number of bytes, got boolean true"),
+        ("max_headers = 0", "server.max_headers", "must be between 1 and 128, got 0"),
+        ("max_headers = 129", "server.max_headers", "must be between 1 and 128, got 129"),
+        ("max_body_bytes = \"16MB\"", "server.max_body_bytes", "expected a size like \"512B\", \"16KiB\", \"16MiB\" or \"1GiB\" (or an integer number of bytes), got \"16MB\""),
+        ("max_body_bytes = \"2GiB\"", "server.max_body_bytes", "must be between 1 KiB and 1 GiB, got 2 GiB"),
+        ("header_read_timeout = \"0s\"", "server.header_read_timeout", "must be greater than 0, got 0ms"),
+        ("header_read_timeout = 0", "server.header_read_timeout", "must be greater than 0, got 0ms"),
+        ("body_read_timeout = \"10 minutes\"", "server.body_read_timeout", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"10 minutes\""),
+        ("keepalive_timeout = -5", "server.keepalive_timeout", "must not be negative, got -5"),
+        ("shutdown_grace = [1]", "server.shutdown_grace", "expected a duration like \"2s\" or an integer number of milliseconds, got an array"),
+        ("max_connections_per_worker = 0", "server.max_connections_per_worker", "must be between 1 and 1000000, got 0"),
+    ];
+    for (body, path, message) in cases {
+        assert_eq!(one_error(&server(body), path), *message, "for {body}");
+    }
+}
+
+#[test]
+fn server_section_must_be_a_table() {
+    assert_eq!(
+        one_error("server = 5", "server"),
+        "expected a table, got integer 5"
+    );
+}
+
+// === providers ===
+
+#[test]
+fn provider_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("kind = \"mock\"\nbase_url = \"http://x\"", "providers[0].base_url", "not allowed for kind \"mock\" (the mock answers in-process)"),
+        ("kind = \"openai\"", "providers[0].base_url", "required for kind \"openai\""),
+        ("kind = \"openai\"\nbase_url = \"ftp://x\"", "providers[0].base_url", "expected http:// or https:// URL, got \"ftp://x\""),
+        ("kind = \"openai\"\nbase_url = \"http://h/v1?x=1\"", "providers[0].base_url", "must not contain a query (?) or fragment (#), got \"http://h/v1?x=1\""),
+        ("kind = \"openai\"\nbase_url = \"http://h:0\"", "providers[0].base_url", "invalid port \"0\" (expected 1..=65535) in \"http://h:0\""),
+        ("kind = \"openai\"\nbase_url = 1", "providers[0].base_url", "expected a string, got integer 1"),
+        ("kind = \"mock\"\napi_key = 5", "providers[0].api_key", "expected a string, got an integer"),
+        ("kind = \"mock\"\napi_key = \"sk abc\"", "providers[0].api_key", "must be printable ASCII without spaces or control characters"),
+        ("kind = \"azure\"", "providers[0].kind", "provider kind \"azure\" is not supported yet (supported: openai, mock)"),
+        ("kind = \"anthropic\"", "providers[0].kind", "provider kind \"anthropic\" is not supported yet (supported: openai, mock)"),
+        ("kind = \"foo\"", "providers[0].kind", "unknown provider kind \"foo\" (supported: openai, mock)"),
+        ("", "providers[0].kind", "missing (required)"),
+        ("kind = \"mock\"\nconnect_timeout = \"0ms\"", "providers[0].connect_timeout", "must be greater than 0, got 0ms"),
+        ("kind = \"mock\"\nfirst_byte_timeout = \"fast\"", "providers[0].first_byte_timeout", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"fast\""),
+        ("kind = \"mock\"\nidle_timeout = 0", "providers[0].idle_timeout", "must be greater than 0, got 0ms"),
+        ("kind = \"mock\"\npool_max_idle = -1", "providers[0].pool_max_idle", "must be between 0 and 100000, got -1"),
+        ("kind = \"mock\"\npool_idle_timeout = false", "providers[0].pool_idle_timeout", "expected a duration like \"2s\" or an integer number of milliseconds, got boolean false"),
+        ("kind = \"mock\"\ntls_roots = \"os\"", "providers[0].tls_roots", "expected one of \"webpki\", \"system\", got \"os\""),
+        ("kind = \"openai\"\nbase_url = \"http://x\"\n[providers.mock]\nchunks = 1", "providers[0].mock", "only allowed for kind \"mock\""),
+        ("kind = \"mock\"\nmock = 1", "providers[0].mock", "expected a table, got integer 1"),
+        ("kind = \"mock\"\n[providers.mock]\nchunks = 0", "providers[0].mock.chunks", "must be between 1 and 100000, got 0"),
+        ("kind = \"mock\"\n[providers.mock]\nembedding_dims = 0", "providers[0].mock.embedding_dims", "must be between 1 and 65536, got 0"),
+        ("kind = \"mock\"\n[providers.mock]\ncompletion_tokens = 1000001", "providers[0].mock.completion_tokens", "must be between 0 and 1000000, got 1000001"),
+        ("kind = \"mock\"\n[providers.mock]\nlatency = -1", "providers[0].mock.latency", "must not be negative, got -1"),
+        ("kind = \"mock\"\n[providers.mock]\nttft = \"1d\"", "providers[0].mock.ttft", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"1d\""),
+        ("kind = \"mock\"\n[providers.mock]\nchunk_delay = 1.5", "providers[0].mock.chunk_delay", "expected a duration like \"2s\" or an integer number of milliseconds, got float 1.5"),
+    ];
+    for (body, path, message) in cases {
+        assert_eq!(one_error(&provider(body), path), *message, "for {body}");
+    }
+}
+
+#[test]
+fn provider_names() {
+    assert_eq!(
+        one_error("[[providers]]\nkind = \"mock\"", "providers[0].name"),
+        "missing (required)"
+    );
+    assert_eq!(
+        one_error(
+            "[[providers]]\nname = \"a/b\"\nkind = \"mock\"",
+            "providers[0].name"
+        ),
+        "expected a name made of letters, digits, '_', '.' and '-', got \"a/b\""
+    );
+    assert_eq!(
+        one_error(
+            "[[providers]]\nname = \"\"\nkind = \"mock\"",
+            "providers[0].name"
+        ),
+        "expected a name made of letters, digits, '_', '.' and '-', got \"\""
+    );
+    let duplicate = "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[providers]]\nname = \"p\"\nkind = \"mock\"\n";
+    assert_eq!(
+        one_error(duplicate, "providers[1].name"),
+        "duplicate provider name \"p\" (also providers[0])"
+    );
+    // A deployment naming an unknown provider lists each known name once.
+    let src = format!("{duplicate}[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"q\", model = \"x\" }}]\n");
+    let found = errors(&src);
+    assert_eq!(
+        found[1],
+        (
+            "models[0].deployments[0].provider".to_owned(),
+            "unknown provider \"q\" (known: p)".to_owned()
+        )
+    );
+}
+
+#[test]
+fn empty_api_key_means_none() {
+    let config = ok(&provider("kind = \"mock\"\napi_key = \"${NOPE:-}\""));
+    assert!(config.providers[0].api_key.is_none());
+}
+
+#[test]
+fn providers_must_be_an_array_of_tables() {
+    assert_eq!(
+        one_error("providers = 5", "providers"),
+        "expected an array of tables ([[providers]] sections), got integer 5"
+    );
+    assert_eq!(
+        one_error("providers = [1]", "providers[0]"),
+        "expected a table, got integer 1"
+    );
+}
+
+// === models ===
+
+#[test]
+fn model_errors() {
+    let with_model = |body: &str| format!("{BASE}\n[[models]]\n{body}\n");
+    let cases: &[(&str, &str, &str)] = &[
+        ("deployments = [{ provider = \"local\", model = \"x\" }]", "models[1].name", "missing (required)"),
+        ("name = \"\"\ndeployments = [{ provider = \"local\", model = \"x\" }]", "models[1].name", "must not be empty"),
+        ("name = \"a b\"\ndeployments = [{ provider = \"local\", model = \"x\" }]", "models[1].name", "must not contain whitespace or control characters, got \"a b\""),
+        ("name = \"gpt-4o-mini\"\ndeployments = [{ provider = \"local\", model = \"x\" }]", "models[1].name", "duplicate model name \"gpt-4o-mini\" (also models[0])"),
+        ("name = \"m\"", "models[1].deployments", "missing (required)"),
+        ("name = \"m\"\ndeployments = []", "models[1].deployments", "must list at least one deployment, like [{ provider = \"local\", model = \"gpt-4o-mini\" }]"),
+        ("name = \"m\"\ndeployments = \"local\"", "models[1].deployments", "expected an array of deployments like [{ provider = \"local\", model = \"gpt-4o-mini\" }], got \"local\""),
+        ("name = \"m\"\ndeployments = [\"local\"]", "models[1].deployments[0]", "expected a table, got \"local\""),
+        ("name = \"m\"\ndeployments = [{ provider = \"nope\", model = \"x\" }]", "models[1].deployments[0].provider", "unknown provider \"nope\" (known: local, mock)"),
+        ("name = \"m\"\ndeployments = [{ model = \"x\" }]", "models[1].deployments[0].provider", "missing (required)"),
+        ("name = \"m\"\ndeployments = [{ provider = \"local\" }]", "models[1].deployments[0].model", "missing (required)"),
+        ("name = \"m\"\ndeployments = [{ provider = \"local\", model = \"\" }]", "models[1].deployments[0].model", "must not be empty"),
+        ("name = \"m\"\ndeployments = [{ provider = \"local\", model = 4 }]", "models[1].deployments[0].model", "expected a string, got integer 4"),
+        ("name = \"m\"\ndeployments = [{ provider = \"local\", model = \"x\" }, { provider = \"local\", model = \"x\", weight = 2 }]", "models[1].deployments[1].weight", "unknown field, expected `provider` or `model`"),
+    ];
+    for (body, path, message) in cases {
+        assert_eq!(one_error(&with_model(body), path), *message, "for {body}");
+    }
+}
+
+#[test]
+fn unknown_provider_without_any_providers() {
+    let src = "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"local\", model = \"x\" }]";
+    assert_eq!(
+        one_error(src, "models[0].deployments[0].provider"),
+        "unknown provider \"local\" (no providers are configured)"
+    );
+}
+
+#[test]
+fn deployment_naming_a_broken_provider_is_not_also_unknown() {
+    // providers[0] has a bad kind, but its name exists: only the kind is reported.
+    let src = "[[providers]]\nname = \"p\"\nkind = \"nope\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"p\", model = \"x\" }]";
+    assert_eq!(
+        one_error(src, "providers[0].kind"),
+        "unknown provider kind \"nope\" (supported: openai, mock)"
+    );
+}
+
+// === keys ===
+
+#[test]
+fn key_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "key = \"sk-12345678\"",
+            "keys[0].name",
+            "missing (required)",
+        ),
+        (
+            "name = \"a b\"\nkey = \"sk-12345678\"",
+            "keys[0].name",
+            "expected a name made of letters, digits, '_', '.' and '-', got \"a b\"",
+        ),
+        ("name = \"k\"", "keys[0].key", "missing (required)"),
+        (
+            "name = \"k\"\nkey = \"sk-1234\"",
+            "keys[0].key",
+            "must be at least 8 characters long",
+        ),
+        (
+            "name = \"k\"\nkey = \"sk 12345678\"",
+            "keys[0].key",
+            "must be printable ASCII without spaces or control characters",
+        ),
+        (
+            "name = \"k\"\nkey = 12345678",
+            "keys[0].key",
+            "expected a string, got an integer",
+        ),
+    ];
+    for (body, path, message) in cases {
+        assert_eq!(one_error(&key_file(body), path), *message, "for {body}");
+    }
+}
+
+#[test]
+fn key_names_and_values_are_unique() {
+    let src = "[[keys]]\nname = \"a\"\nkey = \"sk-11111111\"\n[[keys]]\nname = \"a\"\nkey = \"sk-22222222\"\n[[keys]]\nname = \"c\"\nkey = \"sk-11111111\"\n";
+    assert_eq!(
+        errors(src),
+        vec![
+            (
+                "keys[1].name".to_owned(),
+                "duplicate key name \"a\" (also keys[0])".to_owned()
+            ),
+            (
+                "keys[2].key".to_owned(),
+                "same value as keys[0].key; every key must be unique".to_owned()
+            ),
+        ]
+    );
+}
+
+// === unknown fields and TOML syntax ===
+
+#[test]
+fn unknown_fields_are_rejected_with_their_path() {
+    assert_eq!(
+        one_error(&format!("bogus = 1\n{BASE}"), "bogus"),
+        "unknown field, expected one of `server`, `providers`, `models`, `keys`"
+    );
+    let message = one_error(&server("listen_addr = \"0.0.0.0:1\""), "server.listen_addr");
+    assert!(
+        message.starts_with("unknown field, expected one of `listen`, `workers`"),
+        "{message}"
+    );
+    let message = one_error(
+        &format!("{BASE}\n[[providers]]\nname = \"x\"\nkind = \"mock\"\nbase-url = \"http://x\"\n"),
+        "providers[2].base-url",
+    );
+    assert!(
+        message.starts_with("unknown field, expected one of `name`, `kind`, `base_url`"),
+        "{message}"
+    );
+    assert_eq!(
+        one_error(
+            &provider("kind = \"mock\"\n[providers.mock]\nspeed = 1"),
+            "providers[0].mock.speed"
+        )
+        .split(", expected")
+        .next(),
+        Some("unknown field")
+    );
+    assert_eq!(
+        one_error(
+            &key_file("name = \"k\"\nkey = \"sk-12345678\"\nteam = \"x\""),
+            "keys[0].team"
+        ),
+        "unknown field, expected `name` or `key`"
+    );
+}
+
+#[test]
+fn every_unknown_field_in_one_table_is_reported() {
+    let paths: Vec<String> = errors(&server("a = 1\nb = 2\nworkers = 2\nc = 3"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(paths, ["server.a", "server.b", "server.c"]);
+}
+
+#[test]
+fn odd_keys_are_quoted_in_paths_and_never_interpolated() {
+    let src = format!("[server]\n\"${{X}}\" = 1\n\"a.b\" = 2\n{BASE}");
+    let errors = errors_of(parse_env(&src, &[("X", "listen")]));
+    let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["server.\"${X}\"", "server.\"a.b\""]);
+}
+
+#[test]
+fn toml_syntax_errors_give_line_and_column() {
+    let found = errors("[server]\nworkers = 2\nlisten = \n");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, "line 3, column 10");
+    assert!(found[0].1.starts_with("TOML syntax error: "), "{found:?}");
+
+    let found = errors("[server]\n[server]\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].0.starts_with("line 2,"), "{found:?}");
+    assert!(found[0].1.contains("server"), "{found:?}");
+}
+
+// === interpolation ===
+
+#[test]
+fn interpolation_set_unset_and_default() {
+    let src = r#"
+[server]
+listen = "${HOST:-127.0.0.1}:${PORT:-8080}"
+workers = "${WORKERS:-2}"
+keepalive_timeout = "${KEEPALIVE:-5s}"
+max_body_bytes = "${BODY:-1MiB}"
+
+[[keys]]
+name = "demo"
+key = "${DEMO_KEY}"
+"#;
+    let config = parse_env(src, &[("DEMO_KEY", "sk-demo-from-env")]).unwrap();
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.workers, 2);
+    assert_eq!(config.server.keepalive_timeout, Duration::from_secs(5));
+    assert_eq!(config.server.max_body_bytes, 1 << 20);
+    assert_eq!(config.keys[0].key.expose(), "sk-demo-from-env");
+
+    let config = parse_env(
+        src,
+        &[
+            ("DEMO_KEY", "sk-demo-from-env"),
+            ("HOST", "0.0.0.0"),
+            ("PORT", "9000"),
+            ("WORKERS", "8"),
+            ("KEEPALIVE", "2m"),
+            ("BODY", "4096"),
+        ],
+    );
+    let errors = errors_of(config);
+    // A plain number is not a size string: the unit is required.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "server.max_body_bytes");
+
+    let config = parse_env(
+        src,
+        &[
+            ("DEMO_KEY", "sk-demo-from-env"),
+            ("HOST", "0.0.0.0"),
+            ("WORKERS", "8"),
+            ("KEEPALIVE", "2m"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.listen,
+        "0.0.0.0:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.workers, 8);
+    assert_eq!(config.server.keepalive_timeout, Duration::from_secs(120));
+
+    assert_eq!(
+        errors_of(parse_env(src, &[])),
+        vec![(
+            "keys[0].key".to_owned(),
+            "environment variable DEMO_KEY is not set (write ${DEMO_KEY:-default} to give a default)".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn interpolation_dollars_and_unterminated() {
+    let config = ok(&key_file("name = \"k\"\nkey = \"sk-$$-dollar-$x\""));
+    assert_eq!(config.keys[0].key.expose(), "sk-$-dollar-$x");
+    let config = ok("[[models]]\nname = \"$${NOT_A_VAR}\"\ndeployments = [{ provider = \"p\", model = \"x\" }]\n[[providers]]\nname = \"p\"\nkind = \"mock\"");
+    assert_eq!(config.models[0].name, "${NOT_A_VAR}");
+
+    assert_eq!(
+        one_error(&server("listen = \"${HOST\""), "server.listen"),
+        "unterminated \"${\" at character 0: close it with \"}\", or write \"$$\" for a literal \"$\""
+    );
+    let message = one_error(&server("listen = \"${1}\""), "server.listen");
+    assert!(
+        message.starts_with("invalid variable reference at character 0"),
+        "{message}"
+    );
+}
+
+#[test]
+fn interpolation_reaches_nested_strings() {
+    let src = "[[providers]]\nname = \"${P}\"\nkind = \"${KIND}\"\n[providers.mock]\nchunk_delay = \"${DELAY}\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"${P}\", model = \"${M:-default-model}\" }]";
+    let config = parse_env(src, &[("P", "prov"), ("KIND", "mock"), ("DELAY", "7ms")]).unwrap();
+    assert_eq!(config.providers[0].name, "prov");
+    assert_eq!(
+        config.providers[0].mock.as_ref().unwrap().chunk_delay,
+        Duration::from_millis(7)
+    );
+    assert_eq!(config.models[0].deployments[0].provider_name, "prov");
+    assert_eq!(config.models[0].deployments[0].model, "default-model");
+
+    let paths: Vec<String> = errors_of(parse_env(src, &[("KIND", "mock"), ("DELAY", "7ms")]))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        paths,
+        ["providers[0].name", "models[0].deployments[0].provider"]
+    );
+}
+
+// === secrets ===
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let src = r#"
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "https://api.example.com/v1"
+api_key = "sk-upstream-SECRET-1"
+
+[[keys]]
+name = "demo"
+key = "sk-client-SECRET-2"
+"#;
+    let config = ok(src);
+    let debug = format!("{config:?} {config:#?}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+    assert!(debug.contains("Secret(***)"));
+    assert_eq!(config.keys[0].key.to_string(), "Secret(***)");
+    assert_eq!(
+        config.providers[0].api_key.as_ref().unwrap().expose(),
+        "sk-upstream-SECRET-1"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let sources = [
+        // Too short.
+        key_file("name = \"k\"\nkey = \"SECRET\""),
+        // Not a header-safe value.
+        key_file("name = \"k\"\nkey = \"SECRET with spaces\""),
+        provider("kind = \"mock\"\napi_key = \"SECRET\\n\""),
+        // Duplicate.
+        "[[keys]]\nname = \"a\"\nkey = \"SECRET-123\"\n[[keys]]\nname = \"b\"\nkey = \"SECRET-123\"\n".to_owned(),
+        // Broken interpolation inside a secret.
+        key_file("name = \"k\"\nkey = \"SECRET-${\""),
+        key_file("name = \"k\"\nkey = \"SECRET-${A B}\""),
+        // A TOML syntax error on the line holding the secret.
+        key_file("name = \"k\"\nkey = \"SECRET-unterminated"),
+        // Credentials inside a base_url.
+        provider("kind = \"openai\"\nbase_url = \"https://user:SECRET@api.example.com\""),
+    ];
+    for src in sources {
+        let rendered = match parse(&src) {
+            Ok(_) => panic!("accepted:\n{src}"),
+            Err(errors) => format!("{errors}\n{errors:?}"),
+        };
+        assert!(
+            !rendered.contains("SECRET"),
+            "secret leaked:\n{rendered}\n--- source ---\n{src}"
+        );
+    }
+    // A variable's value never shows either, only its name.
+    let rendered = errors_of(parse_env(
+        &key_file("name = \"k\"\nkey = \"${K}\""),
+        &[("K", "SECRET")],
+    ))
+    .into_iter()
+    .map(|(p, m)| format!("{p}: {m}"))
+    .collect::<String>();
+    assert!(!rendered.contains("SECRET"), "{rendered}");
+}
