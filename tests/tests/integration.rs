@@ -1,1 +1,7 @@
+//! The one integration test binary: real gateways and mocks on loopback port 0, talked to over
+//! real sockets. Each test asserts exact statuses, body fields and counts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod builtin;
+mod framing;
+mod upstream;
