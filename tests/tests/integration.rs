@@ -4,4 +4,5 @@
 
 mod builtin;
 mod framing;
+mod sdk;
 mod upstream;
