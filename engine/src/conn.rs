@@ -205,10 +205,18 @@ impl Downstream {
     pub fn write_error(&mut self, e: &GatewayError, keep_alive: bool, version: Version) {
         let mut body = BytesMut::with_capacity(256);
         e.write_json(&mut body);
+        let allow;
+        let extra: &[(&str, &[u8])] = match e {
+            GatewayError::MethodNotAllowed { allow: a, .. } => {
+                allow = [("allow", a.as_bytes())];
+                &allow
+            }
+            _ => &[],
+        };
         self.write_head(
             e.status(),
             b"application/json",
-            &[],
+            extra,
             Some(body.len()),
             keep_alive,
             version,

@@ -127,6 +127,7 @@ impl Gateway {
                         pools: Pools::new(providers),
                         scratch: Default::default(),
                         in_flight: Default::default(),
+                        open_connections: Default::default(),
                         mock_requests: Default::default(),
                         draining: Default::default(),
                         status: worker_status,

@@ -57,6 +57,8 @@ pub struct WorkerStatus {
     pub requests: AtomicU64,
     /// Client connections accepted.
     pub connections: AtomicU64,
+    /// Connections closed at once because the worker was at `max_connections_per_worker`.
+    pub connections_refused: AtomicU64,
     /// The worker's driver (`Driver as u8`).
     pub driver: AtomicU8,
     /// Set while draining for shutdown.
@@ -76,6 +78,8 @@ pub struct Core {
     pub scratch: RefCell<Vec<u8>>,
     /// Requests currently being handled.
     pub in_flight: Cell<usize>,
+    /// Client connections currently open on this core.
+    pub open_connections: Cell<usize>,
     /// Counts mock-provider requests so fault rates are deterministic per core.
     pub mock_requests: Cell<u64>,
     /// Set once shutdown begins: responses close their connections.
@@ -87,6 +91,17 @@ pub struct Core {
 /// Marks a request in flight for the drain; decremented on drop.
 #[derive(Debug)]
 pub struct InFlight<'a>(&'a Core);
+
+/// Counts an open client connection; decremented on drop.
+#[derive(Debug)]
+pub struct OpenConnection(Rc<Core>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = &self.0.open_connections;
+        open.set(open.get() - 1);
+    }
+}
 
 // === impl Core ===
 
@@ -152,7 +167,19 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, control: Receiver<Contro
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     core.status.connections.fetch_add(1, Ordering::Relaxed);
-                    monoio::spawn(serve_connection(core.clone(), stream));
+                    let open = core.open_connections.get();
+                    if open >= core.shared.config.server.max_connections_per_worker {
+                        // Over the limit: close at once rather than let memory grow unbounded.
+                        core.status.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    }
+                    core.open_connections.set(open + 1);
+                    let guard = OpenConnection(core.clone());
+                    monoio::spawn(async move {
+                        serve_connection(guard.0.clone(), stream).await;
+                        drop(guard);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

@@ -145,6 +145,7 @@ fn request_errors_name_the_field() {
     assert_eq!(r.error_code().as_deref(), Some("unknown_url"));
     let r = c.get("/v1/chat/completions", Some(DEMO_KEY));
     assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
     // Errors that keep framing intact keep the connection.
     assert_eq!(c.get("/health/live", None).status, 200);
     gw.shutdown();
@@ -322,5 +323,43 @@ fn two_workers_share_the_port() {
         .map(|w| w.requests.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     assert_eq!(served, 20);
+    gw.shutdown();
+}
+
+#[test]
+fn connections_over_the_worker_limit_are_closed() {
+    let gw = start(
+        config(
+            &mock_gateway_toml("max_connections_per_worker = 2", ""),
+            &[],
+        ),
+        1,
+    );
+    let mut a = Client::connect(gw.addr());
+    let mut b = Client::connect(gw.addr());
+    assert_eq!(a.get("/health/live", None).status, 200);
+    assert_eq!(b.get("/health/live", None).status, 200);
+    let mut c = Client::connect(gw.addr());
+    assert!(
+        c.is_closed(Duration::from_secs(2)),
+        "third connection must be refused"
+    );
+    drop(a);
+    // Once a slot frees up, new connections are served again.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        Client::connect(gw.addr()).get("/health/live", None).status,
+        200
+    );
+    let refused: u64 = gw
+        .workers()
+        .iter()
+        .map(|w| {
+            w.connections_refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(refused, 1);
+    drop(b);
     gw.shutdown();
 }
