@@ -125,7 +125,11 @@ impl SseDecoder {
         truncated
     }
 
-    fn decode_inner(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Option<SseFrame>, SseError> {
+    fn decode_inner(
+        &mut self,
+        buf: &mut BytesMut,
+        eof: bool,
+    ) -> Result<Option<SseFrame>, SseError> {
         if let Some(err) = self.failed {
             return Err(err);
         }
@@ -222,21 +226,16 @@ impl SseDecoder {
                 }
             }
             b"event" => self.event = Some(utf8(value)?.to_owned()),
-            b"id" => {
-                if memchr::memchr(0, value).is_none() {
-                    self.id = Some(utf8(value)?.to_owned());
-                }
+            // An id containing NUL is ignored entirely, as the spec says.
+            b"id" if memchr::memchr(0, value).is_none() => {
+                self.id = Some(utf8(value)?.to_owned());
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // Digits are ASCII, so the UTF-8 check cannot fail; an overflowing value is
-                    // ignored like any other unusable retry field.
-                    if let Some(ms) = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                    {
-                        self.retry = Some(ms);
-                    }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // An overflowing value is ignored like any other unusable retry field.
+                if let Some(ms) = value.iter().try_fold(0u64, |acc, d| {
+                    acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                }) {
+                    self.retry = Some(ms);
                 }
             }
             _ => {}
@@ -489,7 +488,10 @@ mod tests {
         assert_eq!(frame("retry: -1\ndata: x\n\n").retry, None);
         assert_eq!(frame("retry:\ndata: x\n\n").retry, None);
         assert_eq!(frame("retry:  5\ndata: x\n\n").retry, None);
-        assert_eq!(frame("retry: 99999999999999999999999\ndata: x\n\n").retry, None);
+        assert_eq!(
+            frame("retry: 99999999999999999999999\ndata: x\n\n").retry,
+            None
+        );
         assert_eq!(frame("retry: 5\nretry: bad\ndata: x\n\n").retry, Some(5));
         assert_eq!(frame("retry:0\n\n").retry, Some(0));
     }
@@ -564,7 +566,10 @@ mod tests {
 
     #[test]
     fn leading_bom_is_skipped_once() {
-        let out = decode_chunks(1024, &[b"\xEF", b"\xBB", b"\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\n"]);
+        let out = decode_chunks(
+            1024,
+            &[b"\xEF", b"\xBB", b"\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\n"],
+        );
         assert_eq!(out.frames.len(), 2);
         assert_eq!(&out.frames[0].raw[..], b"data: a\n\n");
         assert_eq!(out.frames[0].data.as_deref(), Some("a"));
@@ -614,7 +619,10 @@ mod tests {
         // finish resets the decoder for a new stream.
         assert!(dec.finish(&mut buf));
         buf.extend_from_slice(b"data: ok\n\n");
-        assert_eq!(dec.decode(&mut buf).unwrap().unwrap().data.as_deref(), Some("ok"));
+        assert_eq!(
+            dec.decode(&mut buf).unwrap().unwrap().data.as_deref(),
+            Some("ok")
+        );
     }
 
     #[test]
@@ -658,7 +666,9 @@ mod tests {
             .iter()
             .filter_map(|f| {
                 let v: serde_json::Value = serde_json::from_str(f.data.as_deref()?).ok()?;
-                v["choices"][0]["delta"]["content"].as_str().map(str::to_owned)
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
             })
             .collect();
         assert_eq!(text, "Hello! How can I help you today?");
