@@ -58,12 +58,23 @@ impl UpstreamStream {
     }
 }
 
-/// An idle keep-alive connection waiting in a pool.
+/// An idle keep-alive connection waiting in a pool, with its (empty) read buffer so a reused
+/// connection costs no allocation.
 #[derive(Debug)]
 struct Idle {
-    stream: UpstreamStream,
+    conn: Connection,
     since: Instant,
 }
+
+/// An upstream connection and its read buffer.
+#[derive(Debug)]
+struct Connection {
+    stream: UpstreamStream,
+    buf: BytesMut,
+}
+
+/// Read buffer of a new upstream connection.
+const UPSTREAM_READ_BUF: usize = 8 * 1024;
 
 /// Per-core pools of idle upstream connections, one list per provider. LIFO so the most
 /// recently used (warmest) connection is reused first and the oldest age out.
@@ -82,23 +93,23 @@ impl Pools {
         }
     }
 
-    fn take(&self, provider: usize, max_age: Duration) -> Option<UpstreamStream> {
+    fn take(&self, provider: usize, max_age: Duration) -> Option<Connection> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(provider)?;
-        while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < max_age {
-                return Some(conn.stream);
+        while let Some(idle) = list.pop() {
+            if idle.since.elapsed() < max_age {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    fn put(&self, provider: usize, max_idle: usize, stream: UpstreamStream) {
+    fn put(&self, provider: usize, max_idle: usize, conn: Connection) {
         let mut idle = self.idle.borrow_mut();
         if let Some(list) = idle.get_mut(provider) {
             if list.len() < max_idle {
                 list.push(Idle {
-                    stream,
+                    conn,
                     since: Instant::now(),
                 });
             }
@@ -250,7 +261,8 @@ impl HttpBody {
         if let Some(stream) = self.stream.take() {
             // Bytes after the body would be an unsolicited response: never reuse then.
             if self.keep_alive && self.buf.is_empty() {
-                pools.put(self.provider, self.max_idle, stream);
+                let buf = std::mem::take(&mut self.buf);
+                pools.put(self.provider, self.max_idle, Connection { stream, buf });
             }
         }
     }
@@ -298,13 +310,17 @@ pub async fn call_http(
             None
         };
         let reused = pooled.is_some();
-        let mut stream = match pooled {
-            Some(s) => s,
-            None => connect(provider, target).await?,
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => Connection {
+                stream: connect(provider, target).await?,
+                buf: BytesMut::with_capacity(UPSTREAM_READ_BUF),
+            },
         };
-        let sent = send_and_read_head(&mut stream, &request, &body, inline, provider, limits);
+        let sent = send_and_read_head(&mut conn, &request, &body, inline, provider, limits);
         match sent.await {
-            Ok((head, buf)) => {
+            Ok(head) => {
+                let Connection { stream, buf } = conn;
                 let decoder =
                     BodyDecoder::new(head.framing, limits.max_body_bytes).map_err(|e| {
                         GatewayError::UpstreamProtocol {
@@ -375,26 +391,26 @@ enum SendError {
 }
 
 async fn send_and_read_head(
-    stream: &mut UpstreamStream,
+    conn: &mut Connection,
     request: &Bytes,
     body: &Bytes,
     inline: bool,
     provider: &ProviderTarget,
     limits: &Limits,
-) -> Result<(ResponseHead, BytesMut), SendError> {
+) -> Result<ResponseHead, SendError> {
+    let Connection { stream, buf } = conn;
     if stream.write_bytes(request.clone()).await.is_err() {
         return Err(SendError::StaleConnection);
     }
     if !inline && stream.write_bytes(body.clone()).await.is_err() {
         return Err(SendError::StaleConnection);
     }
-    let mut buf = BytesMut::with_capacity(8 * 1024);
     let deadline = Instant::now() + provider.first_byte_timeout;
     let mut got_any = false;
     loop {
-        match ResponseHead::parse(&mut buf, limits, Method::Post) {
+        match ResponseHead::parse(buf, limits, Method::Post) {
             Ok(Some(head)) if (100..200).contains(&head.status) => continue,
-            Ok(Some(head)) => return Ok((head, buf)),
+            Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
             Err(e) => {
                 return Err(SendError::Gateway(GatewayError::UpstreamProtocol {
@@ -404,7 +420,7 @@ async fn send_and_read_head(
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match monoio::time::timeout(remaining, stream.read_some(&mut buf)).await {
+        match monoio::time::timeout(remaining, stream.read_some(buf)).await {
             Err(_) => {
                 return Err(SendError::Gateway(GatewayError::UpstreamTimeout {
                     provider: provider.name.clone(),
