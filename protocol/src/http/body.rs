@@ -333,3 +333,375 @@ fn validate_trailer_line(line: &[u8]) -> Result<(), HttpError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Decode everything available; returns the data and the final step (NeedMore or Done).
+    fn drain(dec: &mut BodyDecoder, buf: &mut BytesMut) -> Result<(Vec<u8>, BodyChunk), HttpError> {
+        let mut out = Vec::new();
+        loop {
+            match dec.decode(buf)? {
+                BodyChunk::Data(d) => {
+                    assert!(!d.is_empty(), "Data is never empty");
+                    out.extend_from_slice(&d);
+                }
+                end => return Ok((out, end)),
+            }
+        }
+    }
+
+    fn chunked(input: &[u8]) -> Result<(Vec<u8>, BodyChunk, BytesMut), HttpError> {
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 1 << 20)?;
+        let mut buf = BytesMut::from(input);
+        let (data, end) = drain(&mut dec, &mut buf)?;
+        Ok((data, end, buf))
+    }
+
+    fn chunked_err(input: &[u8]) -> HttpError {
+        chunked(input).expect_err("chunked body must be rejected")
+    }
+
+    fn malformed(msg: &'static str) -> HttpError {
+        HttpError::Malformed(msg)
+    }
+
+    // --- Content-Length ---
+
+    #[test]
+    fn length_body_is_split_off_without_copying() {
+        let mut buf = BytesMut::from(&b"helloGET / HTTP/1.1\r\n"[..]);
+        let start = buf.as_ptr();
+        let mut dec = BodyDecoder::new(BodyFraming::Length(5), 100).unwrap();
+        assert!(!dec.is_done());
+        match dec.decode(&mut buf).unwrap() {
+            BodyChunk::Data(d) => {
+                assert_eq!(&d[..], b"hello");
+                assert_eq!(d.as_ptr(), start, "zero-copy: same allocation, same offset");
+            }
+            other => panic!("expected data, got {other:?}"),
+        }
+        assert!(dec.is_done());
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::Done);
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn length_body_across_reads() {
+        let mut dec = BodyDecoder::new(BodyFraming::Length(6), 100).unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::NeedMore);
+        buf.extend_from_slice(b"abc");
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            BodyChunk::Data(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::NeedMore);
+        assert_eq!(dec.on_eof(), Err(HttpError::UnexpectedEof));
+        buf.extend_from_slice(b"defg");
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            BodyChunk::Data(Bytes::from_static(b"def"))
+        );
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::Done);
+        assert_eq!(&buf[..], b"g");
+        assert_eq!(dec.on_eof(), Ok(()));
+    }
+
+    #[test]
+    fn length_above_limit_fails_up_front() {
+        assert_eq!(
+            BodyDecoder::new(BodyFraming::Length(101), 100).unwrap_err(),
+            HttpError::BodyTooLarge
+        );
+        assert!(BodyDecoder::new(BodyFraming::Length(100), 100).is_ok());
+        assert_eq!(HttpError::BodyTooLarge.status(), 413);
+    }
+
+    #[test]
+    fn empty_and_zero_length_are_done_immediately() {
+        for framing in [BodyFraming::Empty, BodyFraming::Length(0)] {
+            let mut dec = BodyDecoder::new(framing, 0).unwrap();
+            assert!(dec.is_done());
+            let mut buf = BytesMut::from(&b"next"[..]);
+            assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::Done);
+            assert_eq!(&buf[..], b"next");
+        }
+    }
+
+    // --- close-delimited ---
+
+    #[test]
+    fn close_delimited_reads_to_eof() {
+        let mut dec = BodyDecoder::new(BodyFraming::CloseDelimited, 10).unwrap();
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            BodyChunk::Data(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::NeedMore);
+        assert!(!dec.is_done());
+        assert_eq!(dec.on_eof(), Ok(()));
+        assert!(dec.is_done());
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::Done);
+    }
+
+    #[test]
+    fn close_delimited_is_bounded() {
+        let mut dec = BodyDecoder::new(BodyFraming::CloseDelimited, 4).unwrap();
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        assert!(matches!(dec.decode(&mut buf).unwrap(), BodyChunk::Data(_)));
+        buf.extend_from_slice(b"de");
+        assert_eq!(dec.decode(&mut buf).unwrap_err(), HttpError::BodyTooLarge);
+    }
+
+    // --- chunked: good paths ---
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let (data, end, rest) = chunked(
+            b"5;name=value\r\nhello\r\n6 ;a=\"b c\"\t;x\r\n world\r\nA\r\n0123456789\r\n0;last\r\nX-Checksum: abc\r\nX-Other:\t1\r\n\r\nGET /next",
+        )
+        .unwrap();
+        assert_eq!(data, b"hello world0123456789");
+        assert_eq!(end, BodyChunk::Done);
+        assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[test]
+    fn chunked_yields_each_chunk_zero_copy() {
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 100).unwrap();
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"[..]);
+        let base = buf.as_ptr() as usize;
+        let BodyChunk::Data(a) = dec.decode(&mut buf).unwrap() else {
+            panic!("data")
+        };
+        assert_eq!((&a[..], a.as_ptr() as usize - base), (&b"abc"[..], 3));
+        let BodyChunk::Data(b) = dec.decode(&mut buf).unwrap() else {
+            panic!("data")
+        };
+        assert_eq!((&b[..], b.as_ptr() as usize - base), (&b"de"[..], 11));
+        assert!(!dec.is_done());
+        assert_eq!(dec.decode(&mut buf).unwrap(), BodyChunk::Done);
+        assert!(dec.is_done());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn chunk_sizes_accept_upper_case_and_16_digits() {
+        let mut input = b"0000000000000003\r\nabc\r\nA\r\n".to_vec();
+        input.extend_from_slice(&[b'x'; 10]);
+        input.extend_from_slice(b"\r\n0\r\n\r\n");
+        let (data, end, _) = chunked(&input).unwrap();
+        assert_eq!(data.len(), 13);
+        assert_eq!(end, BodyChunk::Done);
+    }
+
+    #[test]
+    fn chunked_partial_pieces_need_more() {
+        for input in [
+            &b""[..],
+            b"5",
+            b"5;ext",
+            b"5\r",
+            b"5\r\nhello",
+            b"5\r\nhello\r",
+            b"0\r\n",
+            b"0\r\nX-T: 1",
+            b"0\r\nX-T: 1\r\n",
+            b"0\r\n\r",
+        ] {
+            let (_, end, _) = chunked(input).unwrap();
+            assert_eq!(
+                end,
+                BodyChunk::NeedMore,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_eof_before_the_end_is_an_error() {
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 100).unwrap();
+        let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
+        let _ = drain(&mut dec, &mut buf).unwrap();
+        assert_eq!(dec.on_eof(), Err(HttpError::UnexpectedEof));
+        assert_eq!(HttpError::UnexpectedEof.status(), 400);
+    }
+
+    // --- chunked: strictness ---
+
+    #[test]
+    fn empty_chunk_size_is_malformed() {
+        assert_eq!(chunked_err(b"\r\nhello\r\n"), malformed("empty chunk size"));
+        assert_eq!(chunked_err(b";ext\r\n"), malformed("empty chunk size"));
+        assert_eq!(chunked_err(b"\n"), malformed("empty chunk size"));
+        assert_eq!(chunked_err(b" 5\r\n"), malformed("empty chunk size"));
+        // After a chunk, too: httparse would read this as the last chunk.
+        assert_eq!(
+            chunked_err(b"1\r\na\r\n\r\n\r\n"),
+            malformed("empty chunk size")
+        );
+    }
+
+    #[test]
+    fn invalid_chunk_sizes_are_malformed() {
+        let invalid = malformed("invalid chunk size");
+        assert_eq!(chunked_err(b"x\r\n"), invalid);
+        assert_eq!(chunked_err(b"0x5\r\n"), invalid);
+        assert_eq!(chunked_err(b"5x\r\n"), invalid);
+        assert_eq!(chunked_err(b"5 \r\n"), invalid);
+        assert_eq!(chunked_err(b"5 5\r\n"), invalid);
+        assert_eq!(chunked_err(b"-5\r\n"), invalid);
+    }
+
+    #[test]
+    fn chunk_size_is_at_most_16_hex_digits() {
+        assert_eq!(
+            chunked_err(b"00000000000000005\r\n"),
+            malformed("chunk size too long")
+        );
+        // Detected before the line ends.
+        assert_eq!(
+            chunked_err(b"00000000000000000"),
+            malformed("chunk size too long")
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_bounded_by_the_limit() {
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 10).unwrap();
+        let mut buf = BytesMut::from(&b"ffffffffffffffff\r\n"[..]);
+        assert_eq!(dec.decode(&mut buf).unwrap_err(), HttpError::BodyTooLarge);
+
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 10).unwrap();
+        let mut buf = BytesMut::from(&b"6\r\nabcdef\r\n5\r\n"[..]);
+        assert!(matches!(dec.decode(&mut buf).unwrap(), BodyChunk::Data(_)));
+        assert_eq!(dec.decode(&mut buf).unwrap_err(), HttpError::BodyTooLarge);
+
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 10).unwrap();
+        let mut buf = BytesMut::from(&b"6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n"[..]);
+        assert_eq!(drain(&mut dec, &mut buf).unwrap().0, b"abcdefghij");
+    }
+
+    #[test]
+    fn chunk_extensions_are_bounded() {
+        let limits = Limits {
+            max_chunk_ext_bytes: 8,
+            ..Limits::default()
+        };
+        let run = |input: &[u8]| {
+            let mut dec = BodyDecoder::with_limits(BodyFraming::Chunked, &limits).unwrap();
+            drain(&mut dec, &mut BytesMut::from(input))
+        };
+        // ";a=12345" is exactly 8 bytes.
+        assert!(run(b"1;a=12345\r\nx\r\n0\r\n\r\n").is_ok());
+        assert_eq!(
+            run(b"1;a=123456\r\nx\r\n").unwrap_err(),
+            malformed("chunk extension too long")
+        );
+        // Detected before the line ends, so an endless extension cannot pin memory.
+        assert_eq!(
+            run(b"1;a=123456789").unwrap_err(),
+            malformed("chunk extension too long")
+        );
+        // Default bound is 256.
+        let mut long = b"1;".to_vec();
+        long.extend_from_slice(&[b'a'; 255]);
+        long.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(chunked(&long).is_ok());
+        long.insert(3, b'a');
+        assert_eq!(chunked_err(&long), malformed("chunk extension too long"));
+    }
+
+    #[test]
+    fn chunk_extensions_reject_control_characters() {
+        let ctl = malformed("control character in chunk extension");
+        assert_eq!(chunked_err(b"1;a=\x01\r\nx\r\n"), ctl);
+        assert_eq!(chunked_err(b"1;a\x00\r\nx\r\n"), ctl);
+        assert_eq!(chunked_err(b"1;a\x7f\r\nx\r\n"), ctl);
+        assert!(chunked(b"1;a=\tb\r\nx\r\n0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn chunk_size_line_must_end_in_crlf() {
+        assert_eq!(
+            chunked_err(b"5\nhello\r\n"),
+            malformed("bare LF in chunk size line")
+        );
+        assert_eq!(
+            chunked_err(b"5;x\nhello\r\n"),
+            malformed("bare LF in chunk size line")
+        );
+        assert_eq!(
+            chunked_err(b"5\rhello\r\n"),
+            malformed("bare CR in chunk size line")
+        );
+        assert_eq!(
+            chunked_err(b"0\n\r\n"),
+            malformed("bare LF in chunk size line")
+        );
+    }
+
+    #[test]
+    fn chunk_data_must_be_followed_by_crlf() {
+        let no_crlf = malformed("chunk data not followed by CRLF");
+        assert_eq!(chunked_err(b"5\r\nhelloX\r\n"), no_crlf);
+        assert_eq!(chunked_err(b"5\r\nhello\n0\r\n\r\n"), no_crlf);
+        assert_eq!(chunked_err(b"5\r\nhello\rX"), no_crlf);
+        assert_eq!(chunked_err(b"5\r\nhello world\r\n"), no_crlf);
+    }
+
+    #[test]
+    fn trailers_reject_bare_lf_and_bad_lines() {
+        assert_eq!(
+            chunked_err(b"0\r\nX-T: 1\n\r\n"),
+            malformed("bare LF in trailers")
+        );
+        assert_eq!(chunked_err(b"0\r\n\n"), malformed("bare LF in trailers"));
+        let bad = malformed("invalid trailer field");
+        assert_eq!(chunked_err(b"0\r\nno colon\r\n\r\n"), bad);
+        assert_eq!(chunked_err(b"0\r\n folded: x\r\n\r\n"), bad);
+        assert_eq!(chunked_err(b"0\r\n: empty name\r\n\r\n"), bad);
+        assert_eq!(chunked_err(b"0\r\nX-T: a\rb\r\n\r\n"), bad);
+        assert_eq!(chunked_err(b"0\r\nX-T: a\x00\r\n\r\n"), bad);
+    }
+
+    #[test]
+    fn trailers_are_bounded() {
+        let limits = Limits {
+            max_trailer_bytes: 16,
+            ..Limits::default()
+        };
+        let run = |input: &[u8]| {
+            let mut dec = BodyDecoder::with_limits(BodyFraming::Chunked, &limits).unwrap();
+            let mut buf = BytesMut::from(input);
+            drain(&mut dec, &mut buf).map(|(_, end)| end)
+        };
+        // "X-A: 1\r\n" + "X-B: 12\r\n" = 8 + 9 = 17 > 16.
+        assert_eq!(run(b"0\r\nX-A: 1\r\nX-B: 1\r\n\r\n"), Ok(BodyChunk::Done));
+        assert_eq!(
+            run(b"0\r\nX-A: 1\r\nX-B: 12\r\n\r\n"),
+            Err(HttpError::BodyTooLarge)
+        );
+        // An unfinished line that is already too long fails without waiting for its end.
+        assert_eq!(
+            run(b"0\r\nX-Long: 0123456789"),
+            Err(HttpError::BodyTooLarge)
+        );
+        // A zero bound still admits the empty trailer section.
+        let none = Limits {
+            max_trailer_bytes: 0,
+            ..Limits::default()
+        };
+        let mut dec = BodyDecoder::with_limits(BodyFraming::Chunked, &none).unwrap();
+        let mut buf = BytesMut::from(&b"0\r\n\r"[..]);
+        assert_eq!(dec.decode(&mut buf), Ok(BodyChunk::NeedMore));
+        buf.extend_from_slice(b"\n");
+        assert_eq!(dec.decode(&mut buf), Ok(BodyChunk::Done));
+    }
+}

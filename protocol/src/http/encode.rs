@@ -159,3 +159,116 @@ pub fn is_hop_by_hop(name: &str) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::http::{
+        BodyChunk, BodyDecoder, BodyFraming, Limits, Method, RequestHead, ResponseHead,
+    };
+
+    #[test]
+    fn request_head_bytes() {
+        let mut out = BytesMut::new();
+        write_request_head(
+            &mut out,
+            "POST",
+            "/v1/chat/completions",
+            &[("host", b"api.openai.com"), ("content-length", b"2")],
+        );
+        assert_eq!(
+            &out[..],
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: api.openai.com\r\ncontent-length: 2\r\n\r\n"
+        );
+        let h = RequestHead::parse(&mut out, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.method, Method::Post);
+        assert_eq!(h.framing, BodyFraming::Length(2));
+    }
+
+    #[test]
+    fn response_head_bytes() {
+        let mut out = BytesMut::new();
+        write_response_head(&mut out, 200, &[("content-length", b"0")]);
+        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        out.clear();
+        write_response_head(&mut out, 599, &[]);
+        assert_eq!(&out[..], b"HTTP/1.1 599 \r\n\r\n");
+        let h = ResponseHead::parse(&mut out, &Limits::default(), Method::Get)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.status, h.reason()), (599, ""));
+        out.clear();
+        write_response_head(&mut out, 429, &[("retry-after", b"1")]);
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunks() {
+        let mut out = BytesMut::new();
+        write_chunk(&mut out, b"");
+        assert!(out.is_empty(), "an empty chunk would end the body");
+        write_chunk(&mut out, b"hello");
+        write_chunk(&mut out, &[b'x'; 255]);
+        write_chunk(&mut out, &[b'y'; 4096]);
+        write_last_chunk(&mut out);
+        assert!(out.starts_with(b"5\r\nhello\r\nff\r\n"));
+        assert!(out.ends_with(b"y\r\n0\r\n\r\n"));
+        assert!(memchr::memmem::find(&out, b"\r\n1000\r\n").is_some());
+        let mut dec = BodyDecoder::new(BodyFraming::Chunked, 1 << 20).unwrap();
+        let mut body = Vec::new();
+        loop {
+            match dec.decode(&mut out).unwrap() {
+                BodyChunk::Data(d) => body.extend_from_slice(&d),
+                BodyChunk::Done => break,
+                BodyChunk::NeedMore => panic!("complete body"),
+            }
+        }
+        assert_eq!(body.len(), 5 + 255 + 4096);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        for name in [
+            "connection",
+            "Keep-Alive",
+            "PROXY-CONNECTION",
+            "proxy-authenticate",
+            "Proxy-Authorization",
+            "te",
+            "TE",
+            "trailer",
+            "Transfer-Encoding",
+            "upgrade",
+        ] {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "content-length",
+            "host",
+            "tes",
+            "trailers",
+            "authorization",
+            "",
+            "x-upgrade",
+        ] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn reason_phrases() {
+        assert_eq!(reason_phrase(200), "OK");
+        assert_eq!(reason_phrase(404), "Not Found");
+        assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+        assert_eq!(reason_phrase(502), "Bad Gateway");
+        assert_eq!(reason_phrase(299), "");
+    }
+}

@@ -539,3 +539,662 @@ impl fmt::Debug for ResponseHead {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn req(bytes: &[u8]) -> Result<Option<RequestHead>, HttpError> {
+        RequestHead::parse(&mut BytesMut::from(bytes), &Limits::default())
+    }
+
+    fn req_ok(bytes: &[u8]) -> RequestHead {
+        req(bytes).unwrap().expect("complete head")
+    }
+
+    fn req_err(bytes: &[u8]) -> HttpError {
+        req(bytes).expect_err("head must be rejected")
+    }
+
+    fn res(bytes: &[u8], method: Method) -> Result<Option<ResponseHead>, HttpError> {
+        ResponseHead::parse(&mut BytesMut::from(bytes), &Limits::default(), method)
+    }
+
+    fn res_ok(bytes: &[u8], method: Method) -> ResponseHead {
+        res(bytes, method).unwrap().expect("complete head")
+    }
+
+    fn malformed(msg: &'static str) -> HttpError {
+        HttpError::Malformed(msg)
+    }
+
+    // --- good paths ---
+
+    #[test]
+    fn get_request() {
+        let mut buf = BytesMut::from(
+            &b"GET /v1/models?limit=5 HTTP/1.1\r\nHost: gw.local\r\nUser-Agent: t/1\r\nX-Empty:\r\n\r\n"[..],
+        );
+        let h = RequestHead::parse(&mut buf, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert!(buf.is_empty());
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.method_str(), "GET");
+        assert_eq!(h.path(), "/v1/models?limit=5");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert!(h.keep_alive);
+        assert!(!h.expect_continue);
+        assert_eq!(h.header("HOST"), Some(&b"gw.local"[..]));
+        assert_eq!(h.header("user-agent"), Some(&b"t/1"[..]));
+        assert_eq!(h.header("x-empty"), Some(&b""[..]));
+        assert_eq!(h.header("accept"), None);
+        let all: Vec<_> = h.headers().collect();
+        assert_eq!(
+            all,
+            vec![
+                ("Host", &b"gw.local"[..]),
+                ("User-Agent", &b"t/1"[..]),
+                ("X-Empty", &b""[..])
+            ]
+        );
+        assert_eq!(h.head_len(), 78);
+    }
+
+    #[test]
+    fn header_returns_first_occurrence_and_trims_ows() {
+        let h = req_ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-A:  one \t\r\nx-a: two\r\n\r\n");
+        assert_eq!(h.header("X-A"), Some(&b"one"[..]));
+        assert_eq!(
+            h.headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("x-a"))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn post_with_content_length_leaves_body_in_buffer() {
+        let mut buf = BytesMut::from(
+            &b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n{\"model\":\"x\"}"[..],
+        );
+        let h = RequestHead::parse(&mut buf, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.method, Method::Post);
+        assert_eq!(h.framing, BodyFraming::Length(13));
+        assert_eq!(&buf[..], b"{\"model\":\"x\"}");
+    }
+
+    #[test]
+    fn chunked_request() {
+        let h = req_ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+    }
+
+    #[test]
+    fn identical_duplicate_content_length_is_accepted() {
+        let h =
+            req_ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        let h = req_ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 ,5\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        let h =
+            req_ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0009999999999999999\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(9_999_999_999_999_999));
+    }
+
+    #[test]
+    fn pipelined_requests_parse_back_to_back() {
+        let mut buf = BytesMut::from(
+            &b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        );
+        let limits = Limits::default();
+        let a = RequestHead::parse(&mut buf, &limits).unwrap().unwrap();
+        assert_eq!(a.path(), "/a");
+        let b = RequestHead::parse(&mut buf, &limits).unwrap().unwrap();
+        assert_eq!(b.path(), "/b");
+        assert_eq!(b.framing, BodyFraming::Length(2));
+        assert!(buf.starts_with(b"hi"));
+        let _ = buf.split_to(2);
+        let c = RequestHead::parse(&mut buf, &limits).unwrap().unwrap();
+        assert_eq!(c.path(), "/c");
+        assert!(buf.is_empty());
+        assert!(RequestHead::parse(&mut buf, &limits).unwrap().is_none());
+    }
+
+    #[test]
+    fn every_prefix_of_a_head_needs_more() {
+        let full = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
+        for i in 0..full.len() {
+            let mut buf = BytesMut::from(&full[..i]);
+            assert!(
+                RequestHead::parse(&mut buf, &Limits::default())
+                    .unwrap()
+                    .is_none(),
+                "prefix {i}"
+            );
+            assert_eq!(buf.len(), i, "nothing consumed on a partial head");
+        }
+    }
+
+    #[test]
+    fn leading_empty_line_is_tolerated() {
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
+        let h = req_ok(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.path(), "/");
+    }
+
+    #[test]
+    fn other_methods_and_options_asterisk() {
+        let h = req_ok(b"PURGE /cache HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method, Method::Other);
+        assert_eq!(h.method_str(), "PURGE");
+        let h = req_ok(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method, Method::Options);
+        assert_eq!(h.path(), "*");
+        for (line, m) in [
+            ("HEAD", Method::Head),
+            ("PUT", Method::Put),
+            ("DELETE", Method::Delete),
+            ("PATCH", Method::Patch),
+        ] {
+            let h = req_ok(format!("{line} / HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            assert_eq!(h.method, m);
+            assert_eq!(m.as_str(), Some(line));
+        }
+    }
+
+    #[test]
+    fn debug_shows_header_names_but_never_values() {
+        let h = req_ok(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-secret\r\n\r\n");
+        let dbg = format!("{h:?}");
+        assert!(dbg.contains("Authorization"));
+        assert!(!dbg.contains("sk-secret"));
+    }
+
+    #[test]
+    fn connection_lists_nominated_fields() {
+        let h = req_ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Foo\r\n\r\n");
+        assert!(h.connection_lists("x-foo"));
+        assert!(!h.connection_lists("x-bar"));
+    }
+
+    // --- keep-alive and expect ---
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |head: &[u8]| req_ok(head).keep_alive;
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(ka(
+            b"GET / HTTP/1.0\r\nConnection: upgrade ,\tKEEP-ALIVE\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn expect_continue_needs_a_body_and_http11() {
+        let ec = |head: &[u8]| req_ok(head).expect_continue;
+        assert!(ec(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"
+        ));
+        assert!(ec(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!ec(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!ec(
+            b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"
+        ));
+        assert!(!ec(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\n"
+        ));
+        assert!(!ec(
+            b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        ));
+    }
+
+    // --- strictness ---
+
+    #[test]
+    fn bare_lf_anywhere_in_head_is_malformed() {
+        let bare = malformed("bare LF in head");
+        assert_eq!(req_err(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), bare);
+        assert_eq!(req_err(b"GET / HTTP/1.1\r\nHost: a\n\r\n"), bare);
+        assert_eq!(req_err(b"GET / HTTP/1.1\r\nHost: a\r\n\n"), bare);
+        assert_eq!(req_err(b"GET / HTTP/1.1\nHost: a\n\n"), bare);
+        assert_eq!(req_err(b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), bare);
+        assert_eq!(
+            ResponseHead::parse(
+                &mut BytesMut::from(&b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"[..]),
+                &Limits::default(),
+                Method::Get
+            )
+            .unwrap_err(),
+            bare
+        );
+    }
+
+    #[test]
+    fn bare_cr_is_malformed() {
+        assert!(matches!(
+            req_err(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"),
+            HttpError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_malformed() {
+        let both = malformed("both content-length and transfer-encoding");
+        assert_eq!(
+            req_err(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            both
+        );
+        assert_eq!(
+            req_err(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+            both
+        );
+        // Even when the TE value is one we would not support: the ambiguity is the problem.
+        assert_eq!(
+            req_err(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"),
+            both
+        );
+    }
+
+    #[test]
+    fn differing_content_lengths_are_malformed() {
+        let differ = malformed("differing content-length values");
+        assert_eq!(
+            req_err(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+            ),
+            differ
+        );
+        assert_eq!(
+            req_err(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n"),
+            differ
+        );
+        assert_eq!(
+            req_err(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,5\r\ncontent-length: 7\r\n\r\n"
+            ),
+            differ
+        );
+    }
+
+    #[test]
+    fn content_length_must_be_1_to_19_digits() {
+        let invalid = malformed("invalid content-length");
+        for value in [
+            "+5",
+            "-5",
+            "5 5",
+            "0x5",
+            "5a",
+            "",
+            "5,",
+            ",5",
+            "5,,5",
+            "18446744073709551616",
+            "10000000000000000000",
+            "1.0",
+        ] {
+            let head = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(req_err(head.as_bytes()), invalid, "value {value:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_other_than_chunked_is_unsupported() {
+        for value in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, gzip",
+            "chunked;q=1",
+            "identity",
+            "",
+        ] {
+            let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {value}\r\n\r\n");
+            assert_eq!(
+                req_err(head.as_bytes()),
+                HttpError::UnsupportedTransferEncoding,
+                "value {value:?}"
+            );
+        }
+        assert_eq!(
+            req_err(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HttpError::UnsupportedTransferEncoding
+        );
+    }
+
+    #[test]
+    fn chunked_on_http10_is_malformed() {
+        assert_eq!(
+            req_err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            malformed("transfer-encoding on HTTP/1.0")
+        );
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host() {
+        assert_eq!(
+            req_err(b"GET / HTTP/1.1\r\n\r\n"),
+            malformed("missing host header")
+        );
+        assert_eq!(
+            req_err(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"),
+            malformed("duplicate host header")
+        );
+        // HTTP/1.0 predates Host.
+        assert_eq!(req_ok(b"GET / HTTP/1.0\r\n\r\n").version, Version::Http10);
+    }
+
+    #[test]
+    fn request_target_must_be_origin_form() {
+        let not_origin = malformed("request target not origin-form");
+        assert_eq!(
+            req_err(b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            not_origin
+        );
+        assert_eq!(
+            req_err(b"CONNECT evil:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            not_origin
+        );
+        assert_eq!(
+            req_err(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            malformed("asterisk-form target on a non-OPTIONS request")
+        );
+    }
+
+    #[test]
+    fn head_too_large_even_when_incomplete() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            ..Limits::default()
+        };
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ".to_vec();
+        head.resize(64, b'p');
+        // Exactly at the limit and incomplete: still waiting.
+        assert!(matches!(
+            RequestHead::parse(&mut BytesMut::from(&head[..]), &limits),
+            Ok(None)
+        ));
+        head.push(b'p');
+        assert_eq!(
+            RequestHead::parse(&mut BytesMut::from(&head[..]), &limits).unwrap_err(),
+            HttpError::HeadTooLarge
+        );
+        // Complete but one byte over the limit.
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ".to_vec();
+        big.resize(61, b'p');
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(big.len(), 65);
+        assert_eq!(
+            RequestHead::parse(&mut BytesMut::from(&big[..]), &limits).unwrap_err(),
+            HttpError::HeadTooLarge
+        );
+        // Exactly at the limit and complete, with body bytes behind it: fine.
+        big.remove(40);
+        big.extend_from_slice(b"body");
+        let mut buf = BytesMut::from(&big[..]);
+        assert!(RequestHead::parse(&mut buf, &limits).unwrap().is_some());
+        assert_eq!(&buf[..], b"body");
+        assert_eq!(HttpError::HeadTooLarge.status(), 431);
+    }
+
+    fn with_headers(n: usize) -> Vec<u8> {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 1..n {
+            head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let limits = Limits::default();
+        assert!(
+            RequestHead::parse(&mut BytesMut::from(&with_headers(100)[..]), &limits)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            RequestHead::parse(&mut BytesMut::from(&with_headers(101)[..]), &limits).unwrap_err(),
+            HttpError::TooManyHeaders
+        );
+        let small = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        assert_eq!(
+            RequestHead::parse(&mut BytesMut::from(&with_headers(4)[..]), &small).unwrap_err(),
+            HttpError::TooManyHeaders
+        );
+        // A limit above the stack table is capped, not honoured.
+        let huge = Limits {
+            max_headers: 10_000,
+            max_head_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        assert!(RequestHead::parse(
+            &mut BytesMut::from(&with_headers(MAX_HEADERS_CAP)[..]),
+            &huge
+        )
+        .unwrap()
+        .is_some());
+        assert_eq!(
+            RequestHead::parse(
+                &mut BytesMut::from(&with_headers(MAX_HEADERS_CAP + 1)[..]),
+                &huge
+            )
+            .unwrap_err(),
+            HttpError::TooManyHeaders
+        );
+        assert_eq!(HttpError::TooManyHeaders.status(), 431);
+    }
+
+    #[test]
+    fn httparse_level_errors_are_malformed() {
+        for bad in [
+            &b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(
+                matches!(req_err(bad), HttpError::Malformed(_)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn error_statuses() {
+        assert_eq!(HttpError::BodyTooLarge.status(), 413);
+        assert_eq!(malformed("x").status(), 400);
+        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 501);
+        assert_eq!(HttpError::UnexpectedEof.status(), 400);
+    }
+
+    // --- responses ---
+
+    #[test]
+    fn response_with_content_length() {
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Req: 1\r\n\r\nhi"[..]);
+        let h = ResponseHead::parse(&mut buf, &Limits::default(), Method::Post)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.reason(), "OK");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.framing, BodyFraming::Length(2));
+        assert!(h.keep_alive);
+        assert_eq!(h.header("x-req"), Some(&b"1"[..]));
+        assert_eq!(h.headers().count(), 2);
+        assert_eq!(&buf[..], b"hi");
+    }
+
+    #[test]
+    fn continue_then_final_response_in_one_buffer() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        );
+        let limits = Limits::default();
+        let first = ResponseHead::parse(&mut buf, &limits, Method::Post)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.status, 100);
+        assert_eq!(first.framing, BodyFraming::Empty);
+        let second = ResponseHead::parse(&mut buf, &limits, Method::Post)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.status, 201);
+        assert_eq!(second.reason(), "Created");
+        assert_eq!(second.framing, BodyFraming::Chunked);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn bodyless_responses_are_empty() {
+        assert_eq!(
+            res_ok(b"HTTP/1.1 204 No Content\r\n\r\n", Method::Delete).framing,
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            res_ok(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n",
+                Method::Get
+            )
+            .framing,
+            BodyFraming::Empty
+        );
+        let h = res_ok(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            Method::Head,
+        );
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert!(h.keep_alive);
+        assert_eq!(
+            res_ok(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Method::Head
+            )
+            .framing,
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            res_ok(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                Method::Get
+            )
+            .framing,
+            BodyFraming::Empty
+        );
+    }
+
+    #[test]
+    fn response_without_length_is_close_delimited() {
+        let h = res_ok(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+            Method::Get,
+        );
+        assert_eq!(h.framing, BodyFraming::CloseDelimited);
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn response_keep_alive_rules() {
+        assert!(
+            !res_ok(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                Method::Get
+            )
+            .keep_alive
+        );
+        assert!(!res_ok(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", Method::Get).keep_alive);
+        assert!(
+            res_ok(
+                b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
+                Method::Get
+            )
+            .keep_alive
+        );
+    }
+
+    #[test]
+    fn response_without_reason() {
+        let h = res_ok(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", Method::Get);
+        assert_eq!(h.reason(), "");
+        assert_eq!(h.status, 200);
+    }
+
+    #[test]
+    fn response_framing_strictness() {
+        let e = |b: &[u8]| res(b, Method::Get).unwrap_err();
+        assert_eq!(
+            e(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            malformed("both content-length and transfer-encoding")
+        );
+        assert_eq!(
+            e(b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            malformed("both content-length and transfer-encoding")
+        );
+        assert_eq!(
+            e(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            malformed("differing content-length values")
+        );
+        assert_eq!(
+            e(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            HttpError::UnsupportedTransferEncoding
+        );
+        assert_eq!(
+            e(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            malformed("transfer-encoding on HTTP/1.0")
+        );
+        assert!(matches!(
+            e(b"HTTP/1.1 2000 OK\r\n\r\n"),
+            HttpError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn response_head_too_large_and_partial() {
+        let limits = Limits {
+            max_head_bytes: 32,
+            ..Limits::default()
+        };
+        let head = b"HTTP/1.1 200 OK\r\nX-Pad: ppppppppppppppppppppppp";
+        assert!(matches!(
+            ResponseHead::parse(&mut BytesMut::from(&head[..32]), &limits, Method::Get),
+            Ok(None)
+        ));
+        assert_eq!(
+            ResponseHead::parse(&mut BytesMut::from(&head[..]), &limits, Method::Get).unwrap_err(),
+            HttpError::HeadTooLarge
+        );
+    }
+}
