@@ -400,7 +400,6 @@ fn injected_error_message(status: u16) -> String {
 fn error_code_for_status(status: u16) -> Option<&'static str> {
     match status {
         401 => Some("invalid_api_key"),
-        404 => Some("model_not_found"),
         429 => Some("rate_limit_exceeded"),
         _ => None,
     }
