@@ -321,6 +321,35 @@ fn memchr_json(content_type: &[u8]) -> bool {
 
 /// Forward an SSE stream event by event. Every upstream read is forwarded as soon as the events
 /// it completes are decoded: the client never waits for more than the event in progress.
+/// Per-stream forwarding state: which events go to the client, and the usage seen.
+struct SseRelay {
+    client_wants_usage: bool,
+    saw_done: bool,
+    usage: Option<Usage>,
+    /// Raw bytes of the events to forward from the current upstream read.
+    batch: BytesMut,
+}
+
+impl SseRelay {
+    fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, scratch: &mut Vec<u8>) {
+        if frame.is_done() {
+            self.saw_done = true;
+        } else if let Some(data) = frame.data.as_deref() {
+            if let Some(info) = inspect_stream_chunk(data.as_bytes(), scratch) {
+                if info.usage.is_some() {
+                    self.usage = info.usage;
+                }
+                // The gateway asked for usage on the client's behalf: do not send the client an
+                // event it did not ask for.
+                if info.usage_only && !self.client_wants_usage {
+                    return;
+                }
+            }
+        }
+        self.batch.extend_from_slice(&frame.raw);
+    }
+}
+
 struct StreamCtx<'a> {
     provider: &'a str,
     client_wants_usage: bool,
@@ -343,62 +372,59 @@ async fn stream_response(
     let framing = conn.start_stream(200, b"text/event-stream", &[], keep_alive, version);
     let mut decoder = SseDecoder::new(MAX_SSE_FRAME);
     let mut pending = BytesMut::new();
-    let mut batch = BytesMut::new();
-    let mut saw_done = false;
-    let mut usage: Option<Usage> = None;
-    let failure = loop {
-        let chunk = match response.next_chunk(&core.pools).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break None,
-            Err(e) => break Some(e),
+    let mut relay = SseRelay {
+        client_wants_usage,
+        saw_done: false,
+        usage: None,
+        batch: BytesMut::new(),
+    };
+    let mut failure = None;
+    loop {
+        let ended = match response.next_chunk(&core.pools).await {
+            Ok(Some(chunk)) => {
+                pending.extend_from_slice(&chunk);
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                failure = Some(e);
+                true
+            }
         };
-        pending.extend_from_slice(&chunk);
-        let mut bad_frame = None;
         loop {
-            let frame = match decoder.decode(&mut pending) {
-                Ok(Some(frame)) => frame,
+            // Once the upstream has ended, a trailing CR terminates its line.
+            let next = if ended {
+                decoder.decode_final(&mut pending)
+            } else {
+                decoder.decode(&mut pending)
+            };
+            match next {
+                Ok(Some(frame)) => relay.on_frame(frame, &mut core.scratch.borrow_mut()),
                 Ok(None) => break,
                 Err(e) => {
-                    bad_frame = Some(e);
+                    failure.get_or_insert(GatewayError::UpstreamProtocol {
+                        provider: provider.to_owned(),
+                        reason: format!("invalid event stream: {e}"),
+                    });
                     break;
                 }
-            };
-            if frame.is_done() {
-                saw_done = true;
-            } else if let Some(data) = frame.data.as_deref() {
-                if let Some(info) =
-                    inspect_stream_chunk(data.as_bytes(), &mut core.scratch.borrow_mut())
-                {
-                    if info.usage.is_some() {
-                        usage = info.usage;
-                    }
-                    // The gateway asked for usage on the client's behalf: do not send the
-                    // client an event it did not ask for.
-                    if info.usage_only && !client_wants_usage {
-                        continue;
-                    }
-                }
             }
-            batch.extend_from_slice(&frame.raw);
         }
-        if !batch.is_empty() {
-            conn.stream_data(framing, &batch);
-            batch.clear();
+        if !relay.batch.is_empty() {
+            conn.stream_data(framing, &relay.batch);
+            relay.batch.clear();
             if conn.flush().await.is_err() {
                 // The client left; the upstream connection is dropped, not pooled.
                 return Ok(Outcome { keep_alive: false });
             }
         }
-        if let Some(e) = bad_frame {
-            break Some(GatewayError::UpstreamProtocol {
-                provider: provider.to_owned(),
-                reason: format!("invalid event stream: {e}"),
-            });
+        if ended || failure.is_some() {
+            decoder.finish(&mut pending);
+            break;
         }
-    };
-    let _ = usage;
+    }
     let failure = failure.or_else(|| {
-        (!saw_done).then_some(GatewayError::UpstreamClosed {
+        (!relay.saw_done).then_some(GatewayError::UpstreamClosed {
             provider: provider.to_owned(),
             when: "mid-stream",
         })
