@@ -290,7 +290,7 @@ async fn whole_response(
         .head
         .content_type
         .as_deref()
-        .is_some_and(|ct| memchr_json(ct));
+        .is_some_and(is_json_content_type);
     if status >= 400 && !json {
         return Err(GatewayError::UpstreamStatus {
             provider: provider.to_owned(),
@@ -313,7 +313,7 @@ async fn whole_response(
     Ok(Outcome { keep_alive })
 }
 
-fn memchr_json(content_type: &[u8]) -> bool {
+fn is_json_content_type(content_type: &[u8]) -> bool {
     content_type
         .windows(4)
         .any(|w| w.eq_ignore_ascii_case(b"json"))

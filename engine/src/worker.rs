@@ -214,20 +214,18 @@ async fn control_loop(
 ) {
     loop {
         monoio::time::sleep(CONTROL_TICK).await;
-        loop {
-            match control.try_recv() {
-                Ok(Control::Shutdown { grace: g }) => {
-                    grace.set(g);
-                    stop.fire();
-                    return;
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    // The control side is gone: nobody can stop us cleanly any more.
-                    grace.set(Duration::ZERO);
-                    stop.fire();
-                    return;
-                }
+        match control.try_recv() {
+            Ok(Control::Shutdown { grace: g }) => {
+                grace.set(g);
+                stop.fire();
+                return;
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                // The control side is gone: nobody can stop us cleanly any more.
+                grace.set(Duration::ZERO);
+                stop.fire();
+                return;
             }
         }
         let shared = &core.shared;

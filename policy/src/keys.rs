@@ -54,7 +54,10 @@ impl KeyStore {
                 name: name.to_owned(),
                 display: display_form(secret),
             };
-            if by_digest.insert(digest_key(secret.as_bytes()), record).is_some() {
+            if by_digest
+                .insert(digest_key(secret.as_bytes()), record)
+                .is_some()
+            {
                 return Err(KeyStoreError::DuplicateSecret(name.to_owned()));
             }
         }
@@ -122,12 +125,16 @@ pub fn display_form(secret: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn store() -> KeyStore {
-        KeyStore::try_new([("demo", "sk-tollgate-demo"), ("ops", "sk-tollgate-ops-1234")])
-            .unwrap()
+        KeyStore::try_new([
+            ("demo", "sk-tollgate-demo"),
+            ("ops", "sk-tollgate-ops-1234"),
+        ])
+        .unwrap()
     }
 
     #[test]
@@ -141,14 +148,21 @@ mod tests {
 
     #[test]
     fn duplicate_secret_is_rejected() {
-        let err = KeyStore::try_new([("a", "sk-same-secret"), ("b", "sk-same-secret")]).unwrap_err();
+        let err =
+            KeyStore::try_new([("a", "sk-same-secret"), ("b", "sk-same-secret")]).unwrap_err();
         assert_eq!(err, KeyStoreError::DuplicateSecret("b".into()));
     }
 
     #[test]
     fn token_from_headers() {
-        assert_eq!(presented_token(Some(b"Bearer abc"), None), Some(&b"abc"[..]));
-        assert_eq!(presented_token(Some(b"bearer  abc "), None), Some(&b"abc"[..]));
+        assert_eq!(
+            presented_token(Some(b"Bearer abc"), None),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(
+            presented_token(Some(b"bearer  abc "), None),
+            Some(&b"abc"[..])
+        );
         assert_eq!(presented_token(Some(b"Basic abc"), None), None);
         assert_eq!(presented_token(Some(b"Bearer "), None), None);
         assert_eq!(presented_token(None, Some(b" k1 ")), Some(&b"k1"[..]));
