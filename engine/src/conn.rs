@@ -67,7 +67,10 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             }
         };
         let in_flight = core.begin_request();
-        let keep_alive = pipeline::handle(&core, &mut conn, head).await;
+        // Boxed: the pipeline's state machine (upstream connect, TLS handshake, stream relay)
+        // is several KiB, and only a connection with a request in flight should carry it; an
+        // idle keep-alive connection holds just its buffers and this loop.
+        let keep_alive = Box::pin(pipeline::handle(&core, &mut conn, head)).await;
         drop(in_flight);
         if !keep_alive {
             let _ = conn.flush().await;
