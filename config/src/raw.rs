@@ -47,6 +47,7 @@ pub(crate) struct RawProvider {
     pub pool_max_idle: Option<Value>,
     pub pool_idle_timeout: Option<Value>,
     pub tls_roots: Option<Value>,
+    pub tls_ca_file: Option<Value>,
     pub mock: Option<Value>,
 }
 

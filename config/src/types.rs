@@ -2,6 +2,7 @@
 //! references resolve, numbers are in range. Defaults live here, next to the fields they fill.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
@@ -122,6 +123,9 @@ pub struct ProviderConfig {
     pub pool_idle_timeout: Duration,
     /// Trust roots for `https://` upstreams. Default [`TlsRoots::Webpki`].
     pub tls_roots: TlsRoots,
+    /// Extra trusted certificates for `https://` (a PEM bundle, e.g. an internal CA), trusted
+    /// in addition to `tls_roots`. Read when the gateway starts.
+    pub tls_ca_file: Option<PathBuf>,
     /// Behaviour of the built-in mock: `Some` exactly when `kind` is [`ProviderKind::Mock`]
     /// (defaults filled in when the file has no `[providers.mock]` table).
     pub mock: Option<MockSettings>,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -350,6 +351,21 @@ impl Validator<'_> {
                 &[("webpki", TlsRoots::Webpki), ("system", TlsRoots::System)],
             )
             .unwrap_or_default();
+        let tls_ca_file = match (kind, raw.tls_ca_file) {
+            (Some(ProviderKind::Mock), Some(_)) => {
+                self.error(&p("tls_ca_file"), "only allowed for kind \"openai\"");
+                None
+            }
+            (_, value) => self
+                .string(&p("tls_ca_file"), value)
+                .filter(|path| {
+                    if path.is_empty() {
+                        self.error(&p("tls_ca_file"), "must name a PEM file");
+                    }
+                    !path.is_empty()
+                })
+                .map(PathBuf::from),
+        };
 
         Some(ProviderConfig {
             name: name?,
@@ -362,6 +378,7 @@ impl Validator<'_> {
             pool_max_idle,
             pool_idle_timeout,
             tls_roots,
+            tls_ca_file,
             mock,
         })
     }

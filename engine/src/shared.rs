@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,7 +131,8 @@ impl Shared {
             .enumerate()
             .map(|(i, m)| (m.name.clone(), i))
             .collect();
-        let mut tls_cache: HashMap<TlsRoots, Arc<rustls::ClientConfig>> = HashMap::new();
+        let mut tls_cache: HashMap<(TlsRoots, Option<PathBuf>), Arc<rustls::ClientConfig>> =
+            HashMap::new();
         let mut providers = Vec::with_capacity(config.providers.len());
         for (index, p) in config.providers.iter().enumerate() {
             let backend = match p.kind {
@@ -141,17 +143,17 @@ impl Shared {
                         continue;
                     };
                     let tls = if url.tls {
-                        let client = match tls_cache.get(&p.tls_roots) {
+                        let cache_key = (p.tls_roots, p.tls_ca_file.clone());
+                        let client = match tls_cache.get(&cache_key) {
                             Some(c) => c.clone(),
                             None => {
-                                let c = tls_client_config(p.tls_roots).map_err(|reason| {
-                                    BuildError::Tls {
+                                let c = tls_client_config(p.tls_roots, p.tls_ca_file.as_deref())
+                                    .map_err(|reason| BuildError::Tls {
                                         index,
                                         name: p.name.clone(),
                                         reason,
-                                    }
-                                })?;
-                                tls_cache.insert(p.tls_roots, c.clone());
+                                    })?;
+                                tls_cache.insert(cache_key, c.clone());
                                 c
                             }
                         };
@@ -297,8 +299,31 @@ fn mock_knobs(m: Option<&tollgate_config::MockSettings>) -> MockKnobs {
     }
 }
 
-fn tls_client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_client_config(
+    roots: TlsRoots,
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut store = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+            store
+                .add(cert)
+                .map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "tls_ca_file {}: no certificates found",
+                path.display()
+            ));
+        }
+    }
     match roots {
         TlsRoots::Webpki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         TlsRoots::System => {
@@ -308,7 +333,7 @@ fn tls_client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, Strin
                 let _ = store.add(cert);
             }
             if store.is_empty() {
-                return Err("no usable system root certificates".into());
+                return Err("no usable root certificates (system store empty)".into());
             }
         }
     }

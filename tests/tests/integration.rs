@@ -5,4 +5,5 @@
 mod builtin;
 mod framing;
 mod sdk;
+mod tls;
 mod upstream;
