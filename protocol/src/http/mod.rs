@@ -6,7 +6,8 @@
 //! here performs I/O, allocates per byte, or panics on peer input.
 //!
 //! `httparse` tokenizes heads; the rules it leaves to its caller (see `ARCHITECTURE.md`,
-//! "Reliability rules") are enforced in [`head`] and [`body`].
+//! "Reliability rules") are enforced here: head rules in `head.rs`, body framing in `body.rs`,
+//! serialization in `encode.rs`.
 
 mod body;
 mod encode;

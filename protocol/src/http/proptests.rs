@@ -711,3 +711,48 @@ proptest! {
         if let (Ok(w), Ok(s)) = (&whole, &split) { prop_assert_eq!(w, s); }
     }
 }
+
+proptest! {
+    /// Whichever line ends in a bare LF (leading empty lines, start line, any field, the blank
+    /// line), the head is rejected with exactly that error; all-CRLF heads are accepted.
+    #[test]
+    fn bare_lf_is_rejected_on_any_line(
+        bare in prop::collection::vec(prop::bool::weighted(0.15), 12),
+        lead in 0usize..3,
+        fields in 0usize..8,
+        response in any::<bool>(),
+    ) {
+        let mut head = Vec::new();
+        let mut line = 0;
+        let mut end = |head: &mut Vec<u8>| {
+            head.extend_from_slice(if bare[line] { b"\n" } else { b"\r\n" });
+            line += 1;
+        };
+        for _ in 0..lead {
+            end(&mut head);
+        }
+        head.extend_from_slice(if response { b"HTTP/1.1 200 OK" } else { b"GET /x HTTP/1.1" });
+        end(&mut head);
+        head.extend_from_slice(b"Host: a");
+        end(&mut head);
+        for i in 0..fields {
+            head.extend_from_slice(format!("X-F{i}: v {i}").as_bytes());
+            end(&mut head);
+        }
+        end(&mut head);
+        let any_bare = bare[..line].iter().any(|&b| b);
+
+        let mut buf = BytesMut::from(&head[..]);
+        let limits = Limits::default();
+        let ok = if response {
+            ResponseHead::parse(&mut buf, &limits, Method::Get).map(|h| h.is_some())
+        } else {
+            RequestHead::parse(&mut buf, &limits).map(|h| h.is_some())
+        };
+        if any_bare {
+            prop_assert_eq!(ok, Err(HttpError::Malformed("bare LF in head")));
+        } else {
+            prop_assert_eq!(ok, Ok(true));
+        }
+    }
+}
