@@ -11,8 +11,8 @@ use super::{BodyFraming, HttpError, Limits, Method, Version, MAX_HEADERS_CAP};
 
 // === spans into the head bytes ===
 
-/// A byte range inside a head's `raw` bytes. `u32` keeps a span at 8 bytes (a field at 16); heads are clamped
-/// to `u32::MAX` bytes before parsing so every offset fits.
+/// A byte range inside a head's `raw` bytes. `u32` keeps a span at 8 bytes (a field at 16);
+/// heads are clamped to `u32::MAX` bytes before parsing so every offset fits.
 #[derive(Debug, Clone, Copy, Default)]
 struct Span {
     start: u32,
