@@ -215,7 +215,7 @@ impl Shared {
             ..Limits::default()
         };
         let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
-        let models_body = tollgate_protocol::mock::models_body(&names);
+        let models_body = tollgate_protocol::openai::models_list(&names, "tollgate", created_at());
         Ok(Arc::new(Shared {
             keys,
             models,
@@ -226,6 +226,13 @@ impl Shared {
             config,
         }))
     }
+}
+
+/// Unix time the model list reports as `created`: when this config was compiled.
+fn created_at() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Largest non-streaming upstream response body the gateway buffers.

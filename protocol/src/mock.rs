@@ -349,20 +349,7 @@ pub fn error_type_for_status(status: u16) -> &'static str {
 
 /// The body of `GET /v1/models` listing `names`.
 pub fn models_body(names: &[&str]) -> Bytes {
-    let mut out = BytesMut::with_capacity(32 + names.len() * 96);
-    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b",");
-        }
-        out.extend_from_slice(b"{\"id\":");
-        write_json_string(&mut out, name);
-        out.extend_from_slice(b",\"object\":\"model\",\"created\":");
-        push_u64(&mut out, MOCK_CREATED);
-        out.extend_from_slice(b",\"owned_by\":\"tollgate-mock\"}");
-    }
-    out.extend_from_slice(b"]}");
-    out.freeze()
+    crate::openai::models_list(names, "tollgate-mock", MOCK_CREATED)
 }
 
 // === model conventions ===

@@ -4,7 +4,7 @@
 //! usage from responses and stream chunks. JSON is parsed with simd-json in a caller-provided
 //! scratch buffer; bytes the gateway did not change are never re-encoded.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use simd_json::prelude::*;
 use simd_json::tape::Value as JsonValue;
 
@@ -181,6 +181,28 @@ fn parse_in<'s>(scratch: &'s mut Vec<u8>, json: &[u8]) -> Option<simd_json::Tape
 
 /// One top-level member found by both simd-json (the value) and our scanner (the span).
 type Found<'t, 'i> = Option<(JsonValue<'t, 'i>, Span)>;
+
+/// The `GET /v1/models` body: an OpenAI model list with one entry per name, each marked
+/// `owned_by` and `created` as given.
+pub fn models_list(names: &[&str], owned_by: &str, created: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(32 + names.len() * 96);
+    out.put_slice(b"{\"object\":\"list\",\"data\":[");
+    let mut num = itoa::Buffer::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(b"{\"id\":");
+        write_json_string(&mut out, name);
+        out.put_slice(b",\"object\":\"model\",\"created\":");
+        out.put_slice(num.format(created).as_bytes());
+        out.put_slice(b",\"owned_by\":");
+        write_json_string(&mut out, owned_by);
+        out.put_u8(b'}');
+    }
+    out.put_slice(b"]}");
+    out.freeze()
+}
 
 /// Validates a request body for `endpoint` and extracts what policy and routing need.
 ///

@@ -61,6 +61,7 @@ fn completions_embeddings_and_models() {
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(ids.contains(&"gpt-4o-mini".to_owned()), "{ids:?}");
+    assert_eq!(r.json()["data"][0]["owned_by"], "tollgate");
     assert_eq!(c.get("/v1/models", None).status, 401);
     gw.shutdown();
 }
