@@ -34,6 +34,9 @@ const MAX_RESPONSE_BODY: u64 = 256 * 1024 * 1024;
 /// Largest single SSE event accepted.
 const MAX_SSE_FRAME: usize = 1024 * 1024;
 
+/// How late a monoio timer can fire (two ticks of its millisecond wheel).
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
 /// Pause after a failed connect, so a dead target does not spin the CPU.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -327,9 +330,21 @@ async fn connection_loop(ctx: Rc<ThreadCtx>) {
     let shared = &ctx.shared;
     let mut conn = Connection::new(shared.addr, shared.stream);
     let mut times = StreamTimes::default();
-    while let Some((reference, measured)) = ctx.next_request() {
+    while let Some((scheduled, measured)) = ctx.next_request() {
+        let mut reference = scheduled;
         if shared.rate.is_some() {
-            monoio::time::sleep_until(monoio::time::Instant::from_std(reference)).await;
+            // monoio's timers tick in whole milliseconds: a deadline is rounded up to the next
+            // tick and the park timeout is counted from the truncated current tick, so a sleep
+            // can end up to two milliseconds late, lag that would be counted as latency. Wake
+            // that much early instead, and measure from the earlier of the scheduled and the
+            // actual send time: early sends measure the true service time, late ones keep
+            // counting from the schedule (coordinated omission stays visible).
+            if let Some(wake) = scheduled.checked_sub(TIMER_SLACK) {
+                if wake > Instant::now() {
+                    monoio::time::sleep_until(monoio::time::Instant::from_std(wake)).await;
+                }
+            }
+            reference = scheduled.min(Instant::now());
         }
         times.clear();
         let outcome =
@@ -395,7 +410,8 @@ impl ThreadResult {
             Ok(body_bytes) => {
                 self.ok += 1;
                 self.body_bytes += body_bytes;
-                self.latency.saturating_record(micros(done - reference));
+                self.latency
+                    .saturating_record(micros(done.saturating_duration_since(reference)));
                 if stream {
                     if let Some(first) = times.first {
                         self.ttft

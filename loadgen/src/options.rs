@@ -21,6 +21,8 @@ pub struct LoadOptions {
     pub connections: usize,
     /// Open loop: requests per second, scheduled at fixed intervals; latency is measured from
     /// each request's scheduled send time, so queueing behind a slow server is not hidden.
+    /// (Requests may leave up to 2 ms early, the slack of monoio's millisecond timers; those
+    /// count from the actual send.)
     pub rate: Option<f64>,
     /// Measured run time after the warm-up. Always bounded.
     pub duration: Duration,
