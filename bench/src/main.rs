@@ -1,1 +1,705 @@
-fn main() {}
+//! `tollgate-bench`: the end-to-end benchmark runner.
+//!
+//! Builds the release binaries, then for each run starts the mock provider, a one-worker
+//! Tollgate and a one-worker nginx, and measures every scenario directly against the mock,
+//! through Tollgate and through nginx back to back, on pinned cores (proxies on CPU 0, mock and
+//! load generator on CPU 1). Writes medians, ratios against nginx and the goals to
+//! `bench/RESULTS.md`. Load only ever goes to 127.0.0.1, bounded in time and count; every
+//! process it starts is stopped on the way out, on errors and on Ctrl-C too.
+
+mod idle;
+mod loadgen;
+mod machine;
+mod nginx;
+mod procs;
+mod results;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::loadgen::{LoadSpec, Outcome, Watch, MODEL};
+use crate::machine::Machine;
+use crate::nginx::Availability;
+use crate::procs::{Proc, Scratch, Spawn};
+use crate::results::{Results, RunResult, Scenario, Settings, Target};
+
+/// The CPU the proxies (Tollgate or nginx) run on.
+const PROXY_CPU: usize = 0;
+
+/// The CPU the mock provider and the load generator share.
+const CLIENT_CPU: usize = 1;
+
+/// Open-file limit the runner asks for (children inherit it).
+const NOFILE_WANTED: u64 = 65_536;
+
+/// Run the end-to-end benchmark: direct-to-mock vs Tollgate vs nginx, on pinned cores.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate-bench", about, long_about = None)]
+struct Cli {
+    /// Runs of every scenario; medians across runs are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Measured duration of each load (after the warm-up), e.g. 10s, 2500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up before each measured load.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Smoke test: 1 run, 2 s loads, 500 ms warm-up, 2,000 idle connections (overrides
+    /// --runs, --duration, --warmup and --idle-connections).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the results (default: bench/RESULTS.md in the workspace).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Do not measure nginx (and do not install it).
+    #[arg(long)]
+    skip_nginx: bool,
+    /// Idle keep-alive connections held open for the memory scenario.
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Connections of the closed-loop throughput scenario.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Request rate of the open-loop scenario (requests per second).
+    #[arg(long, default_value_t = 5_000)]
+    rate: u32,
+    /// Concurrent streams in the streaming scenario.
+    #[arg(long, default_value_t = 16)]
+    stream_connections: usize,
+}
+
+/// Why the runner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Something the run depends on failed.
+    #[error("{0}")]
+    Failed(String),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl BenchError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
+    let d = Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("duration {s:?} is out of range"))?;
+    if d < Duration::from_millis(100) && !d.is_zero() {
+        return Err(format!("duration {s:?} is too short (at least 100ms)"));
+    }
+    Ok(d)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(BenchError::Interrupted) => {
+            eprintln!("tollgate-bench: interrupted; every started process was stopped");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("tollgate-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when some measurement had errors (results are still written).
+fn run(cli: Cli) -> Result<bool, BenchError> {
+    procs::install_signal_handlers()
+        .map_err(|e| BenchError::io("installing signal handlers", e))?;
+    let root = workspace_root();
+    let settings = Settings::from_cli(&cli);
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("bench").join("RESULTS.md"));
+
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus <= CLIENT_CPU {
+        return Err(BenchError::Failed(format!(
+            "needs at least 2 CPUs (proxy on CPU {PROXY_CPU}, clients on CPU {CLIENT_CPU}); this process may use {cpus}"
+        )));
+    }
+    let nofile = match procs::raise_nofile_limit(NOFILE_WANTED) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("tollgate-bench: could not raise RLIMIT_NOFILE: {e}");
+            0
+        }
+    };
+    if nofile > 0 && (nofile as usize) < settings.idle_connections + 1024 {
+        return Err(BenchError::Failed(format!(
+            "the open-file limit is {nofile}, too low for {} idle connections",
+            settings.idle_connections
+        )));
+    }
+
+    let load_at_start = machine::load_average();
+    if let Some([one, _, _]) = load_at_start {
+        if one > 1.0 {
+            eprintln!(
+                "tollgate-bench: warning: load average is {one:.2}; numbers from a busy machine are noisy (recorded in the results)"
+            );
+        }
+    }
+
+    let bins = build(&root)?;
+    let nginx = if cli.skip_nginx {
+        Availability::Unavailable("skipped (--skip-nginx)".into())
+    } else {
+        nginx::ensure()
+    };
+    if let Availability::Unavailable(why) = &nginx {
+        eprintln!("tollgate-bench: nginx will not be measured: {why}");
+    }
+
+    let mut scratch = Scratch::create()?;
+    let mut results = Results::new(
+        settings.clone(),
+        Machine::describe(&root),
+        nginx.clone(),
+        command_line(),
+        load_at_start,
+        nofile,
+    );
+    let mut finished = Ok(());
+    for run in 0..settings.runs {
+        eprintln!("tollgate-bench: run {} of {}", run + 1, settings.runs);
+        match one_run(run, &settings, &bins, &nginx, &scratch, &mut results) {
+            Ok(r) => results.runs.push(r),
+            Err(e) => {
+                finished = Err(e);
+                break;
+            }
+        }
+    }
+    results.load_at_end = machine::load_average();
+    if let Err(e) = finished {
+        // Keep the logs of a broken run; write nothing over a previous RESULTS.md.
+        scratch.keep();
+        eprintln!("tollgate-bench: logs kept in {}", scratch.path().display());
+        return Err(e);
+    }
+    let markdown = results.render_markdown();
+    std::fs::write(&out, &markdown)
+        .map_err(|e| BenchError::io(format!("writing {}", out.display()), e))?;
+    println!("{}", results.render_summary());
+    eprintln!("tollgate-bench: wrote {}", out.display());
+    let clean = results.problems().is_empty();
+    if !clean {
+        scratch.keep();
+        eprintln!(
+            "tollgate-bench: some measurements were flagged (see Problems in {}); logs kept in {}",
+            out.display(),
+            scratch.path().display()
+        );
+    }
+    Ok(clean)
+}
+
+/// The workspace root (this crate's parent directory).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// How the runner was invoked, as a `cargo run` line.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| procs::shell_quote(&a))
+        .collect();
+    let mut line = "cargo run --release -p tollgate-bench --".to_owned();
+    for a in args {
+        line.push(' ');
+        line.push_str(&a);
+    }
+    line
+}
+
+/// Paths of the binaries under test.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `tollgate`.
+    pub gateway: PathBuf,
+    /// `tollgate-mock`.
+    pub mock: PathBuf,
+    /// `tollgate-loadgen`.
+    pub loadgen: PathBuf,
+}
+
+/// `cargo build --release -p tollgate-engine -p tollgate-loadgen`, output on stderr.
+fn build(root: &Path) -> Result<Binaries, BenchError> {
+    eprintln!("tollgate-bench: cargo build --release -p tollgate-engine -p tollgate-loadgen");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tollgate-engine",
+            "-p",
+            "tollgate-loadgen",
+        ])
+        .status()
+        .map_err(|e| BenchError::io("running cargo build", e))?;
+    if !status.success() {
+        return Err(BenchError::Failed(format!("cargo build failed ({status})")));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release");
+    let bins = Binaries {
+        gateway: target.join("tollgate"),
+        mock: target.join("tollgate-mock"),
+        loadgen: target.join("tollgate-loadgen"),
+    };
+    for b in [&bins.gateway, &bins.mock, &bins.loadgen] {
+        if !b.is_file() {
+            return Err(BenchError::Failed(format!(
+                "{} is missing after the build",
+                b.display()
+            )));
+        }
+    }
+    Ok(bins)
+}
+
+/// The mock provider pinned to the client CPU: one thread, streams of `chunks` chunks.
+fn start_mock(
+    bins: &Binaries,
+    settings: &Settings,
+    dir: &Path,
+    name: &str,
+) -> Result<(Proc, SocketAddr, String), BenchError> {
+    let port = procs::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let args = vec![
+        "--listen".to_owned(),
+        addr.to_string(),
+        "--threads".to_owned(),
+        "1".to_owned(),
+        "--chunks".to_owned(),
+        settings.mock_chunks.to_string(),
+        "--chunk-delay".to_owned(),
+        loadgen::fmt_duration(settings.mock_chunk_delay),
+        "--ttft".to_owned(),
+        "0ms".to_owned(),
+    ];
+    let spawn = Spawn::new(name, Some(CLIENT_CPU), &bins.mock, args);
+    let mut proc = Proc::start(&spawn, dir)?;
+    procs::wait_for_port(&mut proc, addr, Duration::from_secs(10))?;
+    Ok((proc, addr, spawn.command_line()))
+}
+
+/// The gateway's configuration: one worker in front of the mock.
+fn gateway_config(listen: SocketAddr, mock: SocketAddr, max_connections: usize) -> String {
+    format!(
+        r#"# Written by tollgate-bench: one worker in front of the mock provider.
+[server]
+listen = "{listen}"
+workers = 1
+shutdown_grace = "1s"
+keepalive_timeout = "120s"
+max_connections_per_worker = {max_connections}
+
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "http://{mock}/v1"
+
+[[models]]
+name = "{MODEL}"
+deployments = [{{ provider = "mock", model = "{MODEL}" }}]
+
+[[keys]]
+name = "bench"
+key = "{key}"
+"#,
+        key = loadgen::DEMO_KEY
+    )
+}
+
+/// A running gateway.
+#[derive(Debug)]
+struct Gateway {
+    proc: Proc,
+    addr: SocketAddr,
+    command_line: String,
+}
+
+/// Starts a one-worker gateway pinned to the proxy CPU and waits for `/health/ready`.
+fn start_gateway(
+    bins: &Binaries,
+    settings: &Settings,
+    mock: SocketAddr,
+    dir: &Path,
+    name: &str,
+) -> Result<Gateway, BenchError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+    let config = dir.join(format!("{name}.toml"));
+    let max_connections = (settings.idle_connections + 1_000).max(25_000);
+    std::fs::write(&config, gateway_config(addr, mock, max_connections))
+        .map_err(|e| BenchError::io(format!("writing {}", config.display()), e))?;
+    let mut spawn = Spawn::new(
+        name,
+        Some(PROXY_CPU),
+        &bins.gateway,
+        vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ],
+    );
+    spawn.env = vec![
+        ("TOLLGATE_LOG".into(), "info".into()),
+        ("NO_COLOR".into(), "1".into()),
+    ];
+    let mut proc = Proc::start(&spawn, dir)?;
+    wait_ready(&mut proc, addr, Duration::from_secs(15))?;
+    Ok(Gateway {
+        proc,
+        addr,
+        command_line: spawn.command_line(),
+    })
+}
+
+/// Polls `GET /health/ready` until it answers 200.
+fn wait_ready(proc: &mut Proc, addr: SocketAddr, limit: Duration) -> Result<(), BenchError> {
+    use std::io::{Read, Write};
+    let end = std::time::Instant::now() + limit;
+    loop {
+        proc.check_alive().map_err(BenchError::Failed)?;
+        procs::check_interrupted()?;
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(
+                format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned())
+        })();
+        let last = match attempt {
+            Ok(status) if status.split(' ').nth(1) == Some("200") => return Ok(()),
+            Ok(status) => status,
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= end {
+            return Err(BenchError::Failed(format!(
+                "{} at {addr} was not ready within {limit:?} (last: {last}); stderr: {}",
+                proc.name(),
+                proc.stderr_tail(600)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The io driver the gateway logged at start (`driver=io_uring`), if it did.
+fn logged_driver(stderr: &str) -> Option<String> {
+    let clean = results::strip_ansi(stderr);
+    let line = clean.lines().find(|l| l.contains("tollgate listening"))?;
+    let value = line.split("driver=").nth(1)?.split_whitespace().next()?;
+    Some(value.trim_matches('"').to_owned())
+}
+
+/// One run: every load scenario against every target, then the memory scenario.
+fn one_run(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    nginx_bin: &Availability,
+    scratch: &Scratch,
+    results: &mut Results,
+) -> Result<RunResult, BenchError> {
+    let dir = scratch.path();
+    let tag = format!("run{}", run + 1);
+    let (mut mock, mock_addr, mock_cmd) = start_mock(bins, settings, dir, &format!("mock-{tag}"))?;
+    results.note_command("mock", mock_cmd);
+
+    let mut gateway =
+        match start_gateway(bins, settings, mock_addr, dir, &format!("tollgate-{tag}")) {
+            Ok(g) => {
+                results.note_command("tollgate", g.command_line.clone());
+                Ok(g)
+            }
+            Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+            Err(e) => Err(e.to_string()),
+        };
+    let mut nginx = match nginx_bin {
+        Availability::Ready { bin, .. } => {
+            match nginx::start(
+                bin,
+                dir,
+                &format!("nginx-{tag}"),
+                PROXY_CPU,
+                mock_addr.port(),
+            ) {
+                Ok(n) => {
+                    results.note_command("nginx", n.command_line.clone());
+                    Some(Ok(n))
+                }
+                Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+                Err(e) => Some(Err(e.to_string())),
+            }
+        }
+        Availability::Unavailable(_) => None,
+    };
+
+    let mut out = RunResult::default();
+    if let Ok(g) = &gateway {
+        out.gateway_driver = logged_driver(&g.proc.stderr());
+    }
+    let mut targets = vec![Target::Direct, Target::Tollgate];
+    if nginx.is_some() {
+        targets.push(Target::Nginx);
+    }
+    // Rotate the order per run so no target always runs first (warmest caches, coolest CPU).
+    let shift = run % targets.len();
+    targets.rotate_left(shift);
+
+    for scenario in Scenario::LOAD {
+        let spec = settings.spec(scenario);
+        for &target in &targets {
+            procs::check_interrupted()?;
+            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
+            let outcome: Outcome = (|| {
+                mock.check_alive()?;
+                let (addr, proxy) = match target {
+                    Target::Direct => (mock_addr, None),
+                    Target::Tollgate => {
+                        let g = gateway.as_mut().map_err(|e| e.clone())?;
+                        g.proc.check_alive()?;
+                        (g.addr, Some(g.proc.pid()))
+                    }
+                    Target::Nginx => {
+                        let n = match nginx.as_mut() {
+                            Some(Ok(n)) => n,
+                            Some(Err(e)) => return Err(e.clone()),
+                            None => return Err("nginx is not measured".into()),
+                        };
+                        n.proc.check_alive()?;
+                        let addr = if spec.stream { n.streaming } else { n.buffered };
+                        (addr, Some(n.proc.pid()))
+                    }
+                };
+                let url = format!("http://{addr}/v1/chat/completions");
+                if run == 0 {
+                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
+                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                }
+                let watch = Watch {
+                    proxy_core: PROXY_CPU,
+                    client_core: CLIENT_CPU,
+                    proxy_pid: proxy,
+                    mock_pid: mock.pid(),
+                };
+                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
+                    match e {
+                        BenchError::Interrupted => "interrupted".to_owned(),
+                        other => other.to_string(),
+                    }
+                })?
+            })();
+            procs::check_interrupted()?;
+            eprintln!(
+                "tollgate-bench:   {:<11} {:<8} {}",
+                scenario.slug(),
+                target.slug(),
+                results::one_line(scenario, &outcome)
+            );
+            out.load.insert((scenario, target), outcome);
+        }
+    }
+
+    // Memory: a fresh gateway, so what is measured is idle connections, not what the load
+    // scenarios left in its allocator.
+    if let Ok(g) = gateway.as_mut() {
+        out.gateway_warnings = results::warnings(&g.proc.stderr());
+        g.proc.stop();
+    }
+    drop(gateway);
+    if let Some(Ok(n)) = nginx.as_mut() {
+        out.nginx_errors = results::nginx_errors(&procs::tail(
+            &dir.join(n.proc.name()).join("nginx-error.log"),
+            4096,
+        ));
+    }
+    out.memory = match start_gateway(
+        bins,
+        settings,
+        mock_addr,
+        dir,
+        &format!("tollgate-mem-{tag}"),
+    ) {
+        Ok(mut g) => {
+            let r = idle::hold_idle(&mut g.proc, g.addr, settings.idle_connections);
+            out.gateway_warnings
+                .extend(results::warnings(&g.proc.stderr()));
+            r
+        }
+        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+        Err(e) => Err(e.to_string()),
+    };
+    procs::check_interrupted()?;
+    match &out.memory {
+        Ok(m) => eprintln!(
+            "tollgate-bench:   memory      tollgate {} idle connections: VmRSS {:.1} MiB ({:.1} MiB before)",
+            m.opened,
+            m.rss_idle_kib as f64 / 1024.0,
+            m.rss_before_kib as f64 / 1024.0
+        ),
+        Err(e) => eprintln!("tollgate-bench:   memory      tollgate FAILED: {e}"),
+    }
+    drop(nginx);
+    mock.stop();
+    Ok(out)
+}
+
+// === impl Settings ===
+
+impl Settings {
+    fn spec(&self, scenario: Scenario) -> LoadSpec {
+        let base = LoadSpec {
+            connections: 1,
+            rate: None,
+            stream: false,
+            duration: self.duration,
+            warmup: self.warmup,
+        };
+        match scenario {
+            Scenario::Throughput => LoadSpec {
+                connections: self.connections,
+                ..base
+            },
+            Scenario::Latency => base,
+            Scenario::OpenLoop => LoadSpec {
+                connections: self.open_pool,
+                rate: Some(self.rate),
+                ..base
+            },
+            Scenario::Streaming => LoadSpec {
+                connections: self.stream_connections,
+                stream: true,
+                ..base
+            },
+        }
+    }
+
+    fn from_cli(cli: &Cli) -> Self {
+        let quick = cli.quick;
+        Settings {
+            runs: if quick { 1 } else { cli.runs.max(1) },
+            duration: if quick {
+                Duration::from_secs(2)
+            } else {
+                cli.duration
+            },
+            warmup: if quick {
+                Duration::from_millis(500)
+            } else {
+                cli.warmup
+            },
+            quick,
+            idle_connections: if quick {
+                cli.idle_connections.min(2_000)
+            } else {
+                cli.idle_connections
+            },
+            idle_goal_connections: 10_000,
+            connections: cli.connections.max(1),
+            rate: cli.rate.max(1),
+            open_pool: 64,
+            stream_connections: cli.stream_connections.max(1),
+            mock_chunks: 16,
+            mock_chunk_delay: Duration::from_millis(1),
+            proxy_cpu: PROXY_CPU,
+            client_cpu: CLIENT_CPU,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2500ms"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5ms").is_err());
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn gateway_config_is_valid_toml() {
+        let conf = gateway_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            30_000,
+        );
+        let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
+        assert_eq!(config.server.workers, 1);
+        assert_eq!(config.server.max_connections_per_worker, 30_000);
+        assert!(config.model(MODEL).is_some());
+    }
+
+    #[test]
+    fn driver_from_log() {
+        let log = "2026-11-21T14:00:00Z  INFO tollgate_engine: tollgate listening addr=127.0.0.1:1 workers=1 driver=\"io_uring\"\n";
+        assert_eq!(logged_driver(log).as_deref(), Some("io_uring"));
+        let colored = "\x1b[32m INFO\x1b[0m tollgate listening \x1b[3maddr\x1b[0m\x1b[2m=\x1b[0m127.0.0.1:1 \x1b[3mdriver\x1b[0m\x1b[2m=\x1b[0m\"legacy\"";
+        assert_eq!(logged_driver(colored).as_deref(), Some("legacy"));
+        assert_eq!(logged_driver("nothing"), None);
+    }
+}

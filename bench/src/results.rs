@@ -1,0 +1,1269 @@
+//! What the runs measured and how it is reported: medians across runs, latency added over the
+//! direct-to-mock baseline of the same run, ratios against nginx, the goals met or missed, and
+//! the problems seen. Renders `bench/RESULTS.md` and the stdout summary; does no I/O itself.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::idle::IdleReport;
+use crate::loadgen::{fmt_duration, Outcome, Report, Sample};
+use crate::machine::{self, Machine};
+use crate::nginx::Availability;
+
+/// The memory goal: VmRSS with the idle connections open, MiB.
+const MEMORY_GOAL_MIB: f64 = 100.0;
+
+/// Added-latency goal: Tollgate's added latency over nginx's.
+const LATENCY_RATIO_GOAL: f64 = 0.5;
+
+/// Throughput goal: Tollgate's req/s over nginx's.
+const THROUGHPUT_RATIO_GOAL: f64 = 1.0;
+
+/// An open-loop run that achieved less than this fraction of its rate is flagged.
+const OPEN_LOOP_MIN_ACHIEVED: f64 = 0.95;
+
+/// Where requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// Straight to the mock provider (the baseline).
+    Direct,
+    /// Through Tollgate.
+    Tollgate,
+    /// Through nginx.
+    Nginx,
+}
+
+/// A load scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// a. closed-loop throughput, non-streaming.
+    Throughput,
+    /// b. one connection, back to back: latency.
+    Latency,
+    /// c. open loop at a fixed rate: latency under load.
+    OpenLoop,
+    /// d. streaming: time to first token.
+    Streaming,
+}
+
+/// What every run used.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Runs.
+    pub runs: usize,
+    /// Measured duration of each load.
+    pub duration: Duration,
+    /// Warm-up of each load.
+    pub warmup: Duration,
+    /// `--quick`.
+    pub quick: bool,
+    /// Idle connections of the memory scenario.
+    pub idle_connections: usize,
+    /// Idle connections the memory goal is stated for.
+    pub idle_goal_connections: usize,
+    /// Closed-loop throughput connections.
+    pub connections: usize,
+    /// Open-loop rate.
+    pub rate: u32,
+    /// Open-loop connection pool.
+    pub open_pool: usize,
+    /// Concurrent streams.
+    pub stream_connections: usize,
+    /// Mock: content chunks per stream.
+    pub mock_chunks: u32,
+    /// Mock: pause between chunks.
+    pub mock_chunk_delay: Duration,
+    /// CPU of the proxies.
+    pub proxy_cpu: usize,
+    /// CPU of the mock and the load generator.
+    pub client_cpu: usize,
+}
+
+/// Everything one run measured.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Every load measurement.
+    pub load: BTreeMap<(Scenario, Target), Outcome>,
+    /// The memory scenario.
+    pub memory: Result<IdleReport, String>,
+    /// The io driver the gateway logged.
+    pub gateway_driver: Option<String>,
+    /// WARN/ERROR lines the gateways logged.
+    pub gateway_warnings: Vec<String>,
+    /// error-level lines in nginx's error log.
+    pub nginx_errors: Vec<String>,
+}
+
+/// A goal's outcome.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Met(String),
+    Missed(String),
+    NotEvaluated(String),
+}
+
+/// One row of the summary.
+#[derive(Debug, Clone)]
+struct Goal {
+    scenario: &'static str,
+    metric: String,
+    goal: String,
+    value: String,
+    verdict: Verdict,
+}
+
+/// The whole benchmark: settings, machine, runs; renders the report.
+#[derive(Debug)]
+pub struct Results {
+    /// What every run used.
+    pub settings: Settings,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Whether nginx was measured.
+    pub nginx: Availability,
+    /// How the runner was invoked.
+    pub command: String,
+    /// When it started.
+    pub date: String,
+    /// Load average before the first run.
+    pub load_at_start: Option<[f64; 3]>,
+    /// Load average after the last run.
+    pub load_at_end: Option<[f64; 3]>,
+    /// The open-file limit children inherited.
+    pub nofile: u64,
+    /// The runs.
+    pub runs: Vec<RunResult>,
+    /// How each kind of process was started (first run).
+    commands: BTreeMap<String, String>,
+    /// The load generator command of each measurement (first run).
+    loadgen_commands: BTreeMap<(Scenario, Target), String>,
+}
+
+// === impl Target / Scenario ===
+
+impl Target {
+    /// All targets, baseline first.
+    pub const ALL: [Target; 3] = [Target::Direct, Target::Tollgate, Target::Nginx];
+
+    /// Short lowercase name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Tollgate => "tollgate",
+            Target::Nginx => "nginx",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct to mock",
+            Target::Tollgate => "through Tollgate",
+            Target::Nginx => "through nginx",
+        }
+    }
+}
+
+impl Scenario {
+    /// The load scenarios, in the order they run.
+    pub const LOAD: [Scenario; 4] = [
+        Scenario::Throughput,
+        Scenario::Latency,
+        Scenario::OpenLoop,
+        Scenario::Streaming,
+    ];
+
+    /// Short lowercase name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Scenario::Throughput => "throughput",
+            Scenario::Latency => "latency",
+            Scenario::OpenLoop => "open-loop",
+            Scenario::Streaming => "streaming",
+        }
+    }
+}
+
+// === impl RunResult ===
+
+impl Default for RunResult {
+    fn default() -> Self {
+        Self {
+            load: BTreeMap::new(),
+            memory: Err("not run".into()),
+            gateway_driver: None,
+            gateway_warnings: Vec::new(),
+            nginx_errors: Vec::new(),
+        }
+    }
+}
+
+// === impl Results: collection ===
+
+impl Results {
+    /// An empty result set.
+    pub fn new(
+        settings: Settings,
+        machine: Machine,
+        nginx: Availability,
+        command: String,
+        load_at_start: Option<[f64; 3]>,
+        nofile: u64,
+    ) -> Self {
+        Self {
+            settings,
+            machine,
+            nginx,
+            command,
+            date: machine::utc_now(),
+            load_at_start,
+            load_at_end: None,
+            nofile,
+            runs: Vec::new(),
+            commands: BTreeMap::new(),
+            loadgen_commands: BTreeMap::new(),
+        }
+    }
+
+    /// Records how a kind of process was started (the first time only).
+    pub fn note_command(&mut self, kind: &str, line: String) {
+        self.commands.entry(kind.to_owned()).or_insert(line);
+    }
+
+    /// Records a load generator command line (the first time only).
+    pub fn note_loadgen_command(&mut self, scenario: Scenario, target: Target, line: String) {
+        self.loadgen_commands
+            .entry((scenario, target))
+            .or_insert(line);
+    }
+
+    fn nginx_measured(&self) -> bool {
+        matches!(self.nginx, Availability::Ready { .. })
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        Target::ALL
+            .into_iter()
+            .filter(|&t| t != Target::Nginx || self.nginx_measured())
+            .collect()
+    }
+
+    /// Successful samples of one scenario and target, one per run (`None` where it failed).
+    fn samples(&self, s: Scenario, t: Target) -> Vec<Option<&Sample>> {
+        self.runs
+            .iter()
+            .map(|r| r.load.get(&(s, t)).and_then(|o| o.as_ref().ok()))
+            .collect()
+    }
+
+    /// Median of `f` over the runs where the measurement succeeded.
+    fn median_of(&self, s: Scenario, t: Target, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        median(
+            self.samples(s, t)
+                .into_iter()
+                .flatten()
+                .filter_map(f)
+                .collect(),
+        )
+    }
+
+    /// Median over runs of `f(target) - f(direct)`, both from the same run.
+    fn added(&self, s: Scenario, t: Target, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        let direct = self.samples(s, Target::Direct);
+        let proxied = self.samples(s, t);
+        let diffs = direct
+            .iter()
+            .zip(&proxied)
+            .filter_map(|(d, p)| Some(f((*p)?)? - f((*d)?)?))
+            .collect();
+        median(diffs)
+    }
+
+    fn memory_median(&self, f: impl Fn(&IdleReport) -> f64) -> Option<f64> {
+        median(
+            self.runs
+                .iter()
+                .filter_map(|r| r.memory.as_ref().ok())
+                .map(f)
+                .collect(),
+        )
+    }
+
+    fn drivers(&self) -> String {
+        let mut seen: Vec<String> = Vec::new();
+        for r in &self.runs {
+            let d = r
+                .gateway_driver
+                .clone()
+                .unwrap_or_else(|| "not logged".into());
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        if seen.is_empty() {
+            "unknown".into()
+        } else {
+            seen.join(", ")
+        }
+    }
+
+    /// `median 0.02, max 0.31 cores`: CPU others used on the pinned cores during loads.
+    fn interference(&self) -> String {
+        let v: Vec<f64> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.load.values().flatten())
+            .filter_map(|x| x.foreign_cpu)
+            .collect();
+        let max = v.iter().copied().fold(f64::NAN, f64::max);
+        match median(v) {
+            Some(m) => format!("median {m:.2} cores, max {max:.2} cores (0 on a quiet machine)"),
+            None => "unknown".into(),
+        }
+    }
+
+    fn loadgen_drivers(&self) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.runs {
+            for s in r.load.values().flatten() {
+                if !seen.contains(&s.report.driver.as_str()) {
+                    seen.push(&s.report.driver);
+                }
+            }
+        }
+        if seen.is_empty() {
+            "unknown".into()
+        } else {
+            seen.join(", ")
+        }
+    }
+}
+
+// === impl Results: judging ===
+
+impl Results {
+    /// Every problem seen: failed or unclean measurements, incomplete streams, a missed rate,
+    /// closed idle connections, gateway warnings, nginx errors.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let rate = f64::from(self.settings.rate);
+        for (i, run) in self.runs.iter().enumerate() {
+            let n = i + 1;
+            for ((s, t), outcome) in &run.load {
+                let at = format!("run {n}, {}, {}", s.slug(), t.slug());
+                match outcome {
+                    Err(e) => out.push(format!("{at}: measurement failed: {e}")),
+                    Ok(sample) => {
+                        if let Some(p) = sample.report.problem() {
+                            out.push(format!("{at}: {p}"));
+                        }
+                        if *s == Scenario::OpenLoop
+                            && sample.report.requests_per_sec < rate * OPEN_LOOP_MIN_ACHIEVED
+                        {
+                            out.push(format!(
+                                "{at}: achieved {:.0} req/s of the {rate:.0} asked (the target could not keep up; latency is then queueing)",
+                                sample.report.requests_per_sec
+                            ));
+                        }
+                    }
+                }
+            }
+            // Streams: every target must deliver as many content events per stream as the mock
+            // sends directly.
+            let direct = run
+                .load
+                .get(&(Scenario::Streaming, Target::Direct))
+                .and_then(|o| o.as_ref().ok())
+                .and_then(|s| s.report.events_per_stream());
+            for t in [Target::Tollgate, Target::Nginx] {
+                let proxied = run
+                    .load
+                    .get(&(Scenario::Streaming, t))
+                    .and_then(|o| o.as_ref().ok())
+                    .and_then(|s| s.report.events_per_stream());
+                if let (Some(d), Some(p)) = (direct, proxied) {
+                    if (d - p).abs() > 0.01 {
+                        out.push(format!(
+                            "run {n}, streaming, {}: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)",
+                            t.slug()
+                        ));
+                    }
+                }
+            }
+            match &run.memory {
+                Err(e) => out.push(format!("run {n}, memory: failed: {e}")),
+                Ok(m) => {
+                    if m.still_open < m.opened {
+                        out.push(format!(
+                            "run {n}, memory: the gateway closed {} of {} idle connections before memory was read",
+                            m.opened - m.still_open,
+                            m.opened
+                        ));
+                    }
+                }
+            }
+            for w in &run.gateway_warnings {
+                out.push(format!("run {n}, tollgate logged: {w}"));
+            }
+            for e in &run.nginx_errors {
+                out.push(format!("run {n}, nginx logged: {e}"));
+            }
+        }
+        out
+    }
+
+    fn goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        let nginx_missing = || match &self.nginx {
+            Availability::Unavailable(why) => {
+                Verdict::NotEvaluated(format!("nginx not measured: {why}"))
+            }
+            Availability::Ready { .. } => {
+                Verdict::NotEvaluated("no successful nginx measurement".into())
+            }
+        };
+
+        // a. throughput
+        let rps = |s: &Sample| Some(s.report.requests_per_sec);
+        let tg = self.median_of(Scenario::Throughput, Target::Tollgate, rps);
+        let ng = self.median_of(Scenario::Throughput, Target::Nginx, rps);
+        let (value, verdict) = match (tg, ng) {
+            (Some(tg), Some(ng)) if ng > 0.0 => {
+                let r = tg / ng;
+                let pct = (r - THROUGHPUT_RATIO_GOAL) * 100.0;
+                let v = if r >= THROUGHPUT_RATIO_GOAL {
+                    Verdict::Met(format!("by {pct:+.1}%"))
+                } else {
+                    Verdict::Missed(format!(
+                        "by {pct:.1}% ({:.0} req/s short)",
+                        ng * THROUGHPUT_RATIO_GOAL - tg
+                    ))
+                };
+                (format!("{r:.2} ({tg:.0} vs {ng:.0} req/s)"), v)
+            }
+            _ => ("—".into(), nginx_missing()),
+        };
+        goals.push(Goal {
+            scenario: "a. throughput",
+            metric: format!(
+                "req/s Tollgate / nginx, {} conns",
+                self.settings.connections
+            ),
+            goal: format!("≥ {THROUGHPUT_RATIO_GOAL:.2}"),
+            value,
+            verdict,
+        });
+
+        // b, c. added latency ratios
+        for (scenario, label) in [
+            (Scenario::Latency, "b. latency, 1 conn"),
+            (Scenario::OpenLoop, "c. open loop"),
+        ] {
+            for (pct, f) in [
+                (
+                    "p50",
+                    (|s: &Sample| Some(s.report.latency.p50_us as f64))
+                        as fn(&Sample) -> Option<f64>,
+                ),
+                ("p99", |s: &Sample| Some(s.report.latency.p99_us as f64)),
+            ] {
+                let tg = self.added(scenario, Target::Tollgate, f);
+                let ng = self.added(scenario, Target::Nginx, f);
+                let (value, verdict) = added_ratio(tg, ng, nginx_missing);
+                goals.push(Goal {
+                    scenario: label,
+                    metric: format!("added {pct} Tollgate / nginx"),
+                    goal: format!("≤ {LATENCY_RATIO_GOAL:.2}"),
+                    value,
+                    verdict,
+                });
+            }
+        }
+
+        // d. streaming TTFT
+        let ttft = |s: &Sample| s.report.ttft.as_ref().map(|t| t.p50_us as f64);
+        let tg = self.added(Scenario::Streaming, Target::Tollgate, ttft);
+        let ng = self.added(Scenario::Streaming, Target::Nginx, ttft);
+        let (value, verdict) = match (tg, ng) {
+            (Some(tg), Some(ng)) => {
+                let v = if tg <= ng {
+                    Verdict::Met(format!("by {}", fmt_us(ng - tg)))
+                } else {
+                    Verdict::Missed(format!("by {}", fmt_us(tg - ng)))
+                };
+                (
+                    format!("Tollgate {}, nginx {}", fmt_added(tg), fmt_added(ng)),
+                    v,
+                )
+            }
+            (Some(tg), None) => (format!("Tollgate {}", fmt_added(tg)), nginx_missing()),
+            _ => (
+                "—".into(),
+                Verdict::NotEvaluated("no successful measurement".into()),
+            ),
+        };
+        goals.push(Goal {
+            scenario: "d. streaming",
+            metric: "added TTFT p50".into(),
+            goal: "Tollgate ≤ nginx".into(),
+            value,
+            verdict,
+        });
+
+        // e. memory
+        let n = self.settings.idle_connections;
+        let goal_n = self.settings.idle_goal_connections;
+        let rss = self.memory_median(|m| m.rss_idle_kib as f64 / 1024.0);
+        let (value, verdict) = match rss {
+            None => (
+                "—".into(),
+                Verdict::NotEvaluated("no successful memory run".into()),
+            ),
+            Some(mib) => {
+                let (judged, how) = if n >= goal_n {
+                    (mib, String::new())
+                } else {
+                    let projected = self
+                        .memory_median(|m| m.projected_kib(goal_n) / 1024.0)
+                        .unwrap_or(mib);
+                    (
+                        projected,
+                        format!(", projected to {goal_n} from {n}: {projected:.1} MiB"),
+                    )
+                };
+                let v = if judged <= MEMORY_GOAL_MIB {
+                    Verdict::Met(format!("by {:.1} MiB", MEMORY_GOAL_MIB - judged))
+                } else {
+                    Verdict::Missed(format!("by {:.1} MiB", judged - MEMORY_GOAL_MIB))
+                };
+                (format!("{mib:.1} MiB at {n} connections{how}"), v)
+            }
+        };
+        goals.push(Goal {
+            scenario: "e. memory",
+            metric: format!("Tollgate VmRSS, {goal_n} idle keep-alive conns"),
+            goal: format!("≤ {MEMORY_GOAL_MIB:.0} MiB"),
+            value,
+            verdict,
+        });
+
+        // Clean runs.
+        let measured: usize = self.runs.iter().map(|r| r.load.len()).sum();
+        let problems = self.problems().len();
+        goals.push(Goal {
+            scenario: "all",
+            metric: "measurements without errors, complete streams".into(),
+            goal: "no problem".into(),
+            value: format!("{measured} load measurements, {problems} problems"),
+            verdict: if problems == 0 {
+                Verdict::Met(String::new())
+            } else {
+                Verdict::Missed(format!("{problems} problems (see Problems)"))
+            },
+        });
+        goals
+    }
+}
+
+/// Ratio of added latencies and its verdict against [`LATENCY_RATIO_GOAL`].
+fn added_ratio(
+    tg: Option<f64>,
+    ng: Option<f64>,
+    nginx_missing: impl Fn() -> Verdict,
+) -> (String, Verdict) {
+    match (tg, ng) {
+        (Some(tg), Some(ng)) if ng > 0.0 => {
+            let r = tg / ng;
+            let value = format!(
+                "{r:.2} (Tollgate {}, nginx {})",
+                fmt_added(tg),
+                fmt_added(ng)
+            );
+            let allowed = ng * LATENCY_RATIO_GOAL;
+            let v = if r <= LATENCY_RATIO_GOAL {
+                Verdict::Met(format!(
+                    "by {:.2} ({} to spare)",
+                    LATENCY_RATIO_GOAL - r,
+                    fmt_us(allowed - tg)
+                ))
+            } else {
+                Verdict::Missed(format!(
+                    "by {:.2} (needs ≤ {} added, {} less)",
+                    r - LATENCY_RATIO_GOAL,
+                    fmt_us(allowed),
+                    fmt_us(tg - allowed)
+                ))
+            };
+            (value, v)
+        }
+        (Some(tg), Some(ng)) => (
+            format!("Tollgate {}, nginx {}", fmt_added(tg), fmt_added(ng)),
+            Verdict::NotEvaluated("nginx added no measurable latency".into()),
+        ),
+        (Some(tg), None) => (format!("Tollgate {}", fmt_added(tg)), nginx_missing()),
+        _ => (
+            "—".into(),
+            Verdict::NotEvaluated("no successful measurement".into()),
+        ),
+    }
+}
+
+// === impl Results: rendering ===
+
+impl Results {
+    /// The stdout summary: the goals table and the per-scenario medians.
+    pub fn render_summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Tollgate benchmark, {} ({} run(s) × {} + {} warm-up), commit {}\n",
+            self.date,
+            self.runs.len(),
+            fmt_duration(self.settings.duration),
+            fmt_duration(self.settings.warmup),
+            self.machine.commit
+        );
+        self.write_goals(&mut s);
+        s.push('\n');
+        self.write_scenarios(&mut s, false);
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let _ = writeln!(s, "Problems:");
+            for p in problems {
+                let _ = writeln!(s, "- {p}");
+            }
+        }
+        s
+    }
+
+    /// The whole RESULTS.md.
+    pub fn render_markdown(&self) -> String {
+        let mut s = String::new();
+        let st = &self.settings;
+        let _ = writeln!(s, "# Tollgate end-to-end benchmark results\n");
+        let _ = writeln!(
+            s,
+            "Written by `tollgate-bench` (bench/src); rerun it to replace this file. Recorded {}.\n",
+            self.date
+        );
+        let _ = writeln!(s, "```sh\n{}\n```\n", self.command);
+        if st.quick {
+            let _ = writeln!(
+                s,
+                "> **Quick smoke run** (`--quick`): one short run; the numbers show the runner works, they are not a measurement.\n"
+            );
+        }
+
+        let _ = writeln!(s, "## Machine and build\n");
+        let _ = writeln!(s, "| | |\n|---|---|");
+        let _ = writeln!(s, "| git commit | `{}` |", self.machine.commit);
+        let _ = writeln!(
+            s,
+            "| CPU | {} ({} CPUs usable) |",
+            self.machine.cpu_model, self.machine.cpus
+        );
+        let _ = writeln!(s, "| memory | {} |", self.machine.memory);
+        let _ = writeln!(s, "| kernel | {} |", self.machine.kernel);
+        let _ = writeln!(
+            s,
+            "| gateway io driver (from its log) | {} |",
+            self.drivers()
+        );
+        let _ = writeln!(
+            s,
+            "| load generator io driver | {} |",
+            self.loadgen_drivers()
+        );
+        let nginx = match &self.nginx {
+            Availability::Ready { bin, version } => format!("{version} (`{}`)", bin.display()),
+            Availability::Unavailable(why) => format!("not measured: {why}"),
+        };
+        let _ = writeln!(s, "| nginx | {nginx} |");
+        let _ = writeln!(
+            s,
+            "| load average (1/5/15 min) at start / end | {} / {} |",
+            machine::fmt_load(self.load_at_start),
+            machine::fmt_load(self.load_at_end)
+        );
+        let _ = writeln!(s, "| open-file limit (inherited) | {} |", self.nofile);
+        let _ = writeln!(
+            s,
+            "| foreign CPU on the pinned cores during loads | {} |\n",
+            self.interference()
+        );
+
+        let _ = writeln!(s, "## Setup\n");
+        let _ = writeln!(
+            s,
+            "- CPU {}: the proxy under test, one worker: Tollgate (`workers = 1`) or nginx (`worker_processes 1; master_process off`). Both run for the whole run; the one not being measured is idle.",
+            st.proxy_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- CPU {}: the mock provider (1 thread) and the load generator (1 thread), both pinned with `taskset`.",
+            st.client_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- Mock: non-streamed answers at once; streams of {} content chunks {} apart, TTFT 0.",
+            st.mock_chunks,
+            fmt_duration(st.mock_chunk_delay)
+        );
+        let _ = writeln!(
+            s,
+            "- Every load: {} measured after {} warm-up, HTTP/1.1 keep-alive, `POST /v1/chat/completions` with the loadgen's default body and `Authorization: Bearer sk-tollgate-demo` (nginx and the mock ignore it).",
+            fmt_duration(st.duration),
+            fmt_duration(st.warmup)
+        );
+        let _ = writeln!(
+            s,
+            "- Each run starts fresh processes and measures direct, Tollgate and nginx back to back for every scenario, rotating which goes first. {} run(s); tables show the median across runs.",
+            self.runs.len()
+        );
+        let _ = writeln!(
+            s,
+            "- *Added* latency = proxied minus direct **in the same run**; the table shows the median of those per-run differences, and ratios divide the medians."
+        );
+        let _ = writeln!(
+            s,
+            "- *Proxy CPU* is the proxy process's CPU time over the load generator's lifetime (warm-up included) as a fraction of one core; *client CPU* the same for the mock and the load generator together (they share CPU {}). A client CPU near 100% means the client side, not the proxy, set the pace. *Foreign CPU* is what else kept the two pinned cores busy meanwhile (other processes, interrupts), in cores: the noise indicator.",
+            st.client_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- Memory: a fresh gateway; {} connections each send one chat completion and stay open and idle; VmRSS of the gateway process from `/proc/PID/status`.\n",
+            st.idle_connections
+        );
+
+        let _ = writeln!(s, "## Goals\n");
+        self.write_goals(&mut s);
+        s.push('\n');
+        self.write_scenarios(&mut s, true);
+
+        let _ = writeln!(s, "## Problems\n");
+        let problems = self.problems();
+        if problems.is_empty() {
+            let _ = writeln!(
+                s,
+                "None: every measured request succeeded (errors = 0, ok = requests), every stream was complete with as many content events as direct, every idle connection stayed open, and neither proxy logged a warning or error.\n"
+            );
+        } else {
+            for p in problems {
+                let _ = writeln!(s, "- {p}");
+            }
+            s.push('\n');
+        }
+
+        let _ = writeln!(s, "## Commands\n");
+        let _ = writeln!(
+            s,
+            "Processes of the first run (ports are picked free per run):\n"
+        );
+        let _ = writeln!(s, "```sh");
+        for (kind, line) in &self.commands {
+            let _ = writeln!(s, "# {kind}\n{line}");
+        }
+        for ((sc, t), line) in &self.loadgen_commands {
+            let _ = writeln!(s, "# {} / {}\n{line}", sc.slug(), t.slug());
+        }
+        let _ = writeln!(s, "```\n");
+
+        self.write_raw(&mut s);
+        s
+    }
+
+    fn write_goals(&self, s: &mut String) {
+        let _ = writeln!(s, "| scenario | metric | goal | median result | verdict |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for g in self.goals() {
+            let verdict = match &g.verdict {
+                Verdict::Met(m) if m.is_empty() => "**met**".to_owned(),
+                Verdict::Met(m) => format!("**met** {m}"),
+                Verdict::Missed(m) => format!("**MISSED** {m}"),
+                Verdict::NotEvaluated(why) => format!("not evaluated: {why}"),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {verdict} |",
+                g.scenario, g.metric, g.goal, g.value
+            );
+        }
+    }
+
+    fn errors_cell(&self, sc: Scenario, t: Target) -> String {
+        let mut total = 0;
+        let mut failed = 0;
+        for r in &self.runs {
+            match r.load.get(&(sc, t)) {
+                Some(Ok(sample)) => total += sample.report.errors.total,
+                Some(Err(_)) => failed += 1,
+                None => {}
+            }
+        }
+        match failed {
+            0 => total.to_string(),
+            n => format!("{total} (+{n} failed runs)"),
+        }
+    }
+
+    fn write_scenarios(&self, s: &mut String, markdown_headings: bool) {
+        let st = &self.settings;
+        let h = |s: &mut String, title: String| {
+            if markdown_headings {
+                let _ = writeln!(s, "## {title}\n");
+            } else {
+                let _ = writeln!(s, "{title}\n");
+            }
+        };
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
+        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
+        let p999 = |x: &Sample| Some(x.report.latency.p999_us as f64);
+        let pcpu = |x: &Sample| x.proxy_cpu;
+        let ccpu = |x: &Sample| x.client_cpu;
+        let targets = self.targets();
+
+        // a.
+        h(
+            s,
+            format!(
+                "a. Throughput: closed loop, {} connections, non-streaming",
+                st.connections
+            ),
+        );
+        let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | req/s per proxy core | client CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, rps);
+        for &t in &targets {
+            let sc = Scenario::Throughput;
+            let r = self.median_of(sc, t, rps);
+            let per_core = self.median_of(sc, t, |x| {
+                x.proxy_cpu
+                    .filter(|&c| c > 0.0)
+                    .map(|c| x.report.requests_per_sec / c)
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.label(),
+                opt(r, |v| format!("{v:.0}")),
+                match (r, direct_rps) {
+                    (Some(r), Some(d)) if d > 0.0 => format!("{:.2}", r / d),
+                    _ => "—".into(),
+                },
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(self.median_of(sc, t, p99), fmt_us),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(per_core, |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, ccpu), fmt_pct),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+
+        // b. and c.
+        for (sc, title) in [
+            (
+                Scenario::Latency,
+                "b. Latency: 1 connection, back to back, non-streaming".to_owned(),
+            ),
+            (
+                Scenario::OpenLoop,
+                format!(
+                    "c. Open loop: {} req/s scheduled (pool of {} connections), non-streaming; latency from the scheduled send time",
+                    st.rate, st.open_pool
+                ),
+            ),
+        ] {
+            h(s, title);
+            let _ = writeln!(s, "| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | proxy CPU | errors |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+            for &t in &targets {
+                let added = |f: fn(&Sample) -> Option<f64>| {
+                    if t == Target::Direct {
+                        "—".to_owned()
+                    } else {
+                        opt(self.added(sc, t, f), fmt_added)
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    t.label(),
+                    opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                    opt(self.median_of(sc, t, p50), fmt_us),
+                    opt(self.median_of(sc, t, p99), fmt_us),
+                    opt(self.median_of(sc, t, p999), fmt_us),
+                    added(|x| Some(x.report.latency.p50_us as f64)),
+                    added(|x| Some(x.report.latency.p99_us as f64)),
+                    opt(self.median_of(sc, t, pcpu), fmt_pct),
+                    self.errors_cell(sc, t)
+                );
+            }
+            s.push('\n');
+        }
+
+        // d.
+        h(
+            s,
+            format!(
+                "d. Streaming: {} concurrent streams, {} chunks {} apart (nginx: its `proxy_buffering off` server)",
+                st.stream_connections,
+                st.mock_chunks,
+                fmt_duration(st.mock_chunk_delay)
+            ),
+        );
+        let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | stream p50 | content events / stream | proxy CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        let sc = Scenario::Streaming;
+        let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
+        let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
+        for &t in &targets {
+            let added = |f: &dyn Fn(&Sample) -> Option<f64>| {
+                if t == Target::Direct {
+                    "—".to_owned()
+                } else {
+                    opt(self.added(sc, t, f), fmt_added)
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.label(),
+                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, t50), fmt_us),
+                opt(self.median_of(sc, t, t99), fmt_us),
+                added(&t50),
+                added(&t99),
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(
+                    self.median_of(sc, t, |x| x.report.events_per_stream()),
+                    |v| format!("{v:.2}")
+                ),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+
+        // e.
+        h(
+            s,
+            format!(
+                "e. Memory: {} idle keep-alive connections to Tollgate",
+                st.idle_connections
+            ),
+        );
+        let _ = writeln!(s, "| run | connections opened | still open | VmRSS before | VmRSS with idle conns | VmHWM | per connection | VmRSS after closing | time to open |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for (i, r) in self.runs.iter().enumerate() {
+            match &r.memory {
+                Ok(m) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} / {} | {} | {} | {} | {} | {:.1} KiB | {} | {:.1} s |",
+                        i + 1,
+                        m.opened,
+                        m.wanted,
+                        m.still_open,
+                        fmt_mib(m.rss_before_kib),
+                        fmt_mib(m.rss_idle_kib),
+                        fmt_mib(m.hwm_kib),
+                        m.bytes_per_connection() / 1024.0,
+                        fmt_mib(m.rss_after_close_kib),
+                        m.open_secs
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | failed: {} | | | | | | | |",
+                        i + 1,
+                        e.replace('|', "/")
+                    );
+                }
+            }
+        }
+        if let Some(mib) = self.memory_median(|m| m.rss_idle_kib as f64 / 1024.0) {
+            let _ = writeln!(s, "| **median** | | | | **{mib:.1} MiB** | | | | |");
+        }
+        s.push('\n');
+    }
+
+    fn write_raw(&self, s: &mut String) {
+        let _ = writeln!(s, "## Raw per-run numbers\n");
+        let _ = writeln!(
+            s,
+            "<details><summary>Every measurement ({} runs)</summary>\n",
+            self.runs.len()
+        );
+        let _ = writeln!(s, "| run | scenario | target | requests | ok | errors | req/s | p50 | p90 | p99 | p99.9 | max | TTFT p50 | TTFT p99 | events/stream | body bytes/response | proxy CPU | client CPU | foreign CPU |");
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (i, r) in self.runs.iter().enumerate() {
+            for ((sc, t), o) in &r.load {
+                match o {
+                    Ok(x) => {
+                        let rep: &Report = &x.report;
+                        let errors = if rep.errors.total == 0 {
+                            "0".to_owned()
+                        } else {
+                            format!("{} ({})", rep.errors.total, rep.errors.describe())
+                        };
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            i + 1,
+                            sc.slug(),
+                            t.slug(),
+                            rep.requests,
+                            rep.ok,
+                            errors,
+                            rep.requests_per_sec,
+                            fmt_us(rep.latency.p50_us as f64),
+                            fmt_us(rep.latency.p90_us as f64),
+                            fmt_us(rep.latency.p99_us as f64),
+                            fmt_us(rep.latency.p999_us as f64),
+                            fmt_us(rep.latency.max_us as f64),
+                            opt(rep.ttft.as_ref().map(|l| l.p50_us as f64), fmt_us),
+                            opt(rep.ttft.as_ref().map(|l| l.p99_us as f64), fmt_us),
+                            opt(rep.events_per_stream(), |v| format!("{v:.2}")),
+                            if rep.ok > 0 {
+                                format!("{:.0}", rep.body_bytes as f64 / rep.ok as f64)
+                            } else {
+                                "—".to_owned()
+                            },
+                            opt(x.proxy_cpu, fmt_pct),
+                            opt(x.client_cpu, fmt_pct),
+                            opt(x.foreign_cpu, |v| format!("{v:.2}")),
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | failed: {} | | | | | | | | | | | | | | | |",
+                            i + 1,
+                            sc.slug(),
+                            t.slug(),
+                            e.replace('|', "/")
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(s, "\n</details>");
+    }
+}
+
+// === helpers ===
+
+/// One progress line for a finished measurement.
+pub fn one_line(scenario: Scenario, outcome: &Outcome) -> String {
+    match outcome {
+        Err(e) => format!("FAILED: {e}"),
+        Ok(x) => {
+            let r = &x.report;
+            let mut line = format!(
+                "{:>8.0} req/s  p50 {:>9}  p99 {:>9}",
+                r.requests_per_sec,
+                fmt_us(r.latency.p50_us as f64),
+                fmt_us(r.latency.p99_us as f64)
+            );
+            if scenario == Scenario::Streaming {
+                if let Some(t) = &r.ttft {
+                    let _ = write!(line, "  ttft p50 {}", fmt_us(t.p50_us as f64));
+                }
+            }
+            if let Some(c) = x.proxy_cpu {
+                let _ = write!(line, "  proxy cpu {}", fmt_pct(c));
+            }
+            match r.problem() {
+                Some(p) => {
+                    let _ = write!(line, "  PROBLEM: {p}");
+                }
+                None => line.push_str("  errors 0"),
+            }
+            line
+        }
+    }
+}
+
+/// Removes ANSI escape sequences (colored log output).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// WARN and ERROR lines of a tracing log, without timestamps, deduplicated (at most 10).
+pub fn warnings(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in strip_ansi(log).lines() {
+        let Some(pos) = line.find(" WARN ").or_else(|| line.find(" ERROR ")) else {
+            continue;
+        };
+        let msg = line[pos..].trim().to_owned();
+        if !out.contains(&msg) {
+            out.push(msg);
+        }
+        if out.len() == 10 {
+            break;
+        }
+    }
+    out
+}
+
+/// error-level lines of an nginx error log, without timestamps, deduplicated (at most 10).
+pub fn nginx_errors(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let Some(pos) = ["[error]", "[crit]", "[alert]", "[emerg]"]
+            .iter()
+            .find_map(|level| line.find(level))
+        else {
+            continue;
+        };
+        // Drop the "pid#tid: *conn" counters so repeats collapse.
+        let msg = line[pos..].to_owned();
+        let msg = match msg.split_once(": ") {
+            Some((level, rest)) if level.contains('#') => {
+                let level = level.split(' ').next().unwrap_or(level);
+                let rest = rest
+                    .trim_start_matches(|c: char| c == '*' || c.is_ascii_digit())
+                    .trim();
+                format!("{level} {rest}")
+            }
+            _ => msg,
+        };
+        if !out.contains(&msg) {
+            out.push(msg);
+        }
+        if out.len() == 10 {
+            break;
+        }
+    }
+    out
+}
+
+/// Median of some values (mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "—".into(), f)
+}
+
+/// Microseconds, readable: `85 µs`, `1.23 ms`, `2.50 s`.
+pub fn fmt_us(us: f64) -> String {
+    let a = us.abs();
+    if a < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if a < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// A signed added latency: `+12 µs`, `-3 µs`.
+fn fmt_added(us: f64) -> String {
+    if us >= 0.0 {
+        format!("+{}", fmt_us(us))
+    } else {
+        fmt_us(us)
+    }
+}
+
+fn fmt_pct(f: f64) -> String {
+    format!("{:.0}%", f * 100.0)
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0]), Some(3.0));
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(fmt_us(85.0), "85 µs");
+        assert_eq!(fmt_us(1234.0), "1.23 ms");
+        assert_eq!(fmt_added(12.0), "+12 µs");
+        assert_eq!(fmt_added(-3.0), "-3 µs");
+        assert_eq!(fmt_pct(0.5), "50%");
+    }
+
+    #[test]
+    fn log_scraping() {
+        let log = "\x1b[2m2026-11-21T14:00:00Z\x1b[0m \x1b[33m WARN\x1b[0m tollgate_engine::worker: accept failed\n\
+                   2026-11-21T14:00:01Z  WARN tollgate_engine::worker: accept failed\n\
+                   2026-11-21T14:00:01Z  INFO tollgate_engine: tollgate listening\n";
+        let w = warnings(log);
+        assert_eq!(
+            w,
+            vec!["WARN tollgate_engine::worker: accept failed".to_owned()]
+        );
+        let ngx = "2026/11/21 14:00:00 [error] 123#123: *45 upstream prematurely closed connection while reading upstream\n\
+                   2026/11/21 14:00:01 [error] 123#123: *46 upstream prematurely closed connection while reading upstream\n\
+                   2026/11/21 14:00:01 [notice] 123#123: signal process started\n";
+        assert_eq!(
+            nginx_errors(ngx),
+            vec![
+                "[error] upstream prematurely closed connection while reading upstream".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn added_latency_verdicts() {
+        let missing = || Verdict::NotEvaluated("x".into());
+        let (v, verdict) = added_ratio(Some(10.0), Some(40.0), missing);
+        assert!(v.starts_with("0.25"), "{v}");
+        assert!(matches!(verdict, Verdict::Met(_)));
+        let (_, verdict) = added_ratio(Some(30.0), Some(40.0), missing);
+        match verdict {
+            Verdict::Missed(m) => assert!(m.contains("needs ≤ 20 µs added, 10 µs less"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let (_, verdict) = added_ratio(Some(30.0), Some(-1.0), missing);
+        assert!(matches!(verdict, Verdict::NotEvaluated(_)));
+    }
+}
