@@ -51,7 +51,7 @@ struct Outcome {
 pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bool {
     let version = head.version;
     let keep_alive = head.keep_alive && !core.draining.get();
-    let route = match route(head.method, head.path()) {
+    let route = match route(head.method, head.method_str(), head.path()) {
         Ok(r) => r,
         Err(e) => {
             // Unknown routes still have their body drained so the connection stays usable.
@@ -115,8 +115,9 @@ async fn health(
     Ok(Outcome { keep_alive })
 }
 
-/// Phase 1: method + path (query ignored) -> route.
-fn route(method: Method, target: &str) -> Result<Route, GatewayError> {
+/// Phase 1: method + path (query ignored) -> route. `method_text` is the method as sent, for
+/// error messages.
+fn route(method: Method, method_text: &str, target: &str) -> Result<Route, GatewayError> {
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::Proxy(Endpoint::ChatCompletions), Method::Post),
@@ -127,7 +128,7 @@ fn route(method: Method, target: &str) -> Result<Route, GatewayError> {
         "/health/ready" => (Route::Ready, Method::Get),
         _ => {
             return Err(GatewayError::NotFound {
-                method: method_name(method).to_owned(),
+                method: truncate(method_text, 32).to_owned(),
                 path: truncate(path, 256).to_owned(),
             })
         }
@@ -136,23 +137,10 @@ fn route(method: Method, target: &str) -> Result<Route, GatewayError> {
         Ok(route)
     } else {
         Err(GatewayError::MethodNotAllowed {
-            method: method_name(method).to_owned(),
+            method: truncate(method_text, 32).to_owned(),
             path: path.to_owned(),
-            allow: method_name(allow),
+            allow: allow.as_str().unwrap_or_default(),
         })
-    }
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Options => "OPTIONS",
-        Method::Patch => "PATCH",
-        Method::Other => "(other)",
     }
 }
 

@@ -64,6 +64,13 @@ impl Response {
         })
     }
 
+    /// Assert an OpenAI-style error response with this status and `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.error_code().as_deref(), Some(code), "{}", self.text());
+    }
+
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

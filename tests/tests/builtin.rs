@@ -71,16 +71,14 @@ fn auth_errors_are_401_with_openai_body() {
     let gw = gateway("");
     let body = chat_body("gpt-4o-mini", false);
     let r = post(gw.addr(), "/v1/chat/completions", None, &body);
-    assert_eq!(r.status, 401);
-    assert_eq!(r.error_code().as_deref(), Some("invalid_api_key"));
+    r.assert_error(401, "invalid_api_key");
     let r = post(
         gw.addr(),
         "/v1/chat/completions",
         Some("sk-wrong-key-1234"),
         &body,
     );
-    assert_eq!(r.status, 401);
-    assert_eq!(r.error_code().as_deref(), Some("invalid_api_key"));
+    r.assert_error(401, "invalid_api_key");
     assert!(
         !r.text().contains("sk-wrong-key-1234"),
         "key echoed: {}",
@@ -109,8 +107,7 @@ fn request_errors_name_the_field() {
         Some(DEMO_KEY),
         &chat_body("gpt-9", false),
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(r.error_code().as_deref(), Some("model_not_found"));
+    r.assert_error(404, "model_not_found");
     assert_eq!(r.json()["error"]["param"], "model");
 
     let r = post(
@@ -142,8 +139,7 @@ fn request_errors_name_the_field() {
 
     let mut c = Client::connect(gw.addr());
     let r = c.get("/v1/nothing-here", None);
-    assert_eq!(r.status, 404);
-    assert_eq!(r.error_code().as_deref(), Some("unknown_url"));
+    r.assert_error(404, "unknown_url");
     let r = c.get("/v1/chat/completions", Some(DEMO_KEY));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
@@ -229,8 +225,7 @@ fn upstream_failures_are_clear_errors() {
         Some(DEMO_KEY),
         &chat_body("reset", false),
     );
-    assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(r.error_code().as_deref(), Some("upstream_closed"));
+    r.assert_error(502, "upstream_closed");
 
     let r = post(
         addr,
@@ -238,8 +233,7 @@ fn upstream_failures_are_clear_errors() {
         Some(DEMO_KEY),
         &chat_body("hang", false),
     );
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(r.error_code().as_deref(), Some("upstream_timeout"));
+    r.assert_error(504, "upstream_timeout");
 
     let r = post(
         addr,

@@ -189,8 +189,7 @@ fn refused_upstream_is_502() {
         Some(DEMO_KEY),
         &chat_body("gpt-4o-mini", false),
     );
-    assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(r.error_code().as_deref(), Some("upstream_unreachable"));
+    r.assert_error(502, "upstream_unreachable");
     assert!(!r.text().contains("sk-upstream-secret"));
     gw.shutdown();
 }
@@ -210,8 +209,7 @@ fn upstream_reset_timeout_cut_and_status_are_mapped() {
         Some(DEMO_KEY),
         &chat_body("reset", false),
     );
-    assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(r.error_code().as_deref(), Some("upstream_closed"));
+    r.assert_error(502, "upstream_closed");
 
     let r = post(
         addr,
@@ -219,8 +217,7 @@ fn upstream_reset_timeout_cut_and_status_are_mapped() {
         Some(DEMO_KEY),
         &chat_body("hang", false),
     );
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(r.error_code().as_deref(), Some("upstream_timeout"));
+    r.assert_error(504, "upstream_timeout");
 
     // An OpenAI-style upstream error is passed through with its status.
     let r = post(
