@@ -358,3 +358,32 @@ fn connections_over_the_worker_limit_are_closed() {
     drop(b);
     gw.shutdown();
 }
+
+#[test]
+fn legacy_epoll_driver_serves_the_same() {
+    let toml = mock_gateway_toml("io_driver = \"legacy\"", "chunks = 4").replace(
+        "kind = \"mock\"",
+        "kind = \"mock\"\nfirst_byte_timeout = \"200ms\"",
+    );
+    let gw = start(config(&toml, &[]), 2);
+    for w in gw.workers() {
+        let driver = w.driver.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(driver, tollgate_engine::Driver::Legacy as u8);
+    }
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some(DEMO_KEY),
+        &chat_body("gpt-4o-mini", true),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some(DEMO_KEY),
+        &chat_body("hang", false),
+    );
+    assert_eq!(r.status, 504, "timers work on the legacy driver too");
+    gw.shutdown();
+}
