@@ -24,6 +24,9 @@ pub struct Report {
     pub driver: String,
     /// Measured requests that finished.
     pub requests: u64,
+    /// Open loop: requests due in the window that were never sent (the target fell behind).
+    #[serde(default)]
+    pub unsent: u64,
     /// Measured requests that succeeded completely.
     pub ok: u64,
     /// Failures by kind.
@@ -164,6 +167,12 @@ impl Report {
         }
         if self.ok != self.requests || self.requests == 0 {
             return Some(format!("{} ok of {} requests", self.ok, self.requests));
+        }
+        if self.unsent > 0 {
+            return Some(format!(
+                "{} due requests were never sent (the target fell behind the rate)",
+                self.unsent
+            ));
         }
         None
     }

@@ -365,6 +365,7 @@ struct Gateway {
     proc: Proc,
     addr: SocketAddr,
     command_line: String,
+    config: String,
 }
 
 /// Starts a one-worker gateway pinned to the proxy CPU and waits for `/health/ready`.
@@ -378,7 +379,8 @@ fn start_gateway(
     let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
     let config = dir.join(format!("{name}.toml"));
     let max_connections = (settings.idle_connections + 1_000).max(25_000);
-    std::fs::write(&config, gateway_config(addr, mock, max_connections))
+    let toml = gateway_config(addr, mock, max_connections);
+    std::fs::write(&config, &toml)
         .map_err(|e| BenchError::io(format!("writing {}", config.display()), e))?;
     let mut spawn = Spawn::new(
         name,
@@ -400,6 +402,7 @@ fn start_gateway(
         proc,
         addr,
         command_line: spawn.command_line(),
+        config: toml,
     })
 }
 
@@ -467,6 +470,7 @@ fn one_run(
         match start_gateway(bins, settings, mock_addr, dir, &format!("tollgate-{tag}")) {
             Ok(g) => {
                 results.note_command("tollgate", g.command_line.clone());
+                results.note_gateway_config(g.config.clone());
                 Ok(g)
             }
             Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),

@@ -138,6 +138,8 @@ pub struct Results {
     commands: BTreeMap<String, String>,
     /// The load generator command of each measurement (first run).
     loadgen_commands: BTreeMap<(Scenario, Target), String>,
+    /// The gateway configuration file of the first run.
+    gateway_config: Option<String>,
 }
 
 // === impl Target / Scenario ===
@@ -222,12 +224,18 @@ impl Results {
             runs: Vec::new(),
             commands: BTreeMap::new(),
             loadgen_commands: BTreeMap::new(),
+            gateway_config: None,
         }
     }
 
     /// Records how a kind of process was started (the first time only).
     pub fn note_command(&mut self, kind: &str, line: String) {
         self.commands.entry(kind.to_owned()).or_insert(line);
+    }
+
+    /// Records the gateway's configuration file (the first time only).
+    pub fn note_gateway_config(&mut self, toml: String) {
+        self.gateway_config.get_or_insert(toml);
     }
 
     /// Records a load generator command line (the first time only).
@@ -731,8 +739,12 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "- Memory: a fresh gateway; {} connections each send one chat completion and stay open and idle; VmRSS of the gateway process from `/proc/PID/status`.\n",
+            "- Memory: a fresh gateway; {} connections each send one chat completion and stay open and idle; VmRSS of the gateway process from `/proc/PID/status`.",
             st.idle_connections
+        );
+        let _ = writeln!(
+            s,
+            "- Reading the latency tables: a proxied request crosses cores four times (load generator → proxy → mock → proxy → load generator), so at low load *added* latency includes waking the proxy's idle core twice, for nginx and Tollgate alike. *Proxy CPU / request* separates the proxy's own work from that waiting; compare it with the same column under saturation (scenario a).\n"
         );
 
         let _ = writeln!(s, "## Goals\n");
@@ -757,7 +769,7 @@ impl Results {
         let _ = writeln!(s, "## Commands\n");
         let _ = writeln!(
             s,
-            "Processes of the first run (ports are picked free per run):\n"
+            "<details><summary>Every process of the first run (ports are picked free per run), the gateway's config; nginx's is <code>bench/nginx.conf.template</code></summary>\n"
         );
         let _ = writeln!(s, "```sh");
         for (kind, line) in &self.commands {
@@ -767,6 +779,10 @@ impl Results {
             let _ = writeln!(s, "# {} / {}\n{line}", sc.slug(), t.slug());
         }
         let _ = writeln!(s, "```\n");
+        if let Some(conf) = &self.gateway_config {
+            let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
+        }
+        let _ = writeln!(s, "</details>\n");
 
         self.write_raw(&mut s);
         s
@@ -820,6 +836,11 @@ impl Results {
         let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
         let p999 = |x: &Sample| Some(x.report.latency.p999_us as f64);
         let pcpu = |x: &Sample| x.proxy_cpu;
+        // Proxy CPU time per request, µs: how much work one request costs at this load.
+        let cpu_per_req = |x: &Sample| {
+            let rps = x.report.requests_per_sec;
+            x.proxy_cpu.filter(|_| rps > 0.0).map(|c| c * 1e6 / rps)
+        };
         let ccpu = |x: &Sample| x.client_cpu;
         let targets = self.targets();
 
@@ -831,8 +852,8 @@ impl Results {
                 st.connections
             ),
         );
-        let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | req/s per proxy core | client CPU | errors |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | proxy CPU / request | req/s per proxy core | client CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, rps);
         for &t in &targets {
             let sc = Scenario::Throughput;
@@ -844,7 +865,7 @@ impl Results {
             });
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.label(),
                 opt(r, |v| format!("{v:.0}")),
                 match (r, direct_rps) {
@@ -854,6 +875,7 @@ impl Results {
                 opt(self.median_of(sc, t, p50), fmt_us),
                 opt(self.median_of(sc, t, p99), fmt_us),
                 opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
                 opt(per_core, |v| format!("{v:.0}")),
                 opt(self.median_of(sc, t, ccpu), fmt_pct),
                 self.errors_cell(sc, t)
@@ -876,8 +898,8 @@ impl Results {
             ),
         ] {
             h(s, title);
-            let _ = writeln!(s, "| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | proxy CPU | errors |");
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(s, "| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | proxy CPU | proxy CPU / request | errors |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
             for &t in &targets {
                 let added = |f: fn(&Sample) -> Option<f64>| {
                     if t == Target::Direct {
@@ -888,7 +910,7 @@ impl Results {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.label(),
                     opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
                     opt(self.median_of(sc, t, p50), fmt_us),
@@ -897,6 +919,7 @@ impl Results {
                     added(|x| Some(x.report.latency.p50_us as f64)),
                     added(|x| Some(x.report.latency.p99_us as f64)),
                     opt(self.median_of(sc, t, pcpu), fmt_pct),
+                    opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
                     self.errors_cell(sc, t)
                 );
             }
