@@ -73,10 +73,17 @@ fn git_commit(root: &Path) -> String {
     };
     match git(root, &["status", "--porcelain"]) {
         Some(s) if s.is_empty() => hash,
-        Some(s) => format!(
-            "{hash} (dirty: {} files changed or untracked)",
-            s.lines().count()
-        ),
+        Some(s) => {
+            let paths: Vec<&str> = s.lines().filter_map(|l| l.get(3..)).collect();
+            let shown = paths.iter().take(6).copied().collect::<Vec<_>>().join(", ");
+            let more = paths.len().saturating_sub(6);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{hash} (dirty: {shown}{more})")
+        }
         None => format!("{hash} (tree state unknown)"),
     }
 }
@@ -86,6 +93,21 @@ pub fn load_average() -> Option<[f64; 3]> {
     let text = fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// How many cores' worth of the given CPUs were busy over `window` (0 on an idle machine).
+pub fn busy_cores(cpus: &[usize], window: std::time::Duration) -> Option<f64> {
+    let before: Option<Vec<_>> = cpus.iter().map(|&c| crate::procs::cpu_jiffies(c)).collect();
+    std::thread::sleep(window);
+    let after: Option<Vec<_>> = cpus.iter().map(|&c| crate::procs::cpu_jiffies(c)).collect();
+    let mut sum = 0.0;
+    for ((b0, t0), (b1, t1)) in before?.into_iter().zip(after?) {
+        if t1 <= t0 {
+            return None;
+        }
+        sum += (b1 - b0) as f64 / (t1 - t0) as f64;
+    }
+    Some(sum)
 }
 
 /// `0.12 0.34 0.56`.

@@ -173,12 +173,12 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
     }
 
     let load_at_start = machine::load_average();
-    if let Some([one, _, _]) = load_at_start {
-        if one > 1.0 {
-            eprintln!(
-                "tollgate-bench: warning: load average is {one:.2}; numbers from a busy machine are noisy (recorded in the results)"
-            );
-        }
+    let busy_at_start = machine::busy_cores(&[PROXY_CPU, CLIENT_CPU], Duration::from_secs(1));
+    if let Some(busy) = busy_at_start.filter(|&b| b > 0.2) {
+        eprintln!(
+            "tollgate-bench: warning: CPUs {PROXY_CPU} and {CLIENT_CPU} are already {busy:.2} cores busy (load average {}); numbers from a busy machine are noisy (recorded in the results)",
+            machine::fmt_load(load_at_start)
+        );
     }
 
     let bins = build(&root)?;
@@ -200,6 +200,7 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
         load_at_start,
         nofile,
     );
+    results.busy_at_start = busy_at_start;
     let mut finished = Ok(());
     for run in 0..settings.runs {
         eprintln!("tollgate-bench: run {} of {}", run + 1, settings.runs);

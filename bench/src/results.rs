@@ -130,6 +130,8 @@ pub struct Results {
     pub load_at_start: Option<[f64; 3]>,
     /// Load average after the last run.
     pub load_at_end: Option<[f64; 3]>,
+    /// Cores' worth of the two pinned CPUs busy in a 1 s sample before the first run.
+    pub busy_at_start: Option<f64>,
     /// The open-file limit children inherited.
     pub nofile: u64,
     /// The runs.
@@ -220,6 +222,7 @@ impl Results {
             date: machine::utc_now(),
             load_at_start,
             load_at_end: None,
+            busy_at_start: None,
             nofile,
             runs: Vec::new(),
             commands: BTreeMap::new(),
@@ -692,6 +695,12 @@ impl Results {
             "| load average (1/5/15 min) at start / end | {} / {} |",
             machine::fmt_load(self.load_at_start),
             machine::fmt_load(self.load_at_end)
+        );
+        let _ = writeln!(
+            s,
+            "| pinned CPUs busy before the first run (1 s sample) | {} |",
+            self.busy_at_start
+                .map_or_else(|| "unknown".into(), |b| format!("{b:.2} cores"))
         );
         let _ = writeln!(s, "| open-file limit (inherited) | {} |", self.nofile);
         let _ = writeln!(
