@@ -753,7 +753,7 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "- Reading the latency tables: a proxied request crosses cores four times (load generator → proxy → mock → proxy → load generator), so at low load *added* latency includes waking the proxy's idle core twice, for nginx and Tollgate alike. *Proxy CPU / request* separates the proxy's own work from that waiting; compare it with the same column under saturation (scenario a).\n"
+            "- Reading the latency tables: a proxied request crosses cores four times (load generator → proxy → mock → proxy → load generator), so at low load *added* latency includes waking the proxy's idle core twice, for nginx and Tollgate alike. *Proxy CPU / request* separates the proxy's own work from that waiting; compare it with the same column under saturation (scenario a). Why the added-latency goals are out of reach in this layout, with the experiments behind it: [NOTES.md](NOTES.md).\n"
         );
 
         let _ = writeln!(s, "## Goals\n");
