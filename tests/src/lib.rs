@@ -196,7 +196,11 @@ impl Client {
         let mut tmp = [0u8; 1];
         let closed = match self.stream.read(&mut tmp) {
             Ok(0) => true,
-            Ok(_) => false,
+            Ok(n) => {
+                // Data, not a close: keep it for the next response read.
+                self.buf.extend_from_slice(&tmp[..n]);
+                false
+            }
             Err(e) => !matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
