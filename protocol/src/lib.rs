@@ -2,8 +2,10 @@
 //! format and the mock provider's response plans. Nothing here performs I/O or depends on a
 //! runtime: every function takes bytes (and a `now` where time matters) and returns values.
 
+pub mod chat;
 pub mod error_body;
 pub mod http;
 pub mod mock;
 pub mod openai;
+pub mod providers;
 pub mod sse;
