@@ -2,6 +2,7 @@
 //! format and the mock provider's response plans. Nothing here performs I/O or depends on a
 //! runtime: every function takes bytes (and a `now` where time matters) and returns values.
 
+pub mod anthropic_api;
 pub mod chat;
 pub mod error_body;
 pub mod http;

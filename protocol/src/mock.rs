@@ -274,19 +274,7 @@ pub fn plan(
     };
     let model: &str = &summary.model;
 
-    let mut latency = knobs.latency;
-    let fault = match model_convention(model) {
-        Some(Convention::Fault(kind)) => Some(kind),
-        Some(Convention::Slow) => {
-            latency = SLOW_MODEL_LATENCY;
-            None
-        }
-        None => knobs
-            .fault
-            .as_ref()
-            .filter(|spec| spec.applies_to(request_index))
-            .map(|spec| spec.kind),
-    };
+    let (fault, latency) = fault_for(model, knobs, request_index);
 
     match fault {
         Some(FaultKind::Status(status)) => {
@@ -327,6 +315,59 @@ pub fn plan(
     } else {
         plan
     }
+}
+
+/// The fault (if any) and head latency for a request to `model`: the model-name conventions
+/// (`mock-error-<status>`, `mock-reset`, `mock-cut`, `mock-hang`, `mock-slow`, `mock-slow-body`)
+/// win over the knobs' fault rate. Shared by every vendor format the mock speaks.
+pub fn fault_for(
+    model: &str,
+    knobs: &MockKnobs,
+    request_index: u64,
+) -> (Option<FaultKind>, Duration) {
+    match model_convention(model) {
+        Some(Convention::Fault(kind)) => (Some(kind), knobs.latency),
+        Some(Convention::Slow) => (None, SLOW_MODEL_LATENCY),
+        None => (
+            knobs
+                .fault
+                .as_ref()
+                .filter(|spec| spec.applies_to(request_index))
+                .map(|spec| spec.kind),
+            knobs.latency,
+        ),
+    }
+}
+
+/// A plan answering `status` with a complete body after `delay`.
+pub fn body_plan(
+    status: u16,
+    content_type: &'static str,
+    body: Bytes,
+    delay: Duration,
+) -> MockPlan {
+    MockPlan {
+        status: Some(status),
+        usage: Usage::default(),
+        steps: vec![
+            MockStep::Head {
+                delay,
+                status,
+                content_type,
+                body_len: Some(body.len()),
+            },
+            MockStep::Body {
+                delay: Duration::ZERO,
+                bytes: body,
+            },
+            MockStep::End,
+        ],
+    }
+}
+
+/// A plan that sends nothing and then does `step` (`Reset` or `Hang`).
+pub fn no_answer_plan(step: MockStep) -> MockPlan {
+    no_answer(step)
 }
 
 /// Plans an error answer: `status` with an OpenAI error body whose type matches the status
@@ -405,24 +446,7 @@ fn error_plan_with_delay(status: u16, message: &str, delay: Duration) -> MockPla
 fn error_body_plan(status: u16, error: &ErrorBody<'_>, delay: Duration) -> MockPlan {
     let mut out = BytesMut::with_capacity(192);
     error.write_json(&mut out);
-    let bytes = out.freeze();
-    MockPlan {
-        steps: vec![
-            MockStep::Head {
-                delay,
-                status,
-                content_type: CONTENT_TYPE_JSON,
-                body_len: Some(bytes.len()),
-            },
-            MockStep::Body {
-                delay: Duration::ZERO,
-                bytes,
-            },
-            MockStep::End,
-        ],
-        status: Some(status),
-        usage: usage(0, 0),
-    }
+    body_plan(status, CONTENT_TYPE_JSON, out.freeze(), delay)
 }
 
 fn no_answer(step: MockStep) -> MockPlan {

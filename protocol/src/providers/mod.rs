@@ -7,6 +7,18 @@
 //! path, headers, body) and how to read what comes back (a whole body, a stream of bytes, or an
 //! error status). Nothing here performs I/O; signing takes the time as an argument.
 
+pub mod anthropic;
+pub mod anthropic_mock;
+pub mod azure;
+pub mod bedrock;
+pub mod bedrock_mock;
+pub mod eventstream;
+pub mod gemini;
+pub mod gemini_mock;
+pub mod openai_compat;
+pub mod presets;
+pub mod sigv4;
+
 use bytes::Bytes;
 
 use crate::chat::{ChatChunk, ChatRequest, ChatResponse};
