@@ -9,6 +9,7 @@ pub mod conn;
 pub mod error;
 pub mod io;
 pub mod pipeline;
+pub mod router;
 pub mod shared;
 pub mod upstream;
 pub mod worker;
