@@ -139,20 +139,17 @@ impl Router {
     /// When every deployment is cooling down, the one whose cooldown ends first is returned
     /// alone, so a model never becomes unroutable from this core's point of view alone.
     pub fn order(&mut self, model: usize, now: Instant) -> Vec<usize> {
-        let Some(health) = self.health.get_mut(model) else {
+        let Some(health) = self.health.get(model) else {
             return Vec::new();
         };
         let n = health.len();
         let mut available: Vec<usize> = Vec::with_capacity(n);
-        for (i, h) in health.iter_mut().enumerate() {
+        for (i, h) in health.iter().enumerate() {
             match h.ejected_until {
+                // Cooling down, or its single probe is already out.
                 Some(until) if now < until || h.probing => {}
-                Some(_) => {
-                    // Cooldown over: this request is the probe.
-                    h.probing = true;
-                    available.push(i);
-                }
-                None => available.push(i),
+                // Cooldown over: the next attempt that starts on it is the probe.
+                Some(_) | None => available.push(i),
             }
         }
         if available.is_empty() {
@@ -207,10 +204,14 @@ impl Router {
         order
     }
 
-    /// An attempt on (`model`, `deployment`) starts.
+    /// An attempt on (`model`, `deployment`) starts. On a deployment whose cooldown has
+    /// ended, this attempt is the probe: others skip it until the probe reports.
     pub fn start(&mut self, model: usize, deployment: usize) {
         if let Some(h) = self.health_mut(model, deployment) {
             h.in_flight += 1;
+            if h.ejected_until.is_some() {
+                h.probing = true;
+            }
         }
     }
 
@@ -405,8 +406,9 @@ mod tests {
         // After the cooldown, exactly one request probes deployment 0.
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(r.order(0, t1), vec![0, 1]);
-        assert_eq!(r.order(0, t1), vec![1], "only one probe at a time");
+        assert_eq!(r.order(0, t1), vec![0, 1], "listing it does not claim the probe");
         r.start(0, 0);
+        assert_eq!(r.order(0, t1), vec![1], "only one probe at a time");
         r.finish(0, 0, AttemptResult::Success, None, t1);
         assert_eq!(r.order(0, t1), vec![0, 1]);
         assert!(!r.is_cooling_down(0, 0, t1));
@@ -421,6 +423,7 @@ mod tests {
         }
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(r.order(0, t1)[0], 0);
+        r.start(0, 0);
         r.finish(0, 0, AttemptResult::Failure, None, t1);
         assert!(r.is_cooling_down(0, 0, t1 + Duration::from_secs(1)));
     }
