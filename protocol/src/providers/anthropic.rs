@@ -1,1 +1,1037 @@
-//! (being written)
+//! Anthropic Messages API adapter: canonical chat requests become `POST /v1/messages` bodies,
+//! Messages responses and SSE streams become canonical responses and chunks, and Anthropic's
+//! error bodies become [`ProviderError`]s. Pure conversion: it never touches a socket or a clock.
+//!
+//! Choices the contract leaves to us, documented once here:
+//! - System and developer messages anywhere in the conversation are joined (blank line between)
+//!   into the top-level `system`; consecutive turns of the same Anthropic role are merged, because
+//!   Anthropic needs user/assistant alternation (tool results travel in user turns).
+//! - Anthropic has no JSON mode. `json_object` appends [`JSON_OBJECT_INSTRUCTION`] to the system
+//!   prompt. `json_schema` offers one extra tool, named [`JSON_TOOL_PREFIX`] + the schema name,
+//!   whose `input_schema` is the schema, and forces it (or, when the client also offers tools,
+//!   forces "some tool"); the decoders turn that tool's input back into message text. The
+//!   prefix is how the stateless decoders recognise it, since `decode_response` gets no request.
+//! - Assistant `reasoning_content` is not sent back: Anthropic only accepts thinking blocks with
+//!   their signature, which the canonical model does not carry.
+//! - `created` is 0 on decoded responses and chunks: Anthropic sends no timestamp and adapters
+//!   have no clock; the engine stamps it if it wants one.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    kind_for_status, looks_like_context_length, Adapter, ErrorKind, ProviderError, StreamDecoder,
+    Target, TranslateError, UpstreamRequest,
+};
+use crate::chat::{
+    ChatChunk, ChatRequest, ChatResponse, ChatUsage, Choice, Content, ContentPart, Delta,
+    FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat, Role, ToolCall,
+    ToolCallDelta, ToolChoice,
+};
+use crate::sse::SseDecoder;
+
+/// `anthropic-version` sent when the target does not name one.
+pub const DEFAULT_API_VERSION: &str = "2023-06-01";
+
+/// `max_tokens` sent when the client gave no output cap (Anthropic requires one).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Prefix of the tool that carries a `json_schema` response format (see the module doc).
+pub const JSON_TOOL_PREFIX: &str = "json_response_";
+
+/// Added to the system prompt for `response_format: json_object`.
+pub const JSON_OBJECT_INSTRUCTION: &str =
+    "Respond only with a single valid JSON object. Do not add any text before or after it.";
+
+/// Anthropic tool names are at most this long.
+const MAX_TOOL_NAME: usize = 64;
+
+/// Largest SSE block accepted from the upstream.
+const MAX_FRAME_BYTES: usize = 4 << 20;
+
+/// Top-level extras that mean the same to Anthropic and are passed through as sent.
+const PASSTHROUGH_EXTRAS: &[&str] = &["top_k", "thinking"];
+
+/// The Anthropic Messages API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnthropicAdapter;
+
+// === impl AnthropicAdapter ===
+
+impl Adapter for AnthropicAdapter {
+    fn name(&self) -> &'static str {
+        "anthropic"
+    }
+
+    fn encode_request(
+        &self,
+        req: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, TranslateError> {
+        let body = encode_body(req, target.model)?;
+        let mut headers = vec![
+            ("host", target.authority.to_owned()),
+            ("content-type", "application/json".to_owned()),
+        ];
+        if let Some(key) = target.api_key {
+            headers.push(("x-api-key", key.to_owned()));
+        }
+        headers.push((
+            "anthropic-version",
+            target.api_version.unwrap_or(DEFAULT_API_VERSION).to_owned(),
+        ));
+        if req.is_stream() {
+            headers.push(("accept", "text/event-stream".to_owned()));
+        }
+        Ok(UpstreamRequest {
+            method: "POST",
+            path: format!("{}/v1/messages", target.base_path),
+            headers,
+            body,
+        })
+    }
+
+    fn decode_response(&self, body: &[u8], model: &str) -> Result<ChatResponse, ProviderError> {
+        let wire: WireMessage = serde_json::from_slice(body).map_err(|e| {
+            ProviderError::bad_response(format!("unreadable Anthropic response: {e}"))
+        })?;
+        Ok(response_from_wire(wire, model))
+    }
+
+    fn stream_decoder(&self, model: &str) -> Box<dyn StreamDecoder> {
+        Box::new(AnthropicStreamDecoder::new(model))
+    }
+
+    fn map_error(&self, status: u16, body: &[u8]) -> ProviderError {
+        let parsed: Option<WireErrorBody> = serde_json::from_slice(body).ok();
+        match parsed {
+            Some(WireErrorBody { error }) => {
+                let kind = kind_for_error_type(&error.kind, &error.message, status);
+                ProviderError::new(kind, status, error.message)
+            }
+            None => {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                let message = if text.is_empty() {
+                    format!("Anthropic answered with status {status}")
+                } else {
+                    format!(
+                        "Anthropic answered with status {status}: {}",
+                        truncate(text, 200)
+                    )
+                };
+                ProviderError::new(kind_for_status(status), status, message)
+            }
+        }
+    }
+}
+
+/// Classifies an Anthropic error `type` (falling back to the status for unknown types).
+pub fn kind_for_error_type(error_type: &str, message: &str, status: u16) -> ErrorKind {
+    match error_type {
+        "invalid_request_error" | "request_too_large" => {
+            if looks_like_context_length(message) {
+                ErrorKind::ContextLength
+            } else {
+                ErrorKind::InvalidRequest
+            }
+        }
+        "authentication_error" | "permission_error" => ErrorKind::Authentication,
+        "not_found_error" => ErrorKind::NotFound,
+        "rate_limit_error" | "billing_error" => ErrorKind::RateLimited,
+        "overloaded_error" | "api_error" | "timeout_error" => ErrorKind::Unavailable,
+        _ if looks_like_context_length(message) => ErrorKind::ContextLength,
+        _ => kind_for_status(status),
+    }
+}
+
+/// The HTTP status Anthropic uses for an error `type` (for errors delivered inside a stream).
+pub fn status_for_error_type(error_type: &str) -> u16 {
+    match error_type {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+// === request ===
+
+fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> {
+    if let Some(n) = req.extra.get("n").and_then(Value::as_u64) {
+        if n > 1 {
+            return Err(TranslateError::new(
+                "Anthropic returns one answer per request; 'n' must be 1.",
+                Some("n"),
+            ));
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(model));
+    body.insert(
+        "max_tokens".into(),
+        Value::from(req.output_cap().unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+
+    let (mut system, messages) = encode_messages(&req.messages)?;
+    let mut tools = encode_tools(req)?;
+    let mut tool_choice = encode_tool_choice(req, &tools);
+
+    match &req.response_format {
+        Some(ResponseFormat::JsonObject) => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            let (tool, name) = json_schema_tool(json_schema);
+            let client_tools = !tools.is_empty();
+            tools.push(tool);
+            let keep_client_choice = matches!(
+                tool_choice
+                    .as_ref()
+                    .and_then(|c| c.get("type"))
+                    .and_then(Value::as_str),
+                Some("tool" | "any")
+            );
+            if !keep_client_choice {
+                let mode = tool_choice
+                    .as_ref()
+                    .and_then(|c| c.get("type"))
+                    .and_then(Value::as_str);
+                tool_choice = Some(if client_tools && mode != Some("none") {
+                    json!({"type": "any"})
+                } else {
+                    json!({"type": "tool", "name": name})
+                });
+            }
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+
+    if !system.is_empty() {
+        body.insert("system".into(), Value::from(system.join("\n\n")));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = tool_choice {
+            body.insert("tool_choice".into(), choice);
+        }
+    }
+    if let Some(stop) = &req.stop {
+        let stops = stop.to_vec();
+        if !stops.is_empty() {
+            body.insert("stop_sequences".into(), json!(stops));
+        }
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({ "user_id": user }));
+    }
+    for key in PASSTHROUGH_EXTRAS {
+        if let Some(v) = req.extra.get(*key) {
+            body.insert((*key).to_owned(), v.clone());
+        }
+    }
+    if req.is_stream() {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    let mut out = BytesMut::with_capacity(256);
+    serde_json::to_writer((&mut out).writer(), &Value::Object(body))
+        .map_err(|e| TranslateError::new(format!("cannot encode the request: {e}"), None))?;
+    Ok(out.freeze())
+}
+
+/// The forced tool for a `json_schema` response format, and its name.
+fn json_schema_tool(json_schema: &Value) -> (Value, String) {
+    let schema_name = json_schema
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("response");
+    let mut name = format!("{JSON_TOOL_PREFIX}{schema_name}");
+    name = truncate(&name, MAX_TOOL_NAME).to_owned();
+    let schema = json_schema
+        .get("schema")
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object"}));
+    let description = json_schema
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("Give the final answer as the input of this tool.");
+    (
+        json!({"name": name, "description": description, "input_schema": schema}),
+        name,
+    )
+}
+
+/// One Anthropic turn being built.
+struct Turn {
+    role: &'static str,
+    blocks: Vec<Value>,
+}
+
+fn push_turn(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some(last) if last.role == role => last.blocks.extend(blocks),
+        _ => turns.push(Turn { role, blocks }),
+    }
+}
+
+/// (system pieces, Anthropic messages).
+fn encode_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>), TranslateError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
+    for (i, msg) in messages.iter().enumerate() {
+        match msg.role {
+            Role::System | Role::Developer => {
+                let text = system_text(msg, i)?;
+                if !text.is_empty() {
+                    system.push(text);
+                }
+            }
+            Role::User => {
+                let blocks = content_blocks(msg.content.as_ref(), i, true)?;
+                push_turn(&mut turns, "user", blocks);
+            }
+            Role::Assistant => {
+                let mut blocks = content_blocks(msg.content.as_ref(), i, false)?;
+                for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
+                    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
+                    let input = tool_input(&call.function.arguments, &param)?;
+                    blocks.push(json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.function.name,
+                        "input": input,
+                    }));
+                }
+                push_turn(&mut turns, "assistant", blocks);
+            }
+            Role::Tool => {
+                let Some(id) = msg.tool_call_id.as_deref() else {
+                    let param = format!("messages[{i}].tool_call_id");
+                    return Err(TranslateError::new(
+                        "A tool message needs the 'tool_call_id' of the call it answers.",
+                        Some(&param),
+                    ));
+                };
+                let mut block = json!({"type": "tool_result", "tool_use_id": id});
+                match &msg.content {
+                    Some(Content::Text(t)) if !t.is_empty() => {
+                        block["content"] = Value::from(t.as_str());
+                    }
+                    Some(Content::Parts(_)) => {
+                        let inner = content_blocks(msg.content.as_ref(), i, true)?;
+                        if !inner.is_empty() {
+                            block["content"] = Value::Array(inner);
+                        }
+                    }
+                    _ => {}
+                }
+                push_turn(&mut turns, "user", vec![block]);
+            }
+        }
+    }
+    let messages = turns
+        .into_iter()
+        .map(|t| json!({"role": t.role, "content": t.blocks}))
+        .collect();
+    Ok((system, messages))
+}
+
+fn system_text(msg: &Message, i: usize) -> Result<String, TranslateError> {
+    if let Some(Content::Parts(parts)) = &msg.content {
+        if let Some(j) = parts
+            .iter()
+            .position(|p| !matches!(p, ContentPart::Text { .. }))
+        {
+            let param = format!("messages[{i}].content[{j}]");
+            return Err(TranslateError::new(
+                "Anthropic system prompts take text only.",
+                Some(&param),
+            ));
+        }
+    }
+    Ok(msg.text_content())
+}
+
+/// Content as Anthropic blocks; images only where `images` (user turns and tool results).
+fn content_blocks(
+    content: Option<&Content>,
+    i: usize,
+    images: bool,
+) -> Result<Vec<Value>, TranslateError> {
+    let mut blocks = Vec::new();
+    match content {
+        None => {}
+        Some(Content::Text(t)) => {
+            if !t.is_empty() {
+                blocks.push(json!({"type": "text", "text": t}));
+            }
+        }
+        Some(Content::Parts(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                match part {
+                    ContentPart::Text { text } => {
+                        if !text.is_empty() {
+                            blocks.push(json!({"type": "text", "text": text}));
+                        }
+                    }
+                    ContentPart::ImageUrl { image_url } if images => {
+                        let source = if let Some((media, data)) = image_url.as_data() {
+                            json!({"type": "base64", "media_type": media, "data": data})
+                        } else if image_url.url.starts_with("https://")
+                            || image_url.url.starts_with("http://")
+                        {
+                            json!({"type": "url", "url": image_url.url})
+                        } else {
+                            let param = format!("messages[{i}].content[{j}].image_url.url");
+                            return Err(TranslateError::new(
+                                "Images must be an http(s) URL or a base64 data: URL.",
+                                Some(&param),
+                            ));
+                        };
+                        blocks.push(json!({"type": "image", "source": source}));
+                    }
+                    ContentPart::Other(v)
+                        if images && v.get("type").and_then(Value::as_str) == Some("document") =>
+                    {
+                        // An Anthropic-native block kept by the Anthropic front door.
+                        blocks.push(v.clone());
+                    }
+                    _ => {
+                        let param = format!("messages[{i}].content[{j}]");
+                        return Err(TranslateError::new(
+                            "This content part cannot be sent to Anthropic in this message.",
+                            Some(&param),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// Tool-call arguments (JSON text) as a `tool_use` input object.
+fn tool_input(arguments: &str, param: &str) -> Result<Value, TranslateError> {
+    if arguments.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(TranslateError::new(
+            "Tool call arguments must be a JSON object for Anthropic.",
+            Some(param),
+        )),
+        Err(e) => Err(TranslateError::new(
+            format!("Tool call arguments are not valid JSON: {e}"),
+            Some(param),
+        )),
+    }
+}
+
+fn encode_tools(req: &ChatRequest) -> Result<Vec<Value>, TranslateError> {
+    let mut tools = Vec::new();
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        if tool.kind != "function" {
+            let param = format!("tools[{i}].type");
+            return Err(TranslateError::new(
+                format!("Tool type '{}' is not supported by Anthropic.", tool.kind),
+                Some(&param),
+            ));
+        }
+        let f = &tool.function;
+        let mut t = Map::new();
+        t.insert("name".into(), Value::from(f.name.as_str()));
+        if let Some(d) = &f.description {
+            t.insert("description".into(), Value::from(d.as_str()));
+        }
+        t.insert(
+            "input_schema".into(),
+            f.parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        );
+        tools.push(Value::Object(t));
+    }
+    Ok(tools)
+}
+
+fn encode_tool_choice(req: &ChatRequest, tools: &[Value]) -> Option<Value> {
+    if tools.is_empty() {
+        return None;
+    }
+    let no_parallel = req.parallel_tool_calls == Some(false);
+    let mut choice = match &req.tool_choice {
+        None if no_parallel => json!({"type": "auto"}),
+        None => return None,
+        Some(ToolChoice::Mode(mode)) => match mode.as_str() {
+            "none" => return Some(json!({"type": "none"})),
+            "required" => json!({"type": "any"}),
+            _ => json!({"type": "auto"}),
+        },
+        Some(ToolChoice::Named(named)) => {
+            json!({"type": "tool", "name": named.function.name})
+        }
+    };
+    if no_parallel {
+        choice["disable_parallel_tool_use"] = Value::Bool(true);
+    }
+    Some(choice)
+}
+
+// === wire types ===
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    content: Vec<WireBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: WireUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+    },
+    ToolUse {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireErrorBody {
+    error: WireError,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireEvent {
+    MessageStart {
+        message: WireStart,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: WireBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: WireDelta,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        #[serde(default)]
+        delta: WireMessageDelta,
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    },
+    MessageStop {},
+    Error {
+        error: WireError,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct WireStart {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    usage: WireUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireDelta {
+    TextDelta {
+        #[serde(default)]
+        text: String,
+    },
+    InputJsonDelta {
+        #[serde(default)]
+        partial_json: String,
+    },
+    ThinkingDelta {
+        #[serde(default)]
+        thinking: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default)]
+struct WireMessageDelta {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+// === impl WireUsage ===
+
+impl WireUsage {
+    /// Later values (message_delta) override earlier ones (message_start) where present.
+    fn merge(&mut self, later: WireUsage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_read_input_tokens = later
+            .cache_read_input_tokens
+            .or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = later
+            .cache_creation_input_tokens
+            .or(self.cache_creation_input_tokens);
+    }
+
+    fn to_chat(self) -> ChatUsage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cached)
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+        ChatUsage::new(prompt, self.output_tokens.unwrap_or(0), cached)
+    }
+}
+
+// === response ===
+
+/// Maps an Anthropic `stop_reason` to the canonical finish reason.
+pub fn finish_reason(stop_reason: &str) -> FinishReason {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+fn response_from_wire(wire: WireMessage, model: &str) -> ChatResponse {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut calls = Vec::new();
+    for block in wire.content {
+        match block {
+            WireBlock::Text { text: t } => text.push_str(&t),
+            WireBlock::Thinking { thinking } => reasoning.push_str(&thinking),
+            WireBlock::ToolUse { id, name, input } => {
+                let arguments = compact_json(&input);
+                if name.starts_with(JSON_TOOL_PREFIX) {
+                    text.push_str(&arguments);
+                } else {
+                    calls.push(ToolCall {
+                        id,
+                        kind: "function".to_owned(),
+                        function: FunctionCall { name, arguments },
+                    });
+                }
+            }
+            WireBlock::Other => {}
+        }
+    }
+    let mut finish = wire.stop_reason.as_deref().map(finish_reason);
+    if finish == Some(FinishReason::ToolCalls) && calls.is_empty() {
+        // Only the json_schema tool was called: to the client that is a plain answer.
+        finish = Some(FinishReason::Stop);
+    }
+    let mut message = Message::text(Role::Assistant, text);
+    if !calls.is_empty() {
+        if message.text_content().is_empty() {
+            message.content = None;
+        }
+        message.tool_calls = Some(calls);
+    }
+    if !reasoning.is_empty() {
+        message.reasoning_content = Some(reasoning);
+    }
+    ChatResponse {
+        id: wire.id,
+        object: "chat.completion".to_owned(),
+        created: 0,
+        model: model.to_owned(),
+        choices: vec![Choice {
+            index: 0,
+            message,
+            finish_reason: finish,
+        }],
+        usage: Some(wire.usage.to_chat()),
+    }
+}
+
+fn compact_json(v: &Value) -> String {
+    match v {
+        Value::Null => "{}".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+// === stream ===
+
+/// What an open content block turns into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Thinking,
+    /// A tool call with this canonical index.
+    Tool(u32),
+    /// The json_schema tool: its input is the answer text.
+    JsonAnswer,
+    Ignored,
+}
+
+/// Decodes an Anthropic Messages SSE stream into canonical chunks (see the module doc).
+#[derive(Debug)]
+pub struct AnthropicStreamDecoder {
+    sse: SseDecoder,
+    buf: BytesMut,
+    model: String,
+    id: String,
+    started: bool,
+    blocks: Vec<(u32, BlockKind)>,
+    tool_calls: u32,
+    usage: WireUsage,
+    finish_sent: bool,
+    usage_sent: bool,
+    stopped: bool,
+}
+
+// === impl AnthropicStreamDecoder ===
+
+impl AnthropicStreamDecoder {
+    /// A decoder whose chunks carry `model`.
+    pub fn new(model: &str) -> Self {
+        AnthropicStreamDecoder {
+            sse: SseDecoder::new(MAX_FRAME_BYTES),
+            buf: BytesMut::new(),
+            model: model.to_owned(),
+            id: String::new(),
+            started: false,
+            blocks: Vec::new(),
+            tool_calls: 0,
+            usage: WireUsage::default(),
+            finish_sent: false,
+            usage_sent: false,
+            stopped: false,
+        }
+    }
+
+    fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatChunk {
+        ChatChunk::delta(&self.id, &self.model, 0, delta, finish)
+    }
+
+    fn kind_of(&self, index: u32) -> BlockKind {
+        self.blocks
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map_or(BlockKind::Ignored, |(_, k)| *k)
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<ChatChunk>) {
+        if !self.started {
+            self.started = true;
+            out.push(self.chunk(
+                Delta {
+                    role: Some(Role::Assistant),
+                    content: Some(String::new()),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+    }
+
+    fn push_usage(&mut self, out: &mut Vec<ChatChunk>) {
+        if !self.usage_sent {
+            self.usage_sent = true;
+            out.push(ChatChunk::usage(
+                &self.id,
+                &self.model,
+                0,
+                self.usage.to_chat(),
+            ));
+        }
+    }
+
+    fn on_event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), ProviderError> {
+        let event: WireEvent = serde_json::from_str(data).map_err(|e| {
+            ProviderError::bad_response(format!("unreadable Anthropic stream event: {e}"))
+        })?;
+        match event {
+            WireEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.usage.merge(message.usage);
+                self.ensure_started(out);
+            }
+            WireEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                self.ensure_started(out);
+                let kind = match content_block {
+                    WireBlock::Text { text } => {
+                        if !text.is_empty() {
+                            out.push(self.chunk(
+                                Delta {
+                                    content: Some(text),
+                                    ..Delta::default()
+                                },
+                                None,
+                            ));
+                        }
+                        BlockKind::Text
+                    }
+                    WireBlock::Thinking { thinking } => {
+                        if !thinking.is_empty() {
+                            out.push(self.chunk(
+                                Delta {
+                                    reasoning_content: Some(thinking),
+                                    ..Delta::default()
+                                },
+                                None,
+                            ));
+                        }
+                        BlockKind::Thinking
+                    }
+                    WireBlock::ToolUse { name, .. } if name.starts_with(JSON_TOOL_PREFIX) => {
+                        BlockKind::JsonAnswer
+                    }
+                    WireBlock::ToolUse { id, name, .. } => {
+                        let call = self.tool_calls;
+                        self.tool_calls += 1;
+                        out.push(self.chunk(
+                            Delta {
+                                tool_calls: Some(vec![ToolCallDelta {
+                                    index: call,
+                                    id: Some(id),
+                                    kind: Some("function".to_owned()),
+                                    function: FunctionCallDelta {
+                                        name: Some(name),
+                                        arguments: Some(String::new()),
+                                    },
+                                }]),
+                                ..Delta::default()
+                            },
+                            None,
+                        ));
+                        BlockKind::Tool(call)
+                    }
+                    WireBlock::Other => BlockKind::Ignored,
+                };
+                self.blocks.push((index, kind));
+            }
+            WireEvent::ContentBlockDelta { index, delta } => {
+                let kind = self.kind_of(index);
+                let delta = match (delta, kind) {
+                    (WireDelta::TextDelta { text }, _) if !text.is_empty() => Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    },
+                    (WireDelta::ThinkingDelta { thinking }, _) if !thinking.is_empty() => Delta {
+                        reasoning_content: Some(thinking),
+                        ..Delta::default()
+                    },
+                    (WireDelta::InputJsonDelta { partial_json }, BlockKind::Tool(call))
+                        if !partial_json.is_empty() =>
+                    {
+                        Delta {
+                            tool_calls: Some(vec![ToolCallDelta {
+                                index: call,
+                                function: FunctionCallDelta {
+                                    name: None,
+                                    arguments: Some(partial_json),
+                                },
+                                ..ToolCallDelta::default()
+                            }]),
+                            ..Delta::default()
+                        }
+                    }
+                    (WireDelta::InputJsonDelta { partial_json }, BlockKind::JsonAnswer)
+                        if !partial_json.is_empty() =>
+                    {
+                        Delta {
+                            content: Some(partial_json),
+                            ..Delta::default()
+                        }
+                    }
+                    _ => return Ok(()),
+                };
+                out.push(self.chunk(delta, None));
+            }
+            WireEvent::ContentBlockStop {} => {}
+            WireEvent::MessageDelta { delta, usage } => {
+                if let Some(usage) = usage {
+                    self.usage.merge(usage);
+                }
+                if let Some(reason) = delta.stop_reason {
+                    self.ensure_started(out);
+                    let mut finish = finish_reason(&reason);
+                    if finish == FinishReason::ToolCalls && self.tool_calls == 0 {
+                        finish = FinishReason::Stop;
+                    }
+                    if !self.finish_sent {
+                        self.finish_sent = true;
+                        out.push(self.chunk(Delta::default(), Some(finish)));
+                    }
+                }
+            }
+            WireEvent::MessageStop {} => {
+                self.stopped = true;
+                self.push_usage(out);
+            }
+            WireEvent::Error { error } => {
+                let status = status_for_error_type(&error.kind);
+                let kind = kind_for_error_type(&error.kind, &error.message, status);
+                return Err(ProviderError::new(kind, status, error.message));
+            }
+            WireEvent::Other => {}
+        }
+        Ok(())
+    }
+}
+
+impl StreamDecoder for AnthropicStreamDecoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), ProviderError> {
+        self.buf.extend_from_slice(bytes);
+        loop {
+            let frame = self
+                .sse
+                .decode(&mut self.buf)
+                .map_err(|e| ProviderError::bad_response(format!("Anthropic stream: {e}")))?;
+            let Some(frame) = frame else { return Ok(()) };
+            if let Some(data) = frame.data.as_deref() {
+                if !data.trim().is_empty() {
+                    self.on_event(data, out)?;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<bool, ProviderError> {
+        loop {
+            let frame = self
+                .sse
+                .decode_final(&mut self.buf)
+                .map_err(|e| ProviderError::bad_response(format!("Anthropic stream: {e}")))?;
+            let Some(frame) = frame else { break };
+            if let Some(data) = frame.data.as_deref() {
+                if !data.trim().is_empty() {
+                    self.on_event(data, out)?;
+                }
+            }
+        }
+        self.sse.finish(&mut self.buf);
+        if self.started {
+            // A cut stream still reports what it knows, so the engine can settle usage.
+            self.push_usage(out);
+        }
+        Ok(self.stopped)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_classify() {
+        let a = AnthropicAdapter;
+        let e = a.map_error(
+            429,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        );
+        assert_eq!(
+            (e.kind, e.status, e.message.as_str()),
+            (ErrorKind::RateLimited, 429, "slow down")
+        );
+        let e = a.map_error(
+            400,
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::ContextLength);
+        let e = a.map_error(502, b"<html>bad gateway</html>");
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(e.message.contains("bad gateway"));
+    }
+
+    #[test]
+    fn tool_input_rejects_non_objects() {
+        assert_eq!(tool_input("", "p").unwrap(), json!({}));
+        assert_eq!(tool_input(r#"{"a":1}"#, "p").unwrap(), json!({"a":1}));
+        assert_eq!(
+            tool_input("[1]", "p").unwrap_err().param.as_deref(),
+            Some("p")
+        );
+        assert_eq!(
+            tool_input("{", "p").unwrap_err().param.as_deref(),
+            Some("p")
+        );
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}
