@@ -52,6 +52,19 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// Content-Type of streamed responses.
 pub const CONTENT_TYPE_SSE: &str = "text/event-stream";
 
+/// Shared tool convention (every vendor mock): id of the one tool call the mock makes.
+pub const MOCK_TOOL_CALL_ID: &str = "call_mock_1";
+
+/// Shared tool convention: the arguments of the mock's tool call, as JSON text.
+pub const MOCK_TOOL_ARGUMENTS: &str = "{\"city\":\"Paris\"}";
+
+/// Shared tool convention: how a streamed tool call's arguments are cut (joined, they are
+/// [`MOCK_TOOL_ARGUMENTS`]), so clients must reassemble at least two pieces.
+pub const MOCK_TOOL_ARGUMENT_PIECES: &[&str] = &["{\"city\"", ":\"Par", "is\"}"];
+
+/// Shared tool convention: the answer to a tool result is this prefix and the result's text.
+pub const MOCK_TOOL_RESULT_PREFIX: &str = "Tool said: ";
+
 /// The generated text cycles through these pieces; one piece is one completion "token".
 const WORDS: &[&str] = &[
     " Tollgate",
@@ -251,6 +264,12 @@ impl fmt::Display for FaultKind {
 /// before any byte; `mock-cut` sends half the response then resets; `mock-hang` never answers;
 /// `mock-slow` waits [`SLOW_MODEL_LATENCY`] before the head; `mock-slow-body` sends the head at
 /// once and the body in small pieces. A body that [`inspect_request`] rejects gets a 400.
+///
+/// Chat requests follow the shared tool convention (see [`ToolTurn`]): with `tools` offered
+/// and a user message last, the answer is one call of the first tool ([`MOCK_TOOL_CALL_ID`],
+/// arguments [`MOCK_TOOL_ARGUMENTS`], finish `tool_calls`; streamed, the first delta carries
+/// id, type and name and the arguments follow in [`MOCK_TOOL_ARGUMENT_PIECES`]); with a
+/// `role: tool` message last, the answer is [`MOCK_TOOL_RESULT_PREFIX`] and that message's text.
 pub fn plan(
     endpoint: Endpoint,
     body: &[u8],
@@ -298,7 +317,10 @@ pub fn plan(
         cut: fault == Some(FaultKind::CutStream),
     };
 
-    let plan = if embeddings {
+    let tool = if chat { tool_turn(body) } else { None };
+    let plan = if let Some(turn) = tool {
+        response.tool_turn(&turn, summary.stream, knobs)
+    } else if embeddings {
         response.embeddings(text.inputs.max(1), knobs.embedding_dims)
     } else if summary.stream {
         let chunks = cap_tokens(knobs.chunks, max_tokens);
@@ -842,6 +864,279 @@ fn slow_body(plan: MockPlan) -> MockPlan {
     }
 }
 
+// === tool convention ===
+
+/// What the shared tool convention asks of the mock for one chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolTurn {
+    /// Tools were offered and a user message is last: call the first tool.
+    Call {
+        /// Name of the first offered tool.
+        name: String,
+    },
+    /// A `role: tool` message is last: answer with its text.
+    Result {
+        /// The tool result's text (text parts joined).
+        text: String,
+    },
+}
+
+/// The tool turn an OpenAI chat body asks for, if any. Bodies without the bytes `"tool` are
+/// never parsed, so plain benchmark traffic pays one substring search.
+pub fn tool_turn(body: &[u8]) -> Option<ToolTurn> {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        #[serde(default)]
+        tools: Option<Vec<serde_json::Value>>,
+        #[serde(default)]
+        messages: Vec<RequestMessage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RequestMessage {
+        role: String,
+        #[serde(default)]
+        content: Option<serde_json::Value>,
+    }
+
+    memchr::memmem::find(body, b"\"tool")?;
+    let request: Request = serde_json::from_slice(body).ok()?;
+    let last = request.messages.last()?;
+    match last.role.as_str() {
+        "tool" => Some(ToolTurn::Result {
+            text: content_text(last.content.as_ref()),
+        }),
+        "user" => {
+            let first = request.tools?.into_iter().next()?;
+            let name = first.get("function")?.get("name")?.as_str()?.to_owned();
+            Some(ToolTurn::Call { name })
+        }
+        _ => None,
+    }
+}
+
+/// Text of OpenAI message content: a string, or the `text` of its parts joined.
+fn content_text(content: Option<&serde_json::Value>) -> String {
+    match content {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// `text` cut into word pieces, each space starting a new piece (one piece, one "token").
+fn word_pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if c == ' ' && i > start {
+            pieces.push(&text[start..i]);
+            start = i;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
+}
+
+impl Response<'_> {
+    /// The answer to a tool turn (chat only), streamed or as one JSON body.
+    fn tool_turn(&self, turn: &ToolTurn, stream: bool, knobs: &MockKnobs) -> MockPlan {
+        match turn {
+            ToolTurn::Call { name } => {
+                let tokens = MOCK_TOOL_ARGUMENT_PIECES.len() as u64;
+                if stream {
+                    let mut first = BytesMut::new();
+                    first.extend_from_slice(
+                        b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":",
+                    );
+                    write_json_string(&mut first, MOCK_TOOL_CALL_ID);
+                    first.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                    write_json_string(&mut first, name);
+                    first.extend_from_slice(
+                        b",\"arguments\":\"\"}}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}",
+                    );
+                    let pieces = MOCK_TOOL_ARGUMENT_PIECES
+                        .iter()
+                        .map(|piece| {
+                            let mut c = BytesMut::new();
+                            c.extend_from_slice(
+                                b"{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":",
+                            );
+                            write_json_string(&mut c, piece);
+                            c.extend_from_slice(b"}}]},\"logprobs\":null,\"finish_reason\":null}");
+                            c
+                        })
+                        .collect();
+                    self.custom_stream(knobs, first, pieces, b"tool_calls", tokens)
+                } else {
+                    let mut message = BytesMut::new();
+                    message.extend_from_slice(
+                        b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":",
+                    );
+                    write_json_string(&mut message, MOCK_TOOL_CALL_ID);
+                    message.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                    write_json_string(&mut message, name);
+                    message.extend_from_slice(b",\"arguments\":");
+                    write_json_string(&mut message, MOCK_TOOL_ARGUMENTS);
+                    message.extend_from_slice(b"}}],\"refusal\":null}");
+                    self.custom_json(&message, b"tool_calls", tokens)
+                }
+            }
+            ToolTurn::Result { text } => {
+                let answer = format!("{MOCK_TOOL_RESULT_PREFIX}{text}");
+                let words = word_pieces(&answer);
+                let tokens = words.len() as u64;
+                if stream {
+                    let first = BytesMut::from(
+                        &b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}"[..],
+                    );
+                    let pieces = words
+                        .iter()
+                        .map(|word| {
+                            let mut c = BytesMut::new();
+                            c.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":");
+                            write_json_string(&mut c, word);
+                            c.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
+                            c
+                        })
+                        .collect();
+                    self.custom_stream(knobs, first, pieces, b"stop", tokens)
+                } else {
+                    let mut message = BytesMut::new();
+                    message.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
+                    write_json_string(&mut message, &answer);
+                    message.extend_from_slice(b",\"refusal\":null}");
+                    self.custom_json(&message, b"stop", tokens)
+                }
+            }
+        }
+    }
+
+    /// A chat completion body around `message` (a JSON object). A cut plan sends half of it.
+    fn custom_json(&self, message: &[u8], finish: &[u8], completion: u64) -> MockPlan {
+        let mut out = BytesMut::with_capacity(384 + message.len());
+        self.object_prefix(&mut out, false);
+        out.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":");
+        out.extend_from_slice(message);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":\"");
+        out.extend_from_slice(finish);
+        out.extend_from_slice(b"\"}],\"usage\":");
+        push_usage(&mut out, self.prompt_tokens, completion);
+        out.extend_from_slice(b"}");
+        let bytes = out.freeze();
+        let head = MockStep::Head {
+            delay: self.latency,
+            status: 200,
+            content_type: CONTENT_TYPE_JSON,
+            body_len: Some(bytes.len()),
+        };
+        let (body, last, served) = if self.cut {
+            (bytes.slice(..bytes.len() / 2), MockStep::Reset, 0)
+        } else {
+            (bytes, MockStep::End, completion)
+        };
+        MockPlan {
+            steps: vec![
+                head,
+                MockStep::Body {
+                    delay: Duration::ZERO,
+                    bytes: body,
+                },
+                last,
+            ],
+            status: Some(200),
+            usage: usage(self.prompt_tokens, served),
+        }
+    }
+
+    /// A chat stream: `first` (the role choice) and the first of `pieces` after `ttft`, the
+    /// other pieces `chunk_delay` apart, then the `finish` chunk, the usage chunk when asked
+    /// for, and `[DONE]`. A cut plan stops after half the pieces and resets.
+    fn custom_stream(
+        &self,
+        knobs: &MockKnobs,
+        first: BytesMut,
+        pieces: Vec<BytesMut>,
+        finish: &[u8],
+        completion: u64,
+    ) -> MockPlan {
+        let mut prefix = BytesMut::with_capacity(160);
+        self.object_prefix(&mut prefix, true);
+        prefix.extend_from_slice(b",\"choices\":[");
+        let mut steps = vec![MockStep::Head {
+            delay: self.latency,
+            status: 200,
+            content_type: CONTENT_TYPE_SSE,
+            body_len: None,
+        }];
+        let mut out = BytesMut::new();
+        self.chunk(&mut out, &prefix, |o| o.extend_from_slice(&first));
+        let sent = if self.cut {
+            pieces.len() / 2
+        } else {
+            pieces.len()
+        };
+        for (i, piece) in pieces.iter().take(sent).enumerate() {
+            self.chunk(&mut out, &prefix, |o| o.extend_from_slice(piece));
+            steps.push(MockStep::Body {
+                delay: if i == 0 {
+                    knobs.ttft
+                } else {
+                    knobs.chunk_delay
+                },
+                bytes: out.split().freeze(),
+            });
+        }
+        if self.cut {
+            if !out.is_empty() {
+                steps.push(MockStep::Body {
+                    delay: knobs.ttft,
+                    bytes: out.split().freeze(),
+                });
+            }
+            steps.push(MockStep::Reset);
+            return MockPlan {
+                steps,
+                status: Some(200),
+                usage: usage(self.prompt_tokens, sent as u64),
+            };
+        }
+        self.chunk(&mut out, &prefix, |o| {
+            o.extend_from_slice(
+                b"{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
+            );
+            o.extend_from_slice(finish);
+            o.extend_from_slice(b"\"}");
+        });
+        if self.include_usage {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&prefix);
+            out.extend_from_slice(b"],\"usage\":");
+            push_usage(&mut out, self.prompt_tokens, completion);
+            out.extend_from_slice(b"}\n\n");
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        steps.push(MockStep::Body {
+            delay: if pieces.is_empty() {
+                knobs.ttft
+            } else {
+                Duration::ZERO
+            },
+            bytes: out.freeze(),
+        });
+        steps.push(MockStep::End);
+        MockPlan {
+            steps,
+            status: Some(200),
+            usage: usage(self.prompt_tokens, completion),
+        }
+    }
+}
+
 // === JSON writing ===
 
 fn push_u64(out: &mut BytesMut, n: u64) {
@@ -1099,6 +1394,128 @@ mod tests {
 
     fn usage_tuple(u: &Usage) -> (u64, u64, u64) {
         (u.prompt_tokens, u.completion_tokens, u.total_tokens)
+    }
+
+    const TOOL_CALL: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}},{"type":"function","function":{"name":"other"}}]}"#;
+    const TOOL_RESULT: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"call_mock_1","content":[{"type":"text","text":"sunny"}]}],"tools":[{"type":"function","function":{"name":"get_weather"}}]}"#;
+
+    fn with_stream(body: &[u8]) -> Vec<u8> {
+        let mut v: Value = serde_json::from_slice(body).unwrap();
+        v["stream"] = Value::from(true);
+        v["stream_options"] = serde_json::json!({"include_usage": true});
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn tool_convention_calls_the_first_tool() {
+        assert_eq!(MOCK_TOOL_ARGUMENT_PIECES.concat(), MOCK_TOOL_ARGUMENTS);
+        let plan = run(
+            Endpoint::ChatCompletions,
+            TOOL_CALL,
+            &MockKnobs::default(),
+            0,
+        );
+        let v = json_of(&plan);
+        let choice = &v["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert!(choice["message"]["content"].is_null());
+        let calls = choice["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0]["id"], MOCK_TOOL_CALL_ID);
+        assert_eq!(calls[0]["type"], "function");
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        let args: Value =
+            serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, serde_json::json!({"city": "Paris"}));
+        assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+        let plan = run(
+            Endpoint::ChatCompletions,
+            &with_stream(TOOL_CALL),
+            &MockKnobs::default(),
+            0,
+        );
+        let data = sse_data(&plan);
+        assert_eq!(data.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let first = &chunks[0]["choices"][0]["delta"];
+        assert_eq!(first["role"], "assistant");
+        assert_eq!(first["tool_calls"][0]["id"], MOCK_TOOL_CALL_ID);
+        assert_eq!(first["tool_calls"][0]["type"], "function");
+        assert_eq!(first["tool_calls"][0]["function"]["name"], "get_weather");
+        let pieces: Vec<&str> = chunks[1..]
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            })
+            .collect();
+        assert!(pieces.len() >= 2);
+        assert_eq!(pieces.concat(), MOCK_TOOL_ARGUMENTS);
+        let finish = &chunks[chunks.len() - 2];
+        assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunks.last().unwrap()["choices"], serde_json::json!([]));
+        assert!(
+            chunks.last().unwrap()["usage"]["completion_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+
+    #[test]
+    fn tool_convention_answers_a_tool_result() {
+        let v = json_of(&run(
+            Endpoint::ChatCompletions,
+            TOOL_RESULT,
+            &MockKnobs::default(),
+            0,
+        ));
+        assert_eq!(v["choices"][0]["message"]["content"], "Tool said: sunny");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+        let data = sse_data(&run(
+            Endpoint::ChatCompletions,
+            &with_stream(TOOL_RESULT),
+            &MockKnobs::default(),
+            0,
+        ));
+        let text: String = data[..data.len() - 1]
+            .iter()
+            .filter_map(|d| {
+                let c: Value = serde_json::from_str(d).unwrap();
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(text, "Tool said: sunny");
+    }
+
+    #[test]
+    fn tool_convention_leaves_other_requests_alone() {
+        // Tools offered but an assistant message last: ordinary text.
+        let body = br#"{"model":"m","messages":[{"role":"assistant","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#;
+        assert_eq!(tool_turn(body), None);
+        assert_eq!(tool_turn(&chat_body("m", false, false)), None);
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[]}"#;
+        assert_eq!(tool_turn(body), None);
+        assert_eq!(
+            word_pieces("Tool said: a b"),
+            ["Tool", " said:", " a", " b"]
+        );
+        // A cut tool call falls short and resets.
+        let mut v: Value = serde_json::from_slice(TOOL_CALL).unwrap();
+        v["model"] = Value::from("mock-cut");
+        let plan = run(
+            Endpoint::ChatCompletions,
+            &serde_json::to_vec(&v).unwrap(),
+            &MockKnobs::default(),
+            0,
+        );
+        assert_eq!(plan.steps.last(), Some(&MockStep::Reset));
     }
 
     #[test]
