@@ -547,19 +547,20 @@ fn generation_config(req: &ChatRequest) -> Result<Map<String, Value>, TranslateE
     }
     if let Some(effort) = req.extra.get("reasoning_effort").and_then(Value::as_str) {
         // The budgets Google's own OpenAI-compatible endpoint uses for these efforts.
-        let budget: u64 =
-            match effort {
-                "none" => 0,
-                "minimal" | "low" => 1024,
-                "medium" => 8192,
-                "high" => 24576,
-                other => return Err(TranslateError::new(
+        let budget: u64 = match effort {
+            "none" => 0,
+            "minimal" | "low" => 1024,
+            "medium" => 8192,
+            "high" => 24576,
+            other => {
+                return Err(TranslateError::new(
                     format!(
                         "reasoning_effort {other:?} is not one of none, minimal, low, medium, high"
                     ),
                     Some("reasoning_effort"),
-                )),
-            };
+                ))
+            }
+        };
         config.insert(
             "thinkingConfig".to_owned(),
             json!({"thinkingBudget": budget, "includeThoughts": budget > 0}),

@@ -1,1 +1,621 @@
-//! (being written)
+//! The mock provider speaking Gemini natively: plans answers to `generateContent` and
+//! `streamGenerateContent?alt=sse` in Google's own shapes (bodies, SSE events, error bodies with
+//! their status strings), so the Gemini adapter can be exercised end to end without Google.
+//!
+//! Like `crate::mock`, it must never read a clock, draw randomness or touch a socket: the same
+//! request sequence always yields the same plans. Faults and knobs follow `crate::mock`
+//! (`fault_for`), and tool calls follow the conformance convention shared by every vendor mock
+//! (see [`plan`]).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use crate::mock::{
+    body_plan, fault_for, no_answer_plan, FaultKind, MockKnobs, MockPlan, MockStep,
+    CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES,
+    SLOW_BODY_PIECE_DELAY,
+};
+use crate::openai::Usage;
+use crate::sse::write_event;
+
+/// Arguments of the tool call the mock makes (the shared conformance convention).
+pub const MOCK_TOOL_ARGS: &str = r#"{"city":"Paris"}"#;
+
+/// Prefix of the mock's answer to a tool result: `Tool said: <result text>`.
+pub const TOOL_SAID_PREFIX: &str = "Tool said: ";
+
+/// The generated text cycles through these pieces; one piece is one completion "token".
+const WORDS: &[&str] = &[
+    " Tollgate",
+    " mock",
+    " tokens",
+    " flow",
+    " through",
+    " the",
+    " gateway",
+    " like",
+    " water",
+    " through",
+    " well",
+    " placed",
+    " pipes",
+    ".",
+];
+
+/// Which Gemini method a path names.
+struct Call<'a> {
+    model: &'a str,
+    stream: bool,
+}
+
+/// One piece of the answer: a Gemini part and the completion tokens it counts for. A stream
+/// sends one piece per event.
+struct Piece {
+    part: Value,
+    tokens: u64,
+}
+
+/// What the request asked for, as far as the mock cares.
+struct Inspected {
+    prompt_tokens: u64,
+    max_tokens: Option<u64>,
+    reply: Reply,
+}
+
+enum Reply {
+    /// The usual generated text.
+    Words,
+    /// Call this function with [`MOCK_TOOL_ARGS`].
+    CallTool(String),
+    /// Answer a tool result.
+    ToolSaid(String),
+}
+
+// === plan ===
+
+/// Plans the answer to one Gemini request: `path` is the request path with its query
+/// (`/v1beta/models/<model>:generateContent` or `...:streamGenerateContent?alt=sse`), `body` the
+/// `GenerateContentRequest`, `request_index` counts requests from 0 (fault rate, response ids).
+///
+/// Model-name conventions and knob faults come from [`crate::mock::fault_for`]:
+/// `mock-error-<status>` answers that status with Google's error body and status string,
+/// `mock-reset` resets before any byte, `mock-cut` sends half the stream (never the event with
+/// `finishReason`) or half the body and resets, `mock-hang` never answers, `mock-slow` waits
+/// longer, `mock-slow-body` trickles the body. A body Gemini would refuse gets
+/// 400 `INVALID_ARGUMENT`; an unknown method 404 `NOT_FOUND`.
+///
+/// Tool convention shared by every vendor mock: when the request declares functions and the last
+/// turn is a user turn with text, the answer is one call to the first declared function with
+/// `{"city":"Paris"}` (finish `STOP`); when the last turn carries a `functionResponse`, the
+/// answer is the text `Tool said: <response content>`; otherwise the usual mock text.
+pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> MockPlan {
+    let call = match parse_path(path) {
+        Ok(call) => call,
+        Err((status, message)) => return error_plan(status, &message, knobs.latency),
+    };
+    let inspected = match serde_json::from_slice::<Value>(body)
+        .map_err(|e| format!("Invalid JSON payload received. {e}"))
+        .and_then(|req| inspect(&req))
+    {
+        Ok(inspected) => inspected,
+        Err(message) => return error_plan(400, &message, knobs.latency),
+    };
+
+    let (fault, latency) = fault_for(call.model, knobs, request_index);
+    match fault {
+        Some(FaultKind::Status(status)) => {
+            return error_plan(status, &injected_message(status), latency)
+        }
+        Some(FaultKind::Reset) => return no_answer_plan(MockStep::Reset),
+        Some(FaultKind::Hang) => return no_answer_plan(MockStep::Hang),
+        Some(FaultKind::CutStream | FaultKind::SlowBody) | None => {}
+    }
+
+    let requested = if call.stream {
+        knobs.chunks
+    } else {
+        knobs.completion_tokens
+    };
+    let (pieces, finish) = answer(&inspected, requested);
+    let response = Response {
+        model: call.model,
+        id: format!("mock-{request_index}"),
+        prompt_tokens: inspected.prompt_tokens,
+        finish,
+        latency,
+        cut: fault == Some(FaultKind::CutStream),
+    };
+    let plan = if call.stream {
+        response.stream(&pieces, knobs)
+    } else {
+        response.json(&pieces)
+    };
+    if fault == Some(FaultKind::SlowBody) {
+        slow_body(plan)
+    } else {
+        plan
+    }
+}
+
+/// Google's error body: `{"error":{"code","message","status"}}`.
+pub fn error_body(status: u16, message: &str) -> Bytes {
+    let body = json!({
+        "error": {"code": status, "message": message, "status": status_name(status)}
+    });
+    Bytes::from(body.to_string())
+}
+
+/// The `google.rpc.Code` name Google pairs with an HTTP status.
+pub fn status_name(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn error_plan(status: u16, message: &str, delay: Duration) -> MockPlan {
+    body_plan(
+        status,
+        CONTENT_TYPE_JSON,
+        error_body(status, message),
+        delay,
+    )
+}
+
+fn injected_message(status: u16) -> String {
+    match status {
+        429 => "Resource has been exhausted (injected by the mock provider).".to_owned(),
+        _ => format!("The mock provider was asked to fail with status {status}."),
+    }
+}
+
+// === request reading ===
+
+fn parse_path(path: &str) -> Result<Call<'_>, (u16, String)> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let last = path.rsplit('/').next().unwrap_or(path);
+    let in_models = path.contains("/models/") || path.contains("/tunedModels/");
+    let not_found = || (404, format!("Method not found: {path}"));
+    let Some((model, method)) = last.split_once(':').filter(|_| in_models) else {
+        return Err(not_found());
+    };
+    if model.is_empty() {
+        return Err(not_found());
+    }
+    match method {
+        "generateContent" => Ok(Call {
+            model,
+            stream: false,
+        }),
+        "streamGenerateContent" => {
+            if query.split('&').any(|kv| kv == "alt=sse") {
+                Ok(Call {
+                    model,
+                    stream: true,
+                })
+            } else {
+                Err((
+                    400,
+                    "The mock streams only server-sent events: add ?alt=sse.".to_owned(),
+                ))
+            }
+        }
+        _ => Err(not_found()),
+    }
+}
+
+/// Checks the request the way Gemini would at a glance and works out the answer.
+fn inspect(req: &Value) -> Result<Inspected, String> {
+    let contents = req
+        .get("contents")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .ok_or("* GenerateContentRequest.contents: contents is not specified")?;
+    let mut text_bytes = 0usize;
+    for (i, turn) in contents.iter().enumerate() {
+        let role = turn.get("role").and_then(Value::as_str).unwrap_or("user");
+        if role != "user" && role != "model" {
+            return Err(format!(
+                "* GenerateContentRequest.contents[{i}].role: Please use a valid role: user, model."
+            ));
+        }
+        let parts = turn
+            .get("parts")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                format!("* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.")
+            })?;
+        text_bytes += parts.iter().map(part_bytes).sum::<usize>();
+    }
+    if let Some(parts) = req
+        .get("systemInstruction")
+        .and_then(|s| s.get("parts"))
+        .and_then(Value::as_array)
+    {
+        text_bytes += parts.iter().map(part_bytes).sum::<usize>();
+    }
+    let max_tokens = req
+        .get("generationConfig")
+        .and_then(|g| g.get("maxOutputTokens"))
+        .and_then(Value::as_u64);
+    let first_function = req
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("functionDeclarations").and_then(Value::as_array))
+        .flatten()
+        .find_map(|d| d.get("name").and_then(Value::as_str));
+
+    let reply = match contents.last() {
+        Some(last) => {
+            let parts = last
+                .get("parts")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let result = parts
+                .iter()
+                .rev()
+                .find_map(|p| p.get("functionResponse"))
+                .map(function_response_text);
+            let is_user = last.get("role").and_then(Value::as_str).unwrap_or("user") == "user";
+            let has_text = parts
+                .iter()
+                .any(|p| p.get("text").and_then(Value::as_str).is_some());
+            match (result, first_function) {
+                (Some(text), _) => Reply::ToolSaid(text),
+                (None, Some(name)) if is_user && has_text => Reply::CallTool(name.to_owned()),
+                _ => Reply::Words,
+            }
+        }
+        None => Reply::Words,
+    };
+    Ok(Inspected {
+        prompt_tokens: text_bytes.div_ceil(4).max(1) as u64,
+        max_tokens,
+        reply,
+    })
+}
+
+/// Bytes of a part that count as prompt text.
+fn part_bytes(part: &Value) -> usize {
+    if let Some(text) = part.get("text").and_then(Value::as_str) {
+        return text.len();
+    }
+    if let Some(resp) = part.get("functionResponse") {
+        return function_response_text(resp).len();
+    }
+    if let Some(call) = part.get("functionCall") {
+        return call.to_string().len();
+    }
+    0
+}
+
+/// The text of a `functionResponse`: its `response.content` when that is a string, else the
+/// compact JSON of `response.content` (or of the whole `response`).
+fn function_response_text(resp: &Value) -> String {
+    let response = resp.get("response");
+    match response.and_then(|r| r.get("content")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => response.map(Value::to_string).unwrap_or_default(),
+    }
+}
+
+// === answers ===
+
+fn tokens_of(text: &str) -> u64 {
+    text.len().div_ceil(4).max(1) as u64
+}
+
+fn word(i: usize) -> &'static str {
+    let w = WORDS[i % WORDS.len()];
+    if i == 0 {
+        w.trim_start()
+    } else {
+        w
+    }
+}
+
+/// The answer's pieces and its finish reason. `requested` is the knob's token (or chunk) count,
+/// capped by `maxOutputTokens`.
+fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
+    match &req.reply {
+        Reply::Words => {
+            let requested = u64::from(requested);
+            let count = req.max_tokens.map_or(requested, |max| max.min(requested));
+            let finish = if count < requested {
+                "MAX_TOKENS"
+            } else {
+                "STOP"
+            };
+            let pieces = (0..count as usize)
+                .map(|i| Piece {
+                    part: json!({ "text": word(i) }),
+                    tokens: 1,
+                })
+                .collect();
+            (pieces, finish)
+        }
+        Reply::CallTool(name) => {
+            let part = json!({"functionCall": {"name": name, "args": {"city": "Paris"}}});
+            let tokens = tokens_of(&part.to_string());
+            (vec![Piece { part, tokens }], "STOP")
+        }
+        Reply::ToolSaid(result) => {
+            // Two events, so a cut stream still sends something.
+            let pieces = [TOOL_SAID_PREFIX.to_owned(), result.clone()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| Piece {
+                    tokens: tokens_of(&t),
+                    part: json!({ "text": t }),
+                })
+                .collect();
+            (pieces, "STOP")
+        }
+    }
+}
+
+/// What every response of one request shares.
+struct Response<'a> {
+    model: &'a str,
+    id: String,
+    prompt_tokens: u64,
+    finish: &'static str,
+    latency: Duration,
+    cut: bool,
+}
+
+impl Response<'_> {
+    fn usage(&self, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: completion,
+            total_tokens: self.prompt_tokens + completion,
+            cached_tokens: 0,
+        }
+    }
+
+    /// One `GenerateContentResponse` with `parts`, usage counted so far and maybe the finish.
+    fn object(&self, parts: Vec<Value>, completion: u64, finish: bool) -> Value {
+        let mut candidate = json!({
+            "content": {"parts": parts, "role": "model"},
+            "index": 0
+        });
+        if finish {
+            candidate["finishReason"] = Value::from(self.finish);
+        }
+        json!({
+            "candidates": [candidate],
+            "usageMetadata": {
+                "promptTokenCount": self.prompt_tokens,
+                "candidatesTokenCount": completion,
+                "totalTokenCount": self.prompt_tokens + completion
+            },
+            "modelVersion": self.model,
+            "responseId": self.id
+        })
+    }
+
+    fn json(&self, pieces: &[Piece]) -> MockPlan {
+        let mut parts: Vec<Value> = Vec::new();
+        let mut text = String::new();
+        for p in pieces {
+            match p.part.get("text").and_then(Value::as_str) {
+                Some(t) => text.push_str(t),
+                None => parts.push(p.part.clone()),
+            }
+        }
+        if !text.is_empty() || parts.is_empty() {
+            parts.insert(0, json!({ "text": text }));
+        }
+        let completion: u64 = pieces.iter().map(|p| p.tokens).sum();
+        let bytes = Bytes::from(self.object(parts, completion, true).to_string());
+        if self.cut {
+            let half = bytes.slice(..bytes.len() / 2);
+            return MockPlan {
+                steps: vec![
+                    MockStep::Head {
+                        delay: self.latency,
+                        status: 200,
+                        content_type: CONTENT_TYPE_JSON,
+                        body_len: Some(bytes.len()),
+                    },
+                    MockStep::Body {
+                        delay: Duration::ZERO,
+                        bytes: half,
+                    },
+                    MockStep::Reset,
+                ],
+                status: Some(200),
+                usage: self.usage(0),
+            };
+        }
+        let mut plan = body_plan(200, CONTENT_TYPE_JSON, bytes, self.latency);
+        plan.usage = self.usage(completion);
+        plan
+    }
+
+    /// One event per piece: the first after `ttft`, the rest `chunk_delay` apart; the last
+    /// carries `finishReason`. A cut stream sends the first half of the events and resets.
+    fn stream(&self, pieces: &[Piece], knobs: &MockKnobs) -> MockPlan {
+        let mut steps = Vec::with_capacity(pieces.len() + 3);
+        steps.push(MockStep::Head {
+            delay: self.latency,
+            status: 200,
+            content_type: CONTENT_TYPE_SSE,
+            body_len: None,
+        });
+        let empty = [Piece {
+            part: json!({ "text": "" }),
+            tokens: 0,
+        }];
+        let events = if pieces.is_empty() {
+            &empty[..]
+        } else {
+            pieces
+        };
+        let send = if self.cut {
+            events.len() / 2
+        } else {
+            events.len()
+        };
+        let mut completion = 0;
+        for (i, piece) in events.iter().take(send).enumerate() {
+            completion += piece.tokens;
+            let last = i + 1 == events.len();
+            let event = self.object(vec![piece.part.clone()], completion, last);
+            let mut out = BytesMut::new();
+            write_event(&mut out, None, &event.to_string());
+            steps.push(MockStep::Body {
+                delay: if i == 0 {
+                    knobs.ttft
+                } else {
+                    knobs.chunk_delay
+                },
+                bytes: out.freeze(),
+            });
+        }
+        steps.push(if self.cut {
+            MockStep::Reset
+        } else {
+            MockStep::End
+        });
+        MockPlan {
+            steps,
+            status: Some(200),
+            usage: self.usage(completion),
+        }
+    }
+}
+
+/// The head at once, then the body in small pieces [`SLOW_BODY_PIECE_DELAY`] apart, then the
+/// plan's last step (the same shape as the OpenAI mock's slow body).
+fn slow_body(plan: MockPlan) -> MockPlan {
+    let mut head = None;
+    let mut body = BytesMut::new();
+    let mut last = MockStep::End;
+    for step in plan.steps {
+        match step {
+            MockStep::Head {
+                status,
+                content_type,
+                body_len,
+                ..
+            } => {
+                head = Some(MockStep::Head {
+                    delay: Duration::ZERO,
+                    status,
+                    content_type,
+                    body_len,
+                });
+            }
+            MockStep::Body { bytes, .. } => body.extend_from_slice(&bytes),
+            other => last = other,
+        }
+    }
+    let mut steps = Vec::with_capacity(SLOW_BODY_MAX_PIECES + 2);
+    steps.extend(head);
+    let mut body = body.freeze();
+    while !body.is_empty() {
+        let take = if steps.len() >= SLOW_BODY_MAX_PIECES {
+            body.len()
+        } else {
+            body.len().min(SLOW_BODY_PIECE_BYTES)
+        };
+        steps.push(MockStep::Body {
+            delay: SLOW_BODY_PIECE_DELAY,
+            bytes: body.split_to(take),
+        });
+    }
+    steps.push(last);
+    MockPlan {
+        steps,
+        status: plan.status,
+        usage: plan.usage,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn body_of(plan: &MockPlan) -> Vec<u8> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match s {
+                MockStep::Body { bytes, .. } => Some(bytes.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    const HI: &[u8] = br#"{"contents":[{"role":"user","parts":[{"text":"hello there"}]}]}"#;
+
+    #[test]
+    fn paths() {
+        let knobs = MockKnobs::default();
+        let p = plan("/v1beta/models/mock:generateContent", HI, &knobs, 0);
+        assert_eq!(p.status, Some(200));
+        assert_eq!(p.usage.completion_tokens, 16);
+        assert_eq!(p.usage.prompt_tokens, 3);
+        let p = plan("/v1beta/models/mock:streamGenerateContent", HI, &knobs, 0);
+        assert_eq!(p.status, Some(400));
+        let p = plan("/v1beta/models/mock:embedContent", HI, &knobs, 0);
+        assert_eq!(p.status, Some(404));
+        let p = plan("/v1beta/other", HI, &knobs, 0);
+        assert_eq!(p.status, Some(404));
+    }
+
+    #[test]
+    fn invalid_bodies_are_400() {
+        let knobs = MockKnobs::default();
+        for body in [
+            &b"{"[..],
+            br#"{"contents":[]}"#,
+            br#"{"contents":[{"role":"user","parts":[]}]}"#,
+            br#"{"contents":[{"role":"assistant","parts":[{"text":"x"}]}]}"#,
+        ] {
+            let p = plan("/v1beta/models/mock:generateContent", body, &knobs, 0);
+            assert_eq!(p.status, Some(400));
+            let v: Value = serde_json::from_slice(&body_of(&p)).unwrap();
+            assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+            assert_eq!(v["error"]["code"], 400);
+        }
+    }
+
+    #[test]
+    fn slow_body_trickles() {
+        let knobs = MockKnobs::default();
+        let p = plan(
+            "/v1beta/models/mock-slow-body:generateContent",
+            HI,
+            &knobs,
+            0,
+        );
+        let bodies = p
+            .steps
+            .iter()
+            .filter(|s| matches!(s, MockStep::Body { .. }))
+            .count();
+        assert!(bodies > 1);
+        assert!(matches!(p.steps.last(), Some(MockStep::End)));
+    }
+}
