@@ -92,6 +92,35 @@ pub(crate) fn interpolate(
     }
 }
 
+/// The names of the variables `text` refers to (`${NAME}` / `${NAME:-default}`), in order, each
+/// once; `$$` and malformed references are skipped. For messages such as "set ANTHROPIC_API_KEY"
+/// when a required value came out empty: names only, never values.
+pub(crate) fn referenced_variables(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(close) = body.find('}') else {
+                break;
+            };
+            let reference = &body[..close];
+            let name = reference
+                .split_once(":-")
+                .map_or(reference, |(name, _)| name);
+            if is_variable_name(name) && !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+            rest = &body[close + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    names
+}
+
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -181,6 +210,16 @@ mod tests {
         assert_eq!(run("x${1A}"), Err(InterpolationError::InvalidName(1)));
         assert_eq!(run("${A B}"), Err(InterpolationError::InvalidName(0)));
         assert_eq!(run("${A-b}"), Err(InterpolationError::InvalidName(0)));
+    }
+
+    #[test]
+    fn referenced_variable_names() {
+        assert_eq!(
+            referenced_variables("${A:-x}-${B}-${A}-$${C}-${1D}-$E"),
+            ["A", "B"]
+        );
+        assert_eq!(referenced_variables("plain"), Vec::<String>::new());
+        assert_eq!(referenced_variables("${UNCLOSED"), Vec::<String>::new());
     }
 
     #[test]

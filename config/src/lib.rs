@@ -53,8 +53,8 @@ pub use base_url::BaseUrl;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 pub use types::{
-    Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig, ProviderConfig,
-    ProviderKind, ServerConfig, TlsRoots,
+    AwsCredentials, Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig,
+    Preset, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
 };
 
 // === impl Config: entry points ===

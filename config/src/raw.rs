@@ -14,6 +14,7 @@ pub(crate) struct RawConfig {
     pub providers: Option<Value>,
     pub models: Option<Value>,
     pub keys: Option<Value>,
+    pub routing: Option<Value>,
 }
 
 /// `[server]`.
@@ -41,6 +42,11 @@ pub(crate) struct RawProvider {
     pub kind: Option<Value>,
     pub base_url: Option<Value>,
     pub api_key: Option<Value>,
+    pub api_version: Option<Value>,
+    pub region: Option<Value>,
+    pub aws_access_key_id: Option<Value>,
+    pub aws_secret_access_key: Option<Value>,
+    pub aws_session_token: Option<Value>,
     pub connect_timeout: Option<Value>,
     pub first_byte_timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
@@ -69,6 +75,9 @@ pub(crate) struct RawMock {
 pub(crate) struct RawModel {
     pub name: Option<Value>,
     pub deployments: Option<Value>,
+    pub strategy: Option<Value>,
+    pub fallbacks: Option<Value>,
+    pub context_fallbacks: Option<Value>,
 }
 
 /// One element of `models[].deployments`.
@@ -77,6 +86,9 @@ pub(crate) struct RawModel {
 pub(crate) struct RawDeployment {
     pub provider: Option<Value>,
     pub model: Option<Value>,
+    pub weight: Option<Value>,
+    pub priority: Option<Value>,
+    pub timeout: Option<Value>,
 }
 
 /// One `[[keys]]` entry.
@@ -85,4 +97,19 @@ pub(crate) struct RawDeployment {
 pub(crate) struct RawKey {
     pub name: Option<Value>,
     pub key: Option<Value>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub retries: Option<Value>,
+    pub backoff_base: Option<Value>,
+    pub backoff_max: Option<Value>,
+    pub cooldown_failures: Option<Value>,
+    pub cooldown_error_ratio: Option<Value>,
+    pub cooldown_min_requests: Option<Value>,
+    pub cooldown_window: Option<Value>,
+    pub cooldown: Option<Value>,
+    pub honor_retry_after_max: Option<Value>,
 }

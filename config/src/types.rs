@@ -19,6 +19,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// Client API keys (`[[keys]]`), in file order.
     pub keys: Vec<KeyConfig>,
+    /// Retries, back-off and cooldown of failing deployments (`[routing]`).
+    pub routing: RoutingConfig,
 }
 
 impl Config {
@@ -105,15 +107,32 @@ pub enum IoDriver {
 pub struct ProviderConfig {
     /// Unique name, `[a-zA-Z0-9_.-]+`, used by `models[].deployments[].provider`.
     pub name: String,
-    /// Wire protocol / behaviour.
+    /// Wire protocol / behaviour. Presets (`kind = "groq"`, ...) are [`ProviderKind::OpenAi`]
+    /// with [`ProviderConfig::preset`] set.
     pub kind: ProviderKind,
-    /// Upstream address: `Some` exactly when `kind` is [`ProviderKind::OpenAi`].
+    /// Which OpenAI-compatible vendor `kind` named, when it named a preset; `None` otherwise.
+    pub preset: Option<Preset>,
+    /// Upstream address: `Some` for every kind except [`ProviderKind::Mock`]. When the file
+    /// leaves it out (or it interpolates to `""`), the kind's default is filled in: the preset's
+    /// URL, `https://api.anthropic.com`, `https://generativelanguage.googleapis.com`, or for
+    /// Bedrock `https://bedrock-runtime.{region}.amazonaws.com`.
     pub base_url: Option<BaseUrl>,
-    /// Sent as `Authorization: Bearer <key>`. `None` when absent or empty. Printable ASCII.
+    /// The vendor API key (`Authorization: Bearer`, `api-key`, `x-api-key` or `x-goog-api-key`,
+    /// depending on the kind). `None` when absent or empty. Printable ASCII. Always `Some` for
+    /// Azure, Anthropic and Gemini; always `None` for Bedrock (which signs with [`Self::aws`]).
     pub api_key: Option<Secret<String>>,
+    /// API version: `Some` exactly for Azure (the `api-version` query parameter, default
+    /// [`Self::DEFAULT_AZURE_API_VERSION`]) and Anthropic (the `anthropic-version` header,
+    /// default [`Self::DEFAULT_ANTHROPIC_API_VERSION`]). `[A-Za-z0-9._-]+`.
+    pub api_version: Option<String>,
+    /// AWS region, `Some` exactly for Bedrock, e.g. `us-east-1`; `[a-z0-9-]+`.
+    pub region: Option<String>,
+    /// AWS credentials for SigV4 signing: `Some` exactly for Bedrock.
+    pub aws: Option<AwsCredentials>,
     /// Time allowed to open a TCP (and TLS) connection. Default 2 s.
     pub connect_timeout: Duration,
-    /// Time from request sent to response head received. Default 60 s.
+    /// Time from request sent to response head received. Default 60 s. A deployment's
+    /// [`DeploymentConfig::timeout`] overrides it.
     pub first_byte_timeout: Duration,
     /// Longest gap between two reads of the response body or stream. Default 30 s.
     pub idle_timeout: Duration,
@@ -142,25 +161,162 @@ impl ProviderConfig {
     pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
     /// Default for `pool_idle_timeout`.
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default `api_version` for Azure OpenAI (a GA data-plane version).
+    pub const DEFAULT_AZURE_API_VERSION: &'static str = "2024-10-21";
+    /// Default `api_version` for Anthropic (the `anthropic-version` header).
+    pub const DEFAULT_ANTHROPIC_API_VERSION: &'static str = "2023-06-01";
+    /// Default `base_url` for Anthropic.
+    pub const DEFAULT_ANTHROPIC_BASE_URL: &'static str = "https://api.anthropic.com";
+    /// Default `base_url` for Gemini.
+    pub const DEFAULT_GEMINI_BASE_URL: &'static str = "https://generativelanguage.googleapis.com";
+
+    /// The Bedrock runtime endpoint for `region`, the default `base_url` of a Bedrock provider.
+    pub fn bedrock_endpoint(region: &str) -> String {
+        format!("https://bedrock-runtime.{region}.amazonaws.com")
+    }
+
+    /// The `kind` as written in the file: the preset's name (`"groq"`) or the kind's
+    /// (`"openai"`, `"anthropic"`, ...). For logs and metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match self.preset {
+            Some(preset) => preset.as_str(),
+            None => self.kind.as_str(),
+        }
+    }
 }
 
-/// What kind of upstream a provider is.
+/// What kind of upstream a provider is: which wire protocol the gateway speaks to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
-    /// An OpenAI-compatible HTTP API (`"openai"`): OpenAI itself, vLLM, llama.cpp, Ollama, ...
+    /// An OpenAI-compatible HTTP API (`"openai"`, or any [`Preset`]): OpenAI itself, vLLM,
+    /// llama.cpp, Ollama, ...
     OpenAi,
+    /// Azure OpenAI (`"azure"`): `{base_url}/openai/deployments/{model}/...?api-version=...`,
+    /// key in the `api-key` header.
+    Azure,
+    /// The Anthropic Messages API (`"anthropic"`).
+    Anthropic,
+    /// Google Gemini, the Generative Language API (`"gemini"`).
+    Gemini,
+    /// Amazon Bedrock runtime (`"bedrock"`), requests signed with AWS SigV4.
+    Bedrock,
     /// The built-in mock, answering in-process without any network (`"mock"`).
     Mock,
 }
 
 impl ProviderKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [ProviderKind; 6] = [
+        Self::OpenAi,
+        Self::Azure,
+        Self::Anthropic,
+        Self::Gemini,
+        Self::Bedrock,
+        Self::Mock,
+    ];
+
     /// The name used for this kind in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
+            Self::Azure => "azure",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Bedrock => "bedrock",
             Self::Mock => "mock",
         }
     }
+}
+
+/// An OpenAI-compatible vendor with a well-known address: `kind = "groq"` is `kind = "openai"`
+/// with this preset's [`Preset::default_base_url`] as the default `base_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// Groq (`"groq"`).
+    Groq,
+    /// Mistral AI (`"mistral"`).
+    Mistral,
+    /// Together AI (`"together"`).
+    Together,
+    /// DeepSeek (`"deepseek"`).
+    DeepSeek,
+    /// Fireworks AI (`"fireworks"`).
+    Fireworks,
+    /// OpenRouter (`"openrouter"`).
+    OpenRouter,
+    /// xAI (`"xai"`).
+    XAi,
+    /// A local vLLM server (`"vllm"`).
+    Vllm,
+    /// A local Ollama server (`"ollama"`).
+    Ollama,
+    /// A local LM Studio server (`"lmstudio"`).
+    LmStudio,
+}
+
+impl Preset {
+    /// Every preset, in the order the documentation lists them.
+    pub const ALL: [Preset; 10] = [
+        Self::Groq,
+        Self::Mistral,
+        Self::Together,
+        Self::DeepSeek,
+        Self::Fireworks,
+        Self::OpenRouter,
+        Self::XAi,
+        Self::Vllm,
+        Self::Ollama,
+        Self::LmStudio,
+    ];
+
+    /// The name used for this preset as a `kind` in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Groq => "groq",
+            Self::Mistral => "mistral",
+            Self::Together => "together",
+            Self::DeepSeek => "deepseek",
+            Self::Fireworks => "fireworks",
+            Self::OpenRouter => "openrouter",
+            Self::XAi => "xai",
+            Self::Vllm => "vllm",
+            Self::Ollama => "ollama",
+            Self::LmStudio => "lmstudio",
+        }
+    }
+
+    /// The preset named `name` in the config file, if any.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Self::ALL.into_iter().find(|preset| preset.as_str() == name)
+    }
+
+    /// The vendor's OpenAI-compatible base URL (local servers at their default port on
+    /// 127.0.0.1). Used when the provider gives no `base_url`.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Groq => "https://api.groq.com/openai/v1",
+            Self::Mistral => "https://api.mistral.ai/v1",
+            Self::Together => "https://api.together.xyz/v1",
+            Self::DeepSeek => "https://api.deepseek.com/v1",
+            Self::Fireworks => "https://api.fireworks.ai/inference/v1",
+            Self::OpenRouter => "https://openrouter.ai/api/v1",
+            Self::XAi => "https://api.x.ai/v1",
+            Self::Vllm => "http://127.0.0.1:8000/v1",
+            Self::Ollama => "http://127.0.0.1:11434/v1",
+            Self::LmStudio => "http://127.0.0.1:1234/v1",
+        }
+    }
+}
+
+/// AWS credentials a Bedrock provider signs its requests with (SigV4).
+#[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    /// `aws_access_key_id`.
+    pub access_key_id: Secret<String>,
+    /// `aws_secret_access_key`.
+    pub secret_access_key: Secret<String>,
+    /// `aws_session_token`, for temporary credentials; `None` when absent or empty.
+    pub session_token: Option<Secret<String>>,
 }
 
 /// Which certificate roots verify `https://` upstreams.
@@ -210,6 +366,44 @@ pub struct ModelConfig {
     pub name: String,
     /// Where requests for this model can be sent, in file order; at least one.
     pub deployments: Vec<DeploymentConfig>,
+    /// How a deployment is chosen among `deployments`. Default [`Strategy::Weighted`].
+    pub strategy: Strategy,
+    /// Models tried, in order, once this model's deployments have failed: indexes into
+    /// [`Config::models`], never this model's own index.
+    pub fallbacks: Vec<usize>,
+    /// The names of `fallbacks` (same order), for logs and metrics.
+    pub fallback_names: Vec<String>,
+    /// Models tried, in order, instead of `fallbacks` when the upstream rejects a request as too
+    /// long for the model's context window: indexes into [`Config::models`], never this model's.
+    pub context_fallbacks: Vec<usize>,
+    /// The names of `context_fallbacks` (same order), for logs and metrics.
+    pub context_fallback_names: Vec<String>,
+}
+
+/// How a model spreads requests over its deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// Random, in proportion to each deployment's `weight` (`"weighted"`).
+    #[default]
+    Weighted,
+    /// The deployment with the fewest requests in flight (`"least_inflight"`).
+    LeastInflight,
+    /// The deployment with the lowest recent time to first byte (`"lowest_latency"`).
+    LowestLatency,
+    /// The lowest `priority` first; equal priorities share by `weight` (`"priority"`).
+    Priority,
+}
+
+impl Strategy {
+    /// The name used for this strategy in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weighted => "weighted",
+            Self::LeastInflight => "least_inflight",
+            Self::LowestLatency => "lowest_latency",
+            Self::Priority => "priority",
+        }
+    }
 }
 
 /// One place a model is served: a provider and the model name that provider knows it by.
@@ -219,8 +413,67 @@ pub struct DeploymentConfig {
     pub provider: usize,
     /// The provider's name (same as `providers[provider].name`), for logs and metrics.
     pub provider_name: String,
-    /// The model name sent upstream (replaces the client's `"model"`); non-empty.
+    /// The model name sent upstream (replaces the client's `"model"`); non-empty. For Azure,
+    /// the deployment name; for Bedrock, the model or inference-profile id.
     pub model: String,
+    /// Share of traffic under [`Strategy::Weighted`] (and among equal priorities); 1..=1000.
+    /// Default 1.
+    pub weight: u32,
+    /// Order under [`Strategy::Priority`]: lower is tried first; 0..=1000. Default 0.
+    pub priority: u32,
+    /// First-byte timeout for this deployment, overriding the provider's
+    /// [`ProviderConfig::first_byte_timeout`]. Default `None` (use the provider's).
+    pub timeout: Option<Duration>,
+}
+
+impl DeploymentConfig {
+    /// Default for `weight`.
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    /// Default for `priority`.
+    pub const DEFAULT_PRIORITY: u32 = 0;
+}
+
+/// `[routing]`: what happens when an upstream attempt fails. All fields optional.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    /// Extra attempts on the same model's deployments before its fallbacks; 0..=10. Default 2.
+    pub retries: u32,
+    /// Back-off before the first retry; it doubles for each further retry. Default 50 ms.
+    pub backoff_base: Duration,
+    /// Longest back-off between retries; at least `backoff_base`. Default 2 s.
+    pub backoff_max: Duration,
+    /// Consecutive failures that eject a deployment; 1..=1000. Default 3.
+    pub cooldown_failures: u32,
+    /// Error ratio within `cooldown_window` that ejects a deployment; greater than 0, at most 1.
+    /// Default 0.5.
+    pub cooldown_error_ratio: f64,
+    /// Requests a deployment must have seen within `cooldown_window` before
+    /// `cooldown_error_ratio` applies; 1..=1,000,000. Default 10.
+    pub cooldown_min_requests: u32,
+    /// The sliding window `cooldown_error_ratio` is measured over. Default 30 s.
+    pub cooldown_window: Duration,
+    /// How long an ejected deployment is skipped before one request probes it again.
+    /// Default 30 s.
+    pub cooldown: Duration,
+    /// Longest upstream `Retry-After` the gateway waits out before retrying; a longer one goes
+    /// straight to the next deployment or fallback. Zero means never wait. Default 2 s.
+    pub honor_retry_after_max: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            cooldown_failures: 3,
+            cooldown_error_ratio: 0.5,
+            cooldown_min_requests: 10,
+            cooldown_window: Duration::from_secs(30),
+            cooldown: Duration::from_secs(30),
+            honor_retry_after_max: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `[[keys]]`: a client API key.

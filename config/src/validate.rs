@@ -12,19 +12,37 @@ use toml::{Table, Value};
 
 use crate::base_url::BaseUrl;
 use crate::error::{ConfigError, ConfigErrors};
-use crate::interpolate::interpolate;
-use crate::raw::{RawConfig, RawDeployment, RawKey, RawMock, RawModel, RawProvider, RawServer};
+use crate::interpolate::{interpolate, referenced_variables};
+use crate::raw::{
+    RawConfig, RawDeployment, RawKey, RawMock, RawModel, RawProvider, RawRouting, RawServer,
+};
 use crate::secret::Secret;
 use crate::types::{
-    Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig, ProviderConfig,
-    ProviderKind, ServerConfig, TlsRoots,
+    AwsCredentials, Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig,
+    Preset, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
 };
 use crate::units::{format_duration, format_size, parse_duration, parse_size, quote};
 
-/// Provider kinds the schema will grow into; named separately so the error can say "not yet".
-const LATER_PROVIDER_KINDS: [&str; 4] = ["azure", "anthropic", "gemini", "bedrock"];
-const SUPPORTED_PROVIDER_KINDS: &str = "openai, mock";
 const MIN_KEY_CHARS: usize = 8;
+
+/// Kinds that talk HTTP to an upstream (every kind but the in-process mock).
+const HTTP_KINDS: &[ProviderKind] = &[
+    ProviderKind::OpenAi,
+    ProviderKind::Azure,
+    ProviderKind::Anthropic,
+    ProviderKind::Gemini,
+    ProviderKind::Bedrock,
+];
+/// Kinds that authenticate with `api_key` (Bedrock signs with AWS credentials instead).
+const API_KEY_KINDS: &[ProviderKind] = &[
+    ProviderKind::OpenAi,
+    ProviderKind::Azure,
+    ProviderKind::Anthropic,
+    ProviderKind::Gemini,
+    ProviderKind::Mock,
+];
+const API_VERSION_KINDS: &[ProviderKind] = &[ProviderKind::Azure, ProviderKind::Anthropic];
+const AWS_KINDS: &[ProviderKind] = &[ProviderKind::Bedrock];
 
 /// Validates a parsed document into a [`Config`], or returns every problem found.
 pub(crate) fn validate(
@@ -57,6 +75,20 @@ enum Zero {
     Rejected,
 }
 
+/// A provider's kind while validating it: the typed kind plus the name written in the file
+/// (a preset's name for presets), which messages quote.
+#[derive(Clone, Copy)]
+struct KindOf {
+    kind: ProviderKind,
+    name: &'static str,
+}
+
+/// Names as written in the file (`None` where unreadable), by index, for resolving references.
+struct Names<'a> {
+    providers: &'a [Option<String>],
+    models: &'a [Option<String>],
+}
+
 struct Validator<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     errors: Vec<ConfigError>,
@@ -73,6 +105,13 @@ impl Validator<'_> {
                 .shape::<RawServer>("server", value)
                 .map(|raw| self.server(raw)),
             None => Some(ServerConfig::default()),
+        };
+
+        let routing = match raw.routing {
+            Some(value) => self
+                .shape::<RawRouting>("routing", value)
+                .map(|raw| self.routing(raw)),
+            None => Some(RoutingConfig::default()),
         };
 
         let raw_providers = self.array_of_tables("providers", raw.providers);
@@ -107,13 +146,28 @@ impl Validator<'_> {
         }
 
         let raw_models = self.array_of_tables("models", raw.models);
+        // Names as written, read ahead so that `fallbacks` can name a later model, and a
+        // fallback naming a model with some other mistake is not reported as unknown too.
+        let model_names: Vec<Option<String>> = raw_models
+            .iter()
+            .map(|value| {
+                value
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|name| interpolate(name, self.env).ok())
+            })
+            .collect();
+        let names = Names {
+            providers: &provider_names,
+            models: &model_names,
+        };
         let mut models = Vec::with_capacity(raw_models.len());
         let mut seen_models: HashMap<String, usize> = HashMap::new();
         for (i, value) in raw_models.into_iter().enumerate() {
             let path = format!("models[{i}]");
             let model = self
                 .shape::<RawModel>(&path, value)
-                .and_then(|raw| self.model(&path, raw, &provider_names));
+                .and_then(|raw| self.model(&path, i, raw, &names));
             if let Some(model) = &model {
                 if let Some(first) = seen_models.get(&model.name) {
                     self.error(
@@ -165,6 +219,7 @@ impl Validator<'_> {
 
         Some(Config {
             server: server?,
+            routing: routing?,
             providers: providers.into_iter().collect::<Option<Vec<_>>>()?,
             models: models.into_iter().collect::<Option<Vec<_>>>()?,
             keys: keys.into_iter().collect::<Option<Vec<_>>>()?,
@@ -256,68 +311,134 @@ impl Validator<'_> {
         let kind = self.required(&p("kind"), raw.kind);
         let kind = self
             .string(&p("kind"), kind)
-            .and_then(|kind| match kind.as_str() {
-                "openai" => Some(ProviderKind::OpenAi),
-                "mock" => Some(ProviderKind::Mock),
-                later if LATER_PROVIDER_KINDS.contains(&later) => {
+            .and_then(|text| match parse_kind(&text) {
+                Some(kind) => Some(kind),
+                None => {
                     self.error(
                         &p("kind"),
                         format!(
-                            "provider kind {} is not supported yet (supported: {SUPPORTED_PROVIDER_KINDS})",
-                            quote(later)
-                        ),
-                    );
-                    None
-                }
-                other => {
-                    self.error(
-                        &p("kind"),
-                        format!(
-                            "unknown provider kind {} (supported: {SUPPORTED_PROVIDER_KINDS})",
-                            quote(other)
+                            "unknown provider kind {} (supported: {})",
+                            quote(&text),
+                            supported_kinds()
                         ),
                     );
                     None
                 }
             });
+        let preset = kind.and_then(|(_, preset)| preset);
+        // `None` when the kind is unknown (already reported): every key is then let through
+        // and checked on its own, so its other mistakes are still found.
+        let kind = kind.map(|(kind, preset)| KindOf {
+            kind,
+            name: preset.map_or(kind.as_str(), Preset::as_str),
+        });
 
-        let base_url = match (kind, raw.base_url) {
-            (Some(ProviderKind::Mock), Some(_)) => {
-                self.error(
-                    &p("base_url"),
-                    "not allowed for kind \"mock\" (the mock answers in-process)",
-                );
-                None
+        const IN_PROCESS: &str = "the mock answers in-process";
+        let base_url = self.for_kinds(&p("base_url"), raw.base_url, kind, HTTP_KINDS, IN_PROCESS);
+        let base_url = self.base_url(&p("base_url"), base_url, kind, preset);
+
+        let api_key = self.for_kinds(
+            &p("api_key"),
+            raw.api_key,
+            kind,
+            API_KEY_KINDS,
+            "Bedrock signs requests with aws_access_key_id and aws_secret_access_key",
+        );
+        let api_key = match kind {
+            Some(kind) if requires_api_key(kind.kind) => {
+                self.required_secret(&p("api_key"), api_key, kind)
             }
-            (Some(ProviderKind::OpenAi), None) => {
-                self.error(&p("base_url"), "required for kind \"openai\"");
-                None
-            }
-            (_, value) => self
-                .string(&p("base_url"), value)
-                .and_then(|text| match BaseUrl::parse(&text) {
-                    Ok(url) => Some(url),
-                    Err(why) => {
-                        self.error(&p("base_url"), why);
-                        None
-                    }
+            _ => self
+                .secret(&p("api_key"), api_key)
+                .filter(|key| !key.is_empty()),
+        }
+        .map(Secret::new);
+
+        let api_version = self.for_kinds(
+            &p("api_version"),
+            raw.api_version,
+            kind,
+            API_VERSION_KINDS,
+            "only for kinds \"azure\" and \"anthropic\"",
+        );
+        let api_version = self.api_version(&p("api_version"), api_version, kind);
+
+        const ONLY_BEDROCK: &str = "only for kind \"bedrock\"";
+        let region = self.for_kinds(&p("region"), raw.region, kind, AWS_KINDS, ONLY_BEDROCK);
+        let region = self.region(&p("region"), region, kind);
+        let base_url = match (kind, base_url, &region) {
+            (
+                Some(KindOf {
+                    kind: ProviderKind::Bedrock,
+                    ..
                 }),
+                None,
+                Some(region),
+            ) => self.default_url(&p("region"), &ProviderConfig::bedrock_endpoint(region)),
+            (_, base_url, _) => base_url,
         };
 
-        let api_key = self
-            .secret(&p("api_key"), raw.api_key)
-            .filter(|key| !key.is_empty())
-            .map(Secret::new);
+        let access_key_id = self.for_kinds(
+            &p("aws_access_key_id"),
+            raw.aws_access_key_id,
+            kind,
+            AWS_KINDS,
+            ONLY_BEDROCK,
+        );
+        let secret_access_key = self.for_kinds(
+            &p("aws_secret_access_key"),
+            raw.aws_secret_access_key,
+            kind,
+            AWS_KINDS,
+            ONLY_BEDROCK,
+        );
+        let session_token = self.for_kinds(
+            &p("aws_session_token"),
+            raw.aws_session_token,
+            kind,
+            AWS_KINDS,
+            ONLY_BEDROCK,
+        );
+        let aws = match kind {
+            Some(kind) if kind.kind == ProviderKind::Bedrock => {
+                let access_key_id =
+                    self.required_secret(&p("aws_access_key_id"), access_key_id, kind);
+                let secret_access_key =
+                    self.required_secret(&p("aws_secret_access_key"), secret_access_key, kind);
+                let session_token = self
+                    .secret(&p("aws_session_token"), session_token)
+                    .filter(|token| !token.is_empty());
+                match (access_key_id, secret_access_key) {
+                    (Some(access_key_id), Some(secret_access_key)) => Some(AwsCredentials {
+                        access_key_id: Secret::new(access_key_id),
+                        secret_access_key: Secret::new(secret_access_key),
+                        session_token: session_token.map(Secret::new),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => {
+                // Unknown kind: still check the values themselves.
+                for (key, value) in [
+                    ("aws_access_key_id", access_key_id),
+                    ("aws_secret_access_key", secret_access_key),
+                    ("aws_session_token", session_token),
+                ] {
+                    self.secret(&p(key), value);
+                }
+                None
+            }
+        };
 
         let mock = match (kind, raw.mock) {
-            (Some(ProviderKind::OpenAi), Some(_)) => {
+            (Some(kind), Some(_)) if kind.kind != ProviderKind::Mock => {
                 self.error(&p("mock"), "only allowed for kind \"mock\"");
                 None
             }
             (_, Some(value)) => self
                 .shape::<RawMock>(&p("mock"), value)
                 .map(|raw| self.mock(&p("mock"), raw)),
-            (Some(ProviderKind::Mock), None) => Some(MockSettings::default()),
+            (Some(kind), None) if kind.kind == ProviderKind::Mock => Some(MockSettings::default()),
             (_, None) => None,
         };
 
@@ -351,27 +472,32 @@ impl Validator<'_> {
                 &[("webpki", TlsRoots::Webpki), ("system", TlsRoots::System)],
             )
             .unwrap_or_default();
-        let tls_ca_file = match (kind, raw.tls_ca_file) {
-            (Some(ProviderKind::Mock), Some(_)) => {
-                self.error(&p("tls_ca_file"), "only allowed for kind \"openai\"");
-                None
-            }
-            (_, value) => self
-                .string(&p("tls_ca_file"), value)
-                .filter(|path| {
-                    if path.is_empty() {
-                        self.error(&p("tls_ca_file"), "must name a PEM file");
-                    }
-                    !path.is_empty()
-                })
-                .map(PathBuf::from),
-        };
+        let tls_ca_file = self.for_kinds(
+            &p("tls_ca_file"),
+            raw.tls_ca_file,
+            kind,
+            HTTP_KINDS,
+            IN_PROCESS,
+        );
+        let tls_ca_file = self
+            .string(&p("tls_ca_file"), tls_ca_file)
+            .filter(|path| {
+                if path.is_empty() {
+                    self.error(&p("tls_ca_file"), "must name a PEM file");
+                }
+                !path.is_empty()
+            })
+            .map(PathBuf::from);
 
         Some(ProviderConfig {
             name: name?,
-            kind: kind?,
+            kind: kind?.kind,
+            preset,
             base_url,
             api_key,
+            api_version,
+            region,
+            aws,
             connect_timeout,
             first_byte_timeout,
             idle_timeout,
@@ -381,6 +507,126 @@ impl Validator<'_> {
             tls_ca_file,
             mock,
         })
+    }
+
+    /// `base_url`: parsed when given; when absent or empty, the kind's default (Bedrock's is
+    /// filled in later, from the region) or an error for kinds that have none.
+    fn base_url(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        kind: Option<KindOf>,
+        preset: Option<Preset>,
+    ) -> Option<BaseUrl> {
+        let given = value.is_some();
+        let text = self.string(path, value);
+        if given && text.is_none() {
+            return None;
+        }
+        match text.filter(|text| !text.trim().is_empty()) {
+            Some(text) => match BaseUrl::parse(text.trim()) {
+                Ok(url) => Some(url),
+                Err(why) => {
+                    self.error(path, why);
+                    None
+                }
+            },
+            None => {
+                let kind = kind?;
+                let default = match (kind.kind, preset) {
+                    (ProviderKind::OpenAi, Some(preset)) => preset.default_base_url(),
+                    (ProviderKind::Anthropic, _) => ProviderConfig::DEFAULT_ANTHROPIC_BASE_URL,
+                    (ProviderKind::Gemini, _) => ProviderConfig::DEFAULT_GEMINI_BASE_URL,
+                    (ProviderKind::OpenAi | ProviderKind::Azure, _) => {
+                        let empty = if given { "; it is empty" } else { "" };
+                        self.error(
+                            path,
+                            format!("required for kind {}{empty}", quote(kind.name)),
+                        );
+                        return None;
+                    }
+                    (ProviderKind::Bedrock | ProviderKind::Mock, _) => return None,
+                };
+                self.default_url(path, default)
+            }
+        }
+    }
+
+    /// Parses a built-in default URL. It cannot fail for the constants shipped here (a test
+    /// parses every one), but an error is reported rather than a panic if one ever did.
+    fn default_url(&mut self, path: &str, url: &str) -> Option<BaseUrl> {
+        match BaseUrl::parse(url) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.error(path, format!("internal error: default base_url: {why}"));
+                None
+            }
+        }
+    }
+
+    /// `api_version`: `Some` (given or default) exactly for kinds that have one.
+    fn api_version(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        kind: Option<KindOf>,
+    ) -> Option<String> {
+        let given = self.string(path, value).filter(|text| {
+            let valid = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid {
+                self.error(
+                    path,
+                    format!(
+                        "expected a version like \"2024-10-21\" (letters, digits, '.', '_' and '-'), got {}",
+                        quote(text)
+                    ),
+                );
+            }
+            valid
+        });
+        let default = match kind?.kind {
+            ProviderKind::Azure => ProviderConfig::DEFAULT_AZURE_API_VERSION,
+            ProviderKind::Anthropic => ProviderConfig::DEFAULT_ANTHROPIC_API_VERSION,
+            _ => return None,
+        };
+        Some(given.unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// `region`: required for Bedrock, `[a-z0-9-]+` (no leading or trailing '-', since it
+    /// becomes part of a host name).
+    fn region(&mut self, path: &str, value: Option<Value>, kind: Option<KindOf>) -> Option<String> {
+        let is_bedrock = matches!(
+            kind,
+            Some(KindOf {
+                kind: ProviderKind::Bedrock,
+                ..
+            })
+        );
+        if is_bedrock && value.is_none() {
+            self.error(path, "required for kind \"bedrock\"");
+            return None;
+        }
+        let text = self.string(path, value)?;
+        let valid = (1..=63).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !text.starts_with('-')
+            && !text.ends_with('-');
+        if !valid {
+            self.error(
+                path,
+                format!(
+                    "expected an AWS region like \"us-east-1\" (lower-case letters, digits and '-'), got {}",
+                    quote(&text)
+                ),
+            );
+            return None;
+        }
+        is_bedrock.then_some(text)
     }
 
     fn mock(&mut self, path: &str, raw: RawMock) -> MockSettings {
@@ -415,8 +661,9 @@ impl Validator<'_> {
     fn model(
         &mut self,
         path: &str,
+        index: usize,
         raw: RawModel,
-        provider_names: &[Option<String>],
+        names: &Names<'_>,
     ) -> Option<ModelConfig> {
         let p = |key: &str| join(path, key);
         let name = self.required(&p("name"), raw.name);
@@ -456,7 +703,7 @@ impl Validator<'_> {
                         let item_path = format!("{deployments_path}[{i}]");
                         let deployment = self
                             .shape::<RawDeployment>(&item_path, item)
-                            .and_then(|raw| self.deployment(&item_path, raw, provider_names));
+                            .and_then(|raw| self.deployment(&item_path, raw, names.providers));
                         match deployment {
                             Some(deployment) => deployments.push(deployment),
                             None => all_valid = false,
@@ -478,8 +725,111 @@ impl Validator<'_> {
             all_valid = false;
         }
 
+        let strategy = self
+            .choice(
+                &p("strategy"),
+                raw.strategy,
+                &[
+                    ("weighted", Strategy::Weighted),
+                    ("least_inflight", Strategy::LeastInflight),
+                    ("lowest_latency", Strategy::LowestLatency),
+                    ("priority", Strategy::Priority),
+                ],
+            )
+            .unwrap_or_default();
+        let fallbacks = self.model_refs(&p("fallbacks"), raw.fallbacks, index, names.models);
+        let context_fallbacks = self.model_refs(
+            &p("context_fallbacks"),
+            raw.context_fallbacks,
+            index,
+            names.models,
+        );
+
         let name = name?;
-        all_valid.then_some(ModelConfig { name, deployments })
+        let (fallbacks, fallback_names) = fallbacks?;
+        let (context_fallbacks, context_fallback_names) = context_fallbacks?;
+        all_valid.then_some(ModelConfig {
+            name,
+            deployments,
+            strategy,
+            fallbacks,
+            fallback_names,
+            context_fallbacks,
+            context_fallback_names,
+        })
+    }
+
+    /// `fallbacks` / `context_fallbacks`: names of other models, resolved to their indexes.
+    /// Absent is an empty list. Each entry must name a configured model other than `own`, once.
+    fn model_refs(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        own: usize,
+        model_names: &[Option<String>],
+    ) -> Option<(Vec<usize>, Vec<String>)> {
+        let items = match value {
+            None => return Some((Vec::new(), Vec::new())),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an array of model names like [\"gpt-4o-mini\"], got {}",
+                        describe(&other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut indexes: Vec<usize> = Vec::with_capacity(items.len());
+        let mut names = Vec::with_capacity(items.len());
+        let mut all_valid = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            let Some(name) = self.string(&item_path, Some(item)) else {
+                all_valid = false;
+                continue;
+            };
+            let is_own = model_names.get(own).and_then(Option::as_deref) == Some(name.as_str());
+            let found = model_names
+                .iter()
+                .position(|known| known.as_deref() == Some(name.as_str()));
+            match found {
+                _ if is_own => {
+                    self.error(
+                        &item_path,
+                        format!("{} is this model itself; name another model", quote(&name)),
+                    );
+                    all_valid = false;
+                }
+                None => {
+                    self.error(
+                        &item_path,
+                        format!(
+                            "unknown model {} ({})",
+                            quote(&name),
+                            known_names(model_names, "no models are configured")
+                        ),
+                    );
+                    all_valid = false;
+                }
+                Some(index) => match indexes.iter().position(|&seen| seen == index) {
+                    Some(first) => {
+                        self.error(
+                            &item_path,
+                            format!("duplicate: {} is also {path}[{first}]", quote(&name)),
+                        );
+                        all_valid = false;
+                    }
+                    None => {
+                        indexes.push(index);
+                        names.push(name);
+                    }
+                },
+            }
+        }
+        all_valid.then_some((indexes, names))
     }
 
     fn deployment(
@@ -495,20 +845,13 @@ impl Validator<'_> {
                 .iter()
                 .position(|known| known.as_deref() == Some(name.as_str()));
             if index.is_none() {
-                let mut known: Vec<&str> = Vec::new();
-                for name in provider_names.iter().flatten() {
-                    if !known.contains(&name.as_str()) {
-                        known.push(name);
-                    }
-                }
-                let known = if known.is_empty() {
-                    "no providers are configured".to_owned()
-                } else {
-                    format!("known: {}", known.join(", "))
-                };
                 self.error(
                     &p("provider"),
-                    format!("unknown provider {} ({known})", quote(&name)),
+                    format!(
+                        "unknown provider {} ({})",
+                        quote(&name),
+                        known_names(provider_names, "no providers are configured")
+                    ),
                 );
             }
             index.map(|index| (index, name))
@@ -522,12 +865,88 @@ impl Validator<'_> {
                 Some(model)
             }
         });
+        let weight = self
+            .integer_u32(&p("weight"), raw.weight, 1..=1000)
+            .unwrap_or(DeploymentConfig::DEFAULT_WEIGHT);
+        let priority = self
+            .integer_u32(&p("priority"), raw.priority, 0..=1000)
+            .unwrap_or(DeploymentConfig::DEFAULT_PRIORITY);
+        let timeout = self.duration(&p("timeout"), raw.timeout, Zero::Rejected);
         let (provider, provider_name) = provider?;
         Some(DeploymentConfig {
             provider,
             provider_name,
             model: model?,
+            weight,
+            priority,
+            timeout,
         })
+    }
+
+    fn routing(&mut self, raw: RawRouting) -> RoutingConfig {
+        let d = RoutingConfig::default();
+        let p = |key: &str| join("routing", key);
+        let backoff_max_given = raw.backoff_max.is_some();
+        let backoff_base = self
+            .duration(&p("backoff_base"), raw.backoff_base, Zero::Allowed)
+            .unwrap_or(d.backoff_base);
+        let backoff_max = self
+            .duration(&p("backoff_max"), raw.backoff_max, Zero::Allowed)
+            .unwrap_or(d.backoff_max);
+        if backoff_max < backoff_base {
+            if backoff_max_given {
+                self.error(
+                    &p("backoff_max"),
+                    format!(
+                        "must be at least backoff_base ({}), got {}",
+                        format_duration(backoff_base),
+                        format_duration(backoff_max)
+                    ),
+                );
+            } else {
+                self.error(
+                    &p("backoff_base"),
+                    format!(
+                        "must be at most backoff_max ({}, the default), got {}",
+                        format_duration(backoff_max),
+                        format_duration(backoff_base)
+                    ),
+                );
+            }
+        }
+        RoutingConfig {
+            retries: self
+                .integer_u32(&p("retries"), raw.retries, 0..=10)
+                .unwrap_or(d.retries),
+            backoff_base,
+            backoff_max,
+            cooldown_failures: self
+                .integer_u32(&p("cooldown_failures"), raw.cooldown_failures, 1..=1000)
+                .unwrap_or(d.cooldown_failures),
+            cooldown_error_ratio: self
+                .ratio(&p("cooldown_error_ratio"), raw.cooldown_error_ratio)
+                .unwrap_or(d.cooldown_error_ratio),
+            cooldown_min_requests: self
+                .integer_u32(
+                    &p("cooldown_min_requests"),
+                    raw.cooldown_min_requests,
+                    1..=1_000_000,
+                )
+                .unwrap_or(d.cooldown_min_requests),
+            cooldown_window: self
+                .duration(&p("cooldown_window"), raw.cooldown_window, Zero::Rejected)
+                .unwrap_or(d.cooldown_window),
+            cooldown: self
+                .duration(&p("cooldown"), raw.cooldown, Zero::Rejected)
+                .unwrap_or(d.cooldown),
+            honor_retry_after_max: self
+                .duration(
+                    &p("honor_retry_after_max"),
+                    raw.honor_retry_after_max,
+                    Zero::Allowed,
+                )
+                .unwrap_or(d.honor_retry_after_max),
+        }
     }
 
     fn key(&mut self, path: &str, raw: RawKey) -> Option<KeyConfig> {
@@ -614,6 +1033,55 @@ impl Validator<'_> {
             self.error(path, "missing (required)");
         }
         value
+    }
+
+    /// Lets `value` through when the provider's kind is one of `allowed` (or unknown, so its
+    /// other mistakes are still found); otherwise reports it, naming the kind, and drops it.
+    fn for_kinds(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        kind: Option<KindOf>,
+        allowed: &[ProviderKind],
+        why: &str,
+    ) -> Option<Value> {
+        match kind {
+            Some(kind) if value.is_some() && !allowed.contains(&kind.kind) => {
+                self.error(
+                    path,
+                    format!("not allowed for kind {} ({why})", quote(kind.name)),
+                );
+                None
+            }
+            _ => value,
+        }
+    }
+
+    /// A secret the kind cannot work without: missing or empty is an error. When it came out
+    /// empty from `${VAR:-}`, the message names the variables to set (names only).
+    fn required_secret(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        kind: KindOf,
+    ) -> Option<String> {
+        let required = format!("required for kind {}", quote(kind.name));
+        let Some(value) = value else {
+            self.error(path, required);
+            return None;
+        };
+        let variables = value.as_str().map(referenced_variables).unwrap_or_default();
+        let secret = self.secret(path, Some(value))?;
+        if !secret.is_empty() {
+            return Some(secret);
+        }
+        let hint = match variables.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (set {one})"),
+            many => format!(" (set one of {})", many.join(", ")),
+        };
+        self.error(path, format!("{required}; it is empty{hint}"));
+        None
     }
 
     /// Applies `${VAR}` interpolation to a string value; other values pass unchanged.
@@ -717,6 +1185,59 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// `integer` for a `u32` field (`range` must fit in a `u32`).
+    fn integer_u32(
+        &mut self,
+        path: &str,
+        value: Option<Value>,
+        range: RangeInclusive<u32>,
+    ) -> Option<u32> {
+        let wide = u64::from(*range.start())..=u64::from(*range.end());
+        let n = self.integer(path, value, wide)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(path, format!("internal error: {n} does not fit in 32 bits"));
+                None
+            }
+        }
+    }
+
+    /// A fraction greater than 0 and at most 1: a float, the integer 1, or a string such as
+    /// `"${RATIO:-0.5}"`.
+    fn ratio(&mut self, path: &str, value: Option<Value>) -> Option<f64> {
+        let (x, shown) = match self.interpolated(path, value?)? {
+            Value::Float(x) => (x, x.to_string()),
+            Value::Integer(n) => (n as f64, n.to_string()),
+            Value::String(text) => match text.trim().parse::<f64>() {
+                Ok(x) => (x, text.trim().to_owned()),
+                Err(_) => {
+                    self.error(
+                        path,
+                        format!("expected a number like 0.5, got {}", quote(&text)),
+                    );
+                    return None;
+                }
+            },
+            other => {
+                self.error(
+                    path,
+                    format!("expected a number like 0.5, got {}", describe(&other)),
+                );
+                return None;
+            }
+        };
+        if x > 0.0 && x <= 1.0 {
+            Some(x)
+        } else {
+            self.error(
+                path,
+                format!("must be greater than 0 and at most 1, got {shown}"),
+            );
+            None
         }
     }
 
@@ -829,6 +1350,48 @@ impl Validator<'_> {
 }
 
 // === helpers ===
+
+/// A `kind` as written: a kind's own name, or a preset's (which is [`ProviderKind::OpenAi`]).
+fn parse_kind(text: &str) -> Option<(ProviderKind, Option<Preset>)> {
+    if let Some(kind) = ProviderKind::ALL.into_iter().find(|k| k.as_str() == text) {
+        return Some((kind, None));
+    }
+    Preset::from_name(text).map(|preset| (ProviderKind::OpenAi, Some(preset)))
+}
+
+/// The list of valid `kind` values, for the "unknown provider kind" message.
+fn supported_kinds() -> String {
+    let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+    let presets: Vec<&str> = Preset::ALL.iter().map(|p| p.as_str()).collect();
+    format!(
+        "{}; OpenAI-compatible presets: {}",
+        kinds.join(", "),
+        presets.join(", ")
+    )
+}
+
+/// Kinds whose upstream refuses every request without an API key.
+fn requires_api_key(kind: ProviderKind) -> bool {
+    matches!(
+        kind,
+        ProviderKind::Azure | ProviderKind::Anthropic | ProviderKind::Gemini
+    )
+}
+
+/// "known: a, b" (each name once), or `none` when there are no names.
+fn known_names(names: &[Option<String>], none: &str) -> String {
+    let mut known: Vec<&str> = Vec::new();
+    for name in names.iter().flatten() {
+        if !known.contains(&name.as_str()) {
+            known.push(name);
+        }
+    }
+    if known.is_empty() {
+        none.to_owned()
+    } else {
+        format!("known: {}", known.join(", "))
+    }
+}
 
 /// Appends `key` to a key path, quoting it when it is not a bare TOML key.
 fn join(base: &str, key: &str) -> String {

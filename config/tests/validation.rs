@@ -346,7 +346,9 @@ bogus = 1
             "server.workers",
             "server.max_headers",
             "providers[0].name",
-            "providers[0].kind",
+            // kind "azure" is valid now, and needs both of these.
+            "providers[0].base_url",
+            "providers[0].api_key",
             "providers[0].tls_roots",
             "providers[1].name",
             "providers[1].base_url",
@@ -411,9 +413,9 @@ fn provider_errors() {
         ("kind = \"openai\"\nbase_url = 1", "providers[0].base_url", "expected a string, got integer 1"),
         ("kind = \"mock\"\napi_key = 5", "providers[0].api_key", "expected a string, got an integer"),
         ("kind = \"mock\"\napi_key = \"sk abc\"", "providers[0].api_key", "must be printable ASCII without spaces or control characters"),
-        ("kind = \"azure\"", "providers[0].kind", "provider kind \"azure\" is not supported yet (supported: openai, mock)"),
-        ("kind = \"anthropic\"", "providers[0].kind", "provider kind \"anthropic\" is not supported yet (supported: openai, mock)"),
-        ("kind = \"foo\"", "providers[0].kind", "unknown provider kind \"foo\" (supported: openai, mock)"),
+        ("kind = \"azure\"\napi_key = \"k\"", "providers[0].base_url", "required for kind \"azure\""),
+        ("kind = \"anthropic\"", "providers[0].api_key", "required for kind \"anthropic\""),
+        ("kind = \"foo\"", "providers[0].kind", "unknown provider kind \"foo\" (supported: openai, azure, anthropic, gemini, bedrock, mock; OpenAI-compatible presets: groq, mistral, together, deepseek, fireworks, openrouter, xai, vllm, ollama, lmstudio)"),
         ("", "providers[0].kind", "missing (required)"),
         ("kind = \"mock\"\nconnect_timeout = \"0ms\"", "providers[0].connect_timeout", "must be greater than 0, got 0ms"),
         ("kind = \"mock\"\nfirst_byte_timeout = \"fast\"", "providers[0].first_byte_timeout", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"fast\""),
@@ -509,7 +511,7 @@ fn model_errors() {
         ("name = \"m\"\ndeployments = [{ provider = \"local\" }]", "models[1].deployments[0].model", "missing (required)"),
         ("name = \"m\"\ndeployments = [{ provider = \"local\", model = \"\" }]", "models[1].deployments[0].model", "must not be empty"),
         ("name = \"m\"\ndeployments = [{ provider = \"local\", model = 4 }]", "models[1].deployments[0].model", "expected a string, got integer 4"),
-        ("name = \"m\"\ndeployments = [{ provider = \"local\", model = \"x\" }, { provider = \"local\", model = \"x\", weight = 2 }]", "models[1].deployments[1].weight", "unknown field, expected `provider` or `model`"),
+        ("name = \"m\"\ndeployments = [{ provider = \"local\", model = \"x\" }, { provider = \"local\", model = \"x\", wieght = 2 }]", "models[1].deployments[1].wieght", "unknown field, expected one of `provider`, `model`, `weight`, `priority`, `timeout`"),
     ];
     for (body, path, message) in cases {
         assert_eq!(one_error(&with_model(body), path), *message, "for {body}");
@@ -531,7 +533,7 @@ fn deployment_naming_a_broken_provider_is_not_also_unknown() {
     let src = "[[providers]]\nname = \"p\"\nkind = \"nope\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"p\", model = \"x\" }]";
     assert_eq!(
         one_error(src, "providers[0].kind"),
-        "unknown provider kind \"nope\" (supported: openai, mock)"
+        "unknown provider kind \"nope\" (supported: openai, azure, anthropic, gemini, bedrock, mock; OpenAI-compatible presets: groq, mistral, together, deepseek, fireworks, openrouter, xai, vllm, ollama, lmstudio)"
     );
 }
 
@@ -596,7 +598,7 @@ fn key_names_and_values_are_unique() {
 fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(
         one_error(&format!("bogus = 1\n{BASE}"), "bogus"),
-        "unknown field, expected one of `server`, `providers`, `models`, `keys`"
+        "unknown field, expected one of `server`, `providers`, `models`, `keys`, `routing`"
     );
     let message = one_error(&server("listen_addr = \"0.0.0.0:1\""), "server.listen_addr");
     assert!(
