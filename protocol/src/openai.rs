@@ -638,6 +638,28 @@ pub fn response_usage(body: &[u8], scratch: &mut Vec<u8>) -> Option<Usage> {
     usage_from(tape.as_value())
 }
 
+/// Byte ranges `(key, value)` of every top-level member of the JSON object in `body`, keys with
+/// their quotes, in order. `None` when the scanner cannot walk `body` as an object. Lenient like
+/// the scanner itself: pair it with a validating parser. For other wire formats' splicing (the
+/// Anthropic front door rewrites `model` with it).
+pub(crate) fn top_level_members(
+    body: &[u8],
+) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    let open = skip_ws(body, 0);
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut scan = ObjectScan::new(body, open);
+    let mut members = Vec::new();
+    while let Some(member) = scan.next_member().ok()? {
+        members.push((
+            member.key.start..member.key.end,
+            member.value.start..member.value.end,
+        ));
+    }
+    Some(members)
+}
+
 /// What one streamed chunk says about usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChunkInfo {
