@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tollgate_config::{Config, IoDriver, ProviderKind, ServerConfig, TlsRoots};
+use tollgate_config::{
+    Config, IoDriver, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
+};
 
 fn manifest_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -138,12 +140,194 @@ fn openai_compatible_with_env_set() {
     assert!(!debug.contains("sk-from-the-environment"), "{debug}");
 }
 
+fn url_of(config: &Config, provider: &str) -> String {
+    let provider = config.provider(provider).expect("provider exists");
+    provider
+        .base_url
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+fn secret_of(config: &Config, provider: &str) -> Option<String> {
+    let provider = config.provider(provider).expect("provider exists");
+    provider.api_key.as_ref().map(|key| key.expose().clone())
+}
+
+#[test]
+fn providers_with_empty_env() {
+    let config = parse_with(&read("examples/providers.toml"), &[]);
+    let kinds: Vec<(&str, ProviderKind)> = config
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("openai", ProviderKind::OpenAi),
+            ("anthropic", ProviderKind::Anthropic),
+            ("gemini", ProviderKind::Gemini),
+            ("azure", ProviderKind::Azure),
+            ("bedrock", ProviderKind::Bedrock),
+            ("nowhere", ProviderKind::OpenAi),
+        ]
+    );
+    assert!(config.providers.iter().all(|p| p.preset.is_none()));
+
+    assert_eq!(url_of(&config, "openai"), "https://api.openai.com/v1");
+    assert_eq!(secret_of(&config, "openai"), None);
+
+    let anthropic = config.provider("anthropic").unwrap();
+    assert_eq!(url_of(&config, "anthropic"), "https://api.anthropic.com");
+    assert_eq!(secret_of(&config, "anthropic").as_deref(), Some("unset"));
+    assert_eq!(anthropic.api_version.as_deref(), Some("2023-06-01"));
+
+    let gemini = config.provider("gemini").unwrap();
+    assert_eq!(
+        url_of(&config, "gemini"),
+        "https://generativelanguage.googleapis.com"
+    );
+    assert_eq!(secret_of(&config, "gemini").as_deref(), Some("unset"));
+    assert_eq!(gemini.api_version, None);
+
+    let azure = config.provider("azure").unwrap();
+    assert_eq!(
+        url_of(&config, "azure"),
+        "https://example-resource.openai.azure.com"
+    );
+    assert_eq!(secret_of(&config, "azure").as_deref(), Some("unset"));
+    assert_eq!(azure.api_version.as_deref(), Some("2024-10-21"));
+
+    // BEDROCK_ENDPOINT unset: the endpoint is derived from the region.
+    let bedrock = config.provider("bedrock").unwrap();
+    assert_eq!(bedrock.region.as_deref(), Some("us-east-1"));
+    assert_eq!(
+        url_of(&config, "bedrock"),
+        "https://bedrock-runtime.us-east-1.amazonaws.com"
+    );
+    assert!(bedrock.api_key.is_none());
+    let aws = bedrock.aws.as_ref().expect("bedrock has AWS credentials");
+    assert_eq!(aws.access_key_id.expose(), "unset");
+    assert_eq!(aws.secret_access_key.expose(), "unset");
+    assert!(aws.session_token.is_none());
+
+    assert_eq!(url_of(&config, "nowhere"), "http://127.0.0.1:9/v1");
+
+    let models: Vec<(&str, &str, &str)> = config
+        .models
+        .iter()
+        .map(|m| {
+            let d = &m.deployments[0];
+            (m.name.as_str(), d.provider_name.as_str(), d.model.as_str())
+        })
+        .collect();
+    assert_eq!(
+        models,
+        [
+            ("gpt-4o-mini", "openai", "gpt-4o-mini"),
+            ("claude-sonnet", "anthropic", "claude-sonnet-4-5"),
+            ("gemini-flash", "gemini", "gemini-2.5-flash"),
+            ("azure-gpt", "azure", "gpt-4o-mini"),
+            (
+                "bedrock-claude",
+                "bedrock",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0"
+            ),
+            ("resilient", "nowhere", "gpt-4o-mini"),
+        ]
+    );
+    let resilient = config.model("resilient").unwrap();
+    assert_eq!(resilient.fallbacks, [0]);
+    assert_eq!(resilient.fallback_names, ["gpt-4o-mini"]);
+    assert!(resilient.context_fallbacks.is_empty());
+    assert_eq!(resilient.strategy, Strategy::Weighted);
+    assert_eq!(config.routing, RoutingConfig::default());
+    assert_eq!(config.keys[0].key.expose(), "sk-tollgate-demo");
+}
+
+#[test]
+fn providers_with_env_set() {
+    let config = parse_with(
+        &read("examples/providers.toml"),
+        &[
+            ("TOLLGATE_DEMO_KEY", "sk-from-the-environment"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:18000/v1"),
+            ("OPENAI_API_KEY", "sk-openai-SECRET"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:18001"),
+            ("ANTHROPIC_API_KEY", "sk-ant-SECRET"),
+            ("GEMINI_BASE_URL", "http://127.0.0.1:18002"),
+            ("GEMINI_API_KEY", "gemini-SECRET"),
+            ("AZURE_OPENAI_ENDPOINT", "https://myres.openai.azure.com/"),
+            ("AZURE_OPENAI_API_KEY", "azure-SECRET"),
+            ("OPENAI_API_VERSION", "2025-01-01-preview"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIA-SECRET"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-SECRET"),
+            ("AWS_SESSION_TOKEN", "session-SECRET"),
+        ],
+    );
+    assert_eq!(url_of(&config, "openai"), "http://127.0.0.1:18000/v1");
+    assert_eq!(
+        secret_of(&config, "openai").as_deref(),
+        Some("sk-openai-SECRET")
+    );
+    assert_eq!(url_of(&config, "anthropic"), "http://127.0.0.1:18001");
+    assert_eq!(
+        secret_of(&config, "anthropic").as_deref(),
+        Some("sk-ant-SECRET")
+    );
+    assert_eq!(url_of(&config, "gemini"), "http://127.0.0.1:18002");
+    assert_eq!(
+        secret_of(&config, "gemini").as_deref(),
+        Some("gemini-SECRET")
+    );
+    assert_eq!(url_of(&config, "azure"), "https://myres.openai.azure.com");
+    assert_eq!(secret_of(&config, "azure").as_deref(), Some("azure-SECRET"));
+    assert_eq!(
+        config.provider("azure").unwrap().api_version.as_deref(),
+        Some("2025-01-01-preview")
+    );
+    let bedrock = config.provider("bedrock").unwrap();
+    assert_eq!(bedrock.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        url_of(&config, "bedrock"),
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    let aws = bedrock.aws.as_ref().unwrap();
+    assert_eq!(aws.access_key_id.expose(), "AKIA-SECRET");
+    assert_eq!(aws.secret_access_key.expose(), "aws-SECRET");
+    assert_eq!(
+        aws.session_token.as_ref().map(|t| t.expose().as_str()),
+        Some("session-SECRET")
+    );
+    assert_eq!(config.keys[0].key.expose(), "sk-from-the-environment");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+
+    // The endpoint override wins over the derived one.
+    let config = parse_with(
+        &read("examples/providers.toml"),
+        &[("BEDROCK_ENDPOINT", "http://127.0.0.1:18003")],
+    );
+    assert_eq!(url_of(&config, "bedrock"), "http://127.0.0.1:18003");
+    assert_eq!(
+        config.provider("bedrock").and_then(|p| p.region.as_deref()),
+        Some("us-east-1")
+    );
+    assert_eq!(
+        ProviderConfig::bedrock_endpoint("us-east-1"),
+        "https://bedrock-runtime.us-east-1.amazonaws.com"
+    );
+}
+
 #[test]
 fn examples_load_from_disk() {
     // `load` uses the process environment; assert only what no variable can change.
     for file in [
         "examples/quickstart.toml",
         "examples/openai-compatible.toml",
+        "examples/providers.toml",
     ] {
         let config = match Config::load(&manifest_path(file)) {
             Ok(config) => config,

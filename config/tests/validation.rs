@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use tollgate_config::{Config, ConfigErrors, IoDriver, ProviderKind, ServerConfig, TlsRoots};
+use tollgate_config::{
+    BaseUrl, Config, ConfigErrors, DeploymentConfig, IoDriver, Preset, ProviderConfig,
+    ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
+};
 
 /// A valid file that the tests below extend or break.
 const BASE: &str = r#"
@@ -831,4 +834,543 @@ fn secrets_never_appear_in_errors() {
     .map(|(p, m)| format!("{p}: {m}"))
     .collect::<String>();
     assert!(!rendered.contains("SECRET"), "{rendered}");
+}
+
+// === provider kinds ===
+
+/// The smallest valid body (after `name = "p"`) for each kind, for tests that add one key.
+fn minimal(kind: &str) -> String {
+    match kind {
+        "openai" => "kind = \"openai\"\nbase_url = \"http://127.0.0.1:18000/v1\"".to_owned(),
+        "azure" => "kind = \"azure\"\nbase_url = \"https://myres.openai.azure.com\"\napi_key = \"k\"".to_owned(),
+        "anthropic" | "gemini" => format!("kind = \"{kind}\"\napi_key = \"k\""),
+        "bedrock" => "kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKIA\"\naws_secret_access_key = \"s\"".to_owned(),
+        other => format!("kind = \"{other}\""),
+    }
+}
+
+fn url(text: &str) -> BaseUrl {
+    BaseUrl::parse(text).unwrap()
+}
+
+#[test]
+fn minimal_provider_of_each_kind_gets_its_defaults() {
+    let src: String = [
+        "openai",
+        "azure",
+        "anthropic",
+        "gemini",
+        "bedrock",
+        "mock",
+        "groq",
+    ]
+    .iter()
+    .map(|kind| format!("[[providers]]\nname = \"{kind}\"\n{}\n", minimal(kind)))
+    .collect();
+    let config = ok(&src);
+    let by_name = |name: &str| config.provider(name).unwrap();
+
+    let openai = by_name("openai");
+    assert_eq!((openai.kind, openai.preset), (ProviderKind::OpenAi, None));
+    assert_eq!(openai.kind_name(), "openai");
+    assert_eq!(openai.api_version, None);
+    assert!(openai.region.is_none() && openai.aws.is_none() && openai.mock.is_none());
+
+    let azure = by_name("azure");
+    assert_eq!(azure.kind, ProviderKind::Azure);
+    assert_eq!(azure.base_url, Some(url("https://myres.openai.azure.com")));
+    assert_eq!(azure.api_key.as_ref().unwrap().expose(), "k");
+    assert_eq!(azure.api_version.as_deref(), Some("2024-10-21"));
+    assert_eq!(
+        azure.api_version.as_deref(),
+        Some(ProviderConfig::DEFAULT_AZURE_API_VERSION)
+    );
+
+    let anthropic = by_name("anthropic");
+    assert_eq!(anthropic.kind, ProviderKind::Anthropic);
+    assert_eq!(anthropic.base_url, Some(url("https://api.anthropic.com")));
+    assert_eq!(anthropic.api_version.as_deref(), Some("2023-06-01"));
+
+    let gemini = by_name("gemini");
+    assert_eq!(gemini.kind, ProviderKind::Gemini);
+    assert_eq!(
+        gemini.base_url,
+        Some(url("https://generativelanguage.googleapis.com"))
+    );
+    assert_eq!(gemini.api_version, None);
+
+    let bedrock = by_name("bedrock");
+    assert_eq!(bedrock.kind, ProviderKind::Bedrock);
+    assert_eq!(bedrock.region.as_deref(), Some("us-east-1"));
+    assert_eq!(
+        bedrock.base_url,
+        Some(url("https://bedrock-runtime.us-east-1.amazonaws.com"))
+    );
+    assert!(bedrock.api_key.is_none());
+    assert_eq!(bedrock.api_version, None);
+    let aws = bedrock.aws.as_ref().unwrap();
+    assert_eq!(aws.access_key_id.expose(), "AKIA");
+    assert_eq!(aws.secret_access_key.expose(), "s");
+    assert!(aws.session_token.is_none());
+
+    let mock = by_name("mock");
+    assert_eq!(mock.base_url, None);
+    assert_eq!(mock.mock, Some(Default::default()));
+    assert!(mock.region.is_none() && mock.aws.is_none() && mock.api_version.is_none());
+
+    let groq = by_name("groq");
+    assert_eq!(
+        (groq.kind, groq.preset),
+        (ProviderKind::OpenAi, Some(Preset::Groq))
+    );
+    assert_eq!(groq.kind_name(), "groq");
+    assert_eq!(groq.base_url, Some(url("https://api.groq.com/openai/v1")));
+    assert!(groq.api_key.is_none());
+}
+
+#[test]
+fn every_preset_is_accepted_with_its_default_base_url() {
+    for preset in Preset::ALL {
+        let config = ok(&provider(&format!("kind = \"{}\"", preset.as_str())));
+        let p = &config.providers[0];
+        assert_eq!(p.kind, ProviderKind::OpenAi, "{preset:?}");
+        assert_eq!(p.preset, Some(preset));
+        assert_eq!(Preset::from_name(preset.as_str()), Some(preset));
+        assert_eq!(p.kind_name(), preset.as_str());
+        let default = p.base_url.as_ref().unwrap();
+        assert_eq!(default, &url(preset.default_base_url()), "{preset:?}");
+        assert_eq!(default.to_string(), preset.default_base_url(), "{preset:?}");
+    }
+    let names: Vec<&str> = Preset::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "groq",
+            "mistral",
+            "together",
+            "deepseek",
+            "fireworks",
+            "openrouter",
+            "xai",
+            "vllm",
+            "ollama",
+            "lmstudio"
+        ]
+    );
+    // A preset's base_url and api_key can still be given.
+    let config = ok(&provider(
+        "kind = \"ollama\"\nbase_url = \"http://gpu-box:11434/v1\"\napi_key = \"ollama\"",
+    ));
+    let p = &config.providers[0];
+    assert_eq!(p.base_url, Some(url("http://gpu-box:11434/v1")));
+    assert_eq!(p.api_key.as_ref().unwrap().expose(), "ollama");
+}
+
+#[test]
+fn explicit_values_override_kind_defaults() {
+    let config = ok(r#"
+[[providers]]
+name = "a"
+kind = "anthropic"
+base_url = "http://127.0.0.1:18001/"
+api_key = "sk-ant"
+api_version = "2024-01-01"
+
+[[providers]]
+name = "b"
+kind = "bedrock"
+region = "ap-southeast-2"
+base_url = "https://vpce-1.bedrock-runtime.ap-southeast-2.vpce.amazonaws.com"
+aws_access_key_id = "AKIA"
+aws_secret_access_key = "s"
+aws_session_token = "tok"
+
+[[providers]]
+name = "z"
+kind = "azure"
+base_url = "https://myres.openai.azure.com"
+api_key = "k"
+api_version = "2025-01-01-preview"
+"#);
+    let a = &config.providers[0];
+    assert_eq!(a.base_url, Some(url("http://127.0.0.1:18001")));
+    assert_eq!(a.api_version.as_deref(), Some("2024-01-01"));
+    let b = &config.providers[1];
+    assert_eq!(b.region.as_deref(), Some("ap-southeast-2"));
+    assert_eq!(
+        b.base_url,
+        Some(url(
+            "https://vpce-1.bedrock-runtime.ap-southeast-2.vpce.amazonaws.com"
+        ))
+    );
+    assert_eq!(
+        b.aws
+            .as_ref()
+            .and_then(|aws| aws.session_token.as_ref())
+            .map(|t| t.expose().as_str()),
+        Some("tok")
+    );
+    assert_eq!(
+        config.providers[2].api_version.as_deref(),
+        Some("2025-01-01-preview")
+    );
+}
+
+#[test]
+fn empty_base_url_means_the_kinds_default() {
+    for (kind, expected) in [
+        ("anthropic", "https://api.anthropic.com"),
+        ("gemini", "https://generativelanguage.googleapis.com"),
+        ("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com"),
+        ("mistral", "https://api.mistral.ai/v1"),
+    ] {
+        let src = provider(&format!("{}\nbase_url = \"${{EMPTY:-}}\"", minimal(kind)));
+        let config = ok(&src);
+        assert_eq!(config.providers[0].base_url, Some(url(expected)), "{kind}");
+    }
+}
+
+#[test]
+fn provider_kind_errors() {
+    let only_azure_anthropic = "only for kinds \"azure\" and \"anthropic\"";
+    let cases: &[(String, &str, String)] = &[
+        // Required keys, and empty values from `${VAR:-}` naming the variable.
+        (provider("kind = \"openai\"\nbase_url = \"${OPENAI_BASE_URL:-}\""), "providers[0].base_url", "required for kind \"openai\"; it is empty".to_owned()),
+        (provider("kind = \"azure\"\napi_key = \"k\""), "providers[0].base_url", "required for kind \"azure\"".to_owned()),
+        (provider("kind = \"azure\"\nbase_url = \"https://r.openai.azure.com\""), "providers[0].api_key", "required for kind \"azure\"".to_owned()),
+        (provider("kind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\napi_key = \"${AZURE_OPENAI_API_KEY:-}\""), "providers[0].api_key", "required for kind \"azure\"; it is empty (set AZURE_OPENAI_API_KEY)".to_owned()),
+        (provider("kind = \"anthropic\""), "providers[0].api_key", "required for kind \"anthropic\"".to_owned()),
+        (provider("kind = \"anthropic\"\napi_key = \"${ANTHROPIC_API_KEY:-}\""), "providers[0].api_key", "required for kind \"anthropic\"; it is empty (set ANTHROPIC_API_KEY)".to_owned()),
+        (provider("kind = \"anthropic\"\napi_key = \"\""), "providers[0].api_key", "required for kind \"anthropic\"; it is empty".to_owned()),
+        (provider("kind = \"gemini\""), "providers[0].api_key", "required for kind \"gemini\"".to_owned()),
+        (provider("kind = \"gemini\"\napi_key = \"${A:-}${B:-}\""), "providers[0].api_key", "required for kind \"gemini\"; it is empty (set one of A, B)".to_owned()),
+        (provider("kind = \"bedrock\"\naws_access_key_id = \"AKIA\"\naws_secret_access_key = \"s\""), "providers[0].region", "required for kind \"bedrock\"".to_owned()),
+        (provider("kind = \"bedrock\"\nregion = \"us-east-1\"\naws_secret_access_key = \"s\""), "providers[0].aws_access_key_id", "required for kind \"bedrock\"".to_owned()),
+        (provider("kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKIA\""), "providers[0].aws_secret_access_key", "required for kind \"bedrock\"".to_owned()),
+        (provider("kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"${AWS_ACCESS_KEY_ID:-}\"\naws_secret_access_key = \"s\""), "providers[0].aws_access_key_id", "required for kind \"bedrock\"; it is empty (set AWS_ACCESS_KEY_ID)".to_owned()),
+        // Values.
+        (provider(&format!("{}\nregion = \"US_EAST_1\"", minimal("bedrock").replace("region = \"us-east-1\"\n", ""))), "providers[0].region", "expected an AWS region like \"us-east-1\" (lower-case letters, digits and '-'), got \"US_EAST_1\"".to_owned()),
+        (provider(&minimal("bedrock").replace("us-east-1", "")), "providers[0].region", "expected an AWS region like \"us-east-1\" (lower-case letters, digits and '-'), got \"\"".to_owned()),
+        (provider(&minimal("bedrock").replace("us-east-1", "-east")), "providers[0].region", "expected an AWS region like \"us-east-1\" (lower-case letters, digits and '-'), got \"-east\"".to_owned()),
+        (provider(&minimal("bedrock").replace("\"us-east-1\"", "1")), "providers[0].region", "expected a string, got integer 1".to_owned()),
+        (provider(&format!("{}\napi_version = \"2024 10\"", minimal("azure"))), "providers[0].api_version", "expected a version like \"2024-10-21\" (letters, digits, '.', '_' and '-'), got \"2024 10\"".to_owned()),
+        (provider(&format!("{}\napi_version = \"\"", minimal("anthropic"))), "providers[0].api_version", "expected a version like \"2024-10-21\" (letters, digits, '.', '_' and '-'), got \"\"".to_owned()),
+        (provider(&format!("{}\naws_session_token = 5", minimal("bedrock"))), "providers[0].aws_session_token", "expected a string, got an integer".to_owned()),
+        (provider(&format!("{}\nbase_url = \"ftp://x\"", minimal("gemini"))), "providers[0].base_url", "expected http:// or https:// URL, got \"ftp://x\"".to_owned()),
+        (provider("kind = \"groq\"\nbase_url = \"http://h:0\""), "providers[0].base_url", "invalid port \"0\" (expected 1..=65535) in \"http://h:0\"".to_owned()),
+        // Keys that do not apply to the kind name the kind.
+        (provider(&format!("{}\napi_version = \"v1\"", minimal("gemini"))), "providers[0].api_version", format!("not allowed for kind \"gemini\" ({only_azure_anthropic})")),
+        (provider(&format!("{}\napi_version = \"v1\"", minimal("openai"))), "providers[0].api_version", format!("not allowed for kind \"openai\" ({only_azure_anthropic})")),
+        (provider("kind = \"groq\"\napi_version = \"v1\""), "providers[0].api_version", format!("not allowed for kind \"groq\" ({only_azure_anthropic})")),
+        (provider("kind = \"mock\"\napi_version = \"v1\""), "providers[0].api_version", format!("not allowed for kind \"mock\" ({only_azure_anthropic})")),
+        (provider(&format!("{}\napi_version = \"v1\"", minimal("bedrock"))), "providers[0].api_version", format!("not allowed for kind \"bedrock\" ({only_azure_anthropic})")),
+        (provider(&format!("{}\nregion = \"us-east-1\"", minimal("openai"))), "providers[0].region", "not allowed for kind \"openai\" (only for kind \"bedrock\")".to_owned()),
+        (provider(&format!("{}\naws_access_key_id = \"AKIA\"", minimal("anthropic"))), "providers[0].aws_access_key_id", "not allowed for kind \"anthropic\" (only for kind \"bedrock\")".to_owned()),
+        (provider(&format!("{}\naws_secret_access_key = \"s\"", minimal("azure"))), "providers[0].aws_secret_access_key", "not allowed for kind \"azure\" (only for kind \"bedrock\")".to_owned()),
+        (provider("kind = \"vllm\"\naws_session_token = \"t\""), "providers[0].aws_session_token", "not allowed for kind \"vllm\" (only for kind \"bedrock\")".to_owned()),
+        (provider(&format!("{}\napi_key = \"k\"", minimal("bedrock"))), "providers[0].api_key", "not allowed for kind \"bedrock\" (Bedrock signs requests with aws_access_key_id and aws_secret_access_key)".to_owned()),
+        (provider("kind = \"mock\"\ntls_ca_file = \"/etc/ca.pem\""), "providers[0].tls_ca_file", "not allowed for kind \"mock\" (the mock answers in-process)".to_owned()),
+        (provider(&format!("{}\n[providers.mock]\nchunks = 1", minimal("anthropic"))), "providers[0].mock", "only allowed for kind \"mock\"".to_owned()),
+        (provider(&format!("{}\n[providers.mock]\nchunks = 1", minimal("bedrock"))), "providers[0].mock", "only allowed for kind \"mock\"".to_owned()),
+        // Kind names are exact.
+        (provider("kind = \"Groq\""), "providers[0].kind", "unknown provider kind \"Groq\" (supported: openai, azure, anthropic, gemini, bedrock, mock; OpenAI-compatible presets: groq, mistral, together, deepseek, fireworks, openrouter, xai, vllm, ollama, lmstudio)".to_owned()),
+    ];
+    for (src, path, message) in cases {
+        assert_eq!(&one_error(src, path), message, "for\n{src}");
+    }
+}
+
+#[test]
+fn provider_with_several_kind_errors_reports_each() {
+    let src = provider(
+        "kind = \"bedrock\"\napi_key = \"k\"\napi_version = \"v\"\nregion = \"Mars\"\naws_secret_access_key = \"${AWS_SECRET_ACCESS_KEY:-}\"",
+    );
+    let found = errors(&src);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "providers[0].api_key",
+            "providers[0].api_version",
+            "providers[0].region",
+            "providers[0].aws_access_key_id",
+            "providers[0].aws_secret_access_key",
+        ],
+        "{found:#?}"
+    );
+    // An unknown kind still has its other values checked.
+    let found = errors(&provider(
+        "kind = \"nope\"\nregion = 5\naws_access_key_id = 6",
+    ));
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "providers[0].kind",
+            "providers[0].region",
+            "providers[0].aws_access_key_id"
+        ]
+    );
+}
+
+#[test]
+fn aws_secrets_never_appear_in_output() {
+    let src = provider(
+        "kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKIA-SECRET-1\"\naws_secret_access_key = \"aws-SECRET-2\"\naws_session_token = \"tok-SECRET-3\"",
+    );
+    let config = ok(&src);
+    let debug = format!("{config:?} {config:#?}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+    for src in [
+        provider("kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKIA SECRET\"\naws_secret_access_key = \"s\""),
+        provider("kind = \"bedrock\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKIA\"\naws_secret_access_key = \"SECRET\"\naws_session_token = \"SECRET\\n\""),
+        provider("kind = \"openai\"\nbase_url = \"http://x\"\naws_secret_access_key = \"SECRET\""),
+    ] {
+        let rendered = match parse(&src) {
+            Ok(_) => panic!("accepted:\n{src}"),
+            Err(errors) => format!("{errors}\n{errors:?}"),
+        };
+        assert!(!rendered.contains("SECRET"), "{rendered}");
+    }
+}
+
+// === models: strategy, fallbacks, deployment weight/priority/timeout ===
+
+/// BASE (models[0] = "gpt-4o-mini") plus models[1] = "b" and models[2] with `body` after its
+/// name "c".
+fn third_model(body: &str) -> String {
+    format!(
+        "{BASE}\n[[models]]\nname = \"b\"\ndeployments = [{{ provider = \"mock\", model = \"b\" }}]\n\n[[models]]\nname = \"c\"\n{body}\n"
+    )
+}
+
+const DEPLOYMENT: &str = "deployments = [{ provider = \"local\", model = \"c\" }]";
+
+#[test]
+fn model_routing_defaults() {
+    let config = ok(BASE);
+    let model = &config.models[0];
+    assert_eq!(model.strategy, Strategy::Weighted);
+    assert!(model.fallbacks.is_empty() && model.fallback_names.is_empty());
+    assert!(model.context_fallbacks.is_empty() && model.context_fallback_names.is_empty());
+    let d = &model.deployments[0];
+    assert_eq!((d.weight, d.priority, d.timeout), (1, 0, None));
+    assert_eq!(d.weight, DeploymentConfig::DEFAULT_WEIGHT);
+    assert_eq!(d.priority, DeploymentConfig::DEFAULT_PRIORITY);
+}
+
+#[test]
+fn every_model_routing_key_is_read() {
+    // "c" falls back to models defined before and after it.
+    let src = format!(
+        "{}\n[[models]]\nname = \"d\"\ndeployments = [{{ provider = \"mock\", model = \"d\" }}]\n",
+        third_model(
+            r#"strategy = "priority"
+fallbacks = ["d", "gpt-4o-mini"]
+context_fallbacks = ["b"]
+deployments = [
+  { provider = "local", model = "c1", weight = 1000, priority = 0, timeout = "250ms" },
+  { provider = "mock", model = "c2", weight = "${W:-3}", priority = 1000, timeout = 1500 },
+]"#
+        )
+    );
+    let config = ok(&src);
+    let c = config.model("c").unwrap();
+    assert_eq!(c.strategy, Strategy::Priority);
+    assert_eq!(c.fallbacks, [3, 0]);
+    assert_eq!(c.fallback_names, ["d", "gpt-4o-mini"]);
+    assert_eq!(c.context_fallbacks, [1]);
+    assert_eq!(c.context_fallback_names, ["b"]);
+    assert_eq!(config.models[c.fallbacks[0]].name, "d");
+    let d0 = &c.deployments[0];
+    assert_eq!(
+        (d0.weight, d0.priority, d0.timeout),
+        (1000, 0, Some(Duration::from_millis(250)))
+    );
+    let d1 = &c.deployments[1];
+    assert_eq!(
+        (d1.weight, d1.priority, d1.timeout),
+        (3, 1000, Some(Duration::from_millis(1500)))
+    );
+    for (text, strategy) in [
+        ("weighted", Strategy::Weighted),
+        ("least_inflight", Strategy::LeastInflight),
+        ("lowest_latency", Strategy::LowestLatency),
+        ("priority", Strategy::Priority),
+    ] {
+        let config = ok(&third_model(&format!(
+            "strategy = \"{text}\"\n{DEPLOYMENT}"
+        )));
+        assert_eq!(config.models[2].strategy, strategy);
+        assert_eq!(strategy.as_str(), text);
+    }
+    // An empty list is no fallbacks.
+    let config = ok(&third_model(&format!("fallbacks = []\n{DEPLOYMENT}")));
+    assert!(config.models[2].fallbacks.is_empty());
+}
+
+#[test]
+fn model_routing_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("strategy = \"round_robin\"", "models[2].strategy", "expected one of \"weighted\", \"least_inflight\", \"lowest_latency\", \"priority\", got \"round_robin\""),
+        ("strategy = 1", "models[2].strategy", "expected a string, got integer 1"),
+        ("fallbacks = \"b\"", "models[2].fallbacks", "expected an array of model names like [\"gpt-4o-mini\"], got \"b\""),
+        ("fallbacks = [\"nope\"]", "models[2].fallbacks[0]", "unknown model \"nope\" (known: gpt-4o-mini, b, c)"),
+        ("fallbacks = [\"b\", \"nope\"]", "models[2].fallbacks[1]", "unknown model \"nope\" (known: gpt-4o-mini, b, c)"),
+        ("fallbacks = [\"c\"]", "models[2].fallbacks[0]", "\"c\" is this model itself; name another model"),
+        ("fallbacks = [\"b\", \"gpt-4o-mini\", \"b\"]", "models[2].fallbacks[2]", "duplicate: \"b\" is also models[2].fallbacks[0]"),
+        ("fallbacks = [\"b\", 7]", "models[2].fallbacks[1]", "expected a string, got integer 7"),
+        ("context_fallbacks = [\"nope\"]", "models[2].context_fallbacks[0]", "unknown model \"nope\" (known: gpt-4o-mini, b, c)"),
+        ("context_fallbacks = [\"c\"]", "models[2].context_fallbacks[0]", "\"c\" is this model itself; name another model"),
+        ("context_fallbacks = { model = \"b\" }", "models[2].context_fallbacks", "expected an array of model names like [\"gpt-4o-mini\"], got a table"),
+        ("deployments = [{ provider = \"local\", model = \"c\", weight = 0 }]", "models[2].deployments[0].weight", "must be between 1 and 1000, got 0"),
+        ("deployments = [{ provider = \"local\", model = \"c\" }, { provider = \"local\", model = \"c\", weight = 1001 }]", "models[2].deployments[1].weight", "must be between 1 and 1000, got 1001"),
+        ("deployments = [{ provider = \"local\", model = \"c\", weight = 1.5 }]", "models[2].deployments[0].weight", "expected an integer, got float 1.5"),
+        ("deployments = [{ provider = \"local\", model = \"c\", priority = -1 }]", "models[2].deployments[0].priority", "must be between 0 and 1000, got -1"),
+        ("deployments = [{ provider = \"local\", model = \"c\", priority = 1001 }]", "models[2].deployments[0].priority", "must be between 0 and 1000, got 1001"),
+        ("deployments = [{ provider = \"local\", model = \"c\", timeout = \"0s\" }]", "models[2].deployments[0].timeout", "must be greater than 0, got 0ms"),
+        ("deployments = [{ provider = \"local\", model = \"c\", timeout = \"soon\" }]", "models[2].deployments[0].timeout", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"soon\""),
+    ];
+    for (body, path, message) in cases {
+        let body = if body.starts_with("deployments") {
+            (*body).to_owned()
+        } else {
+            format!("{body}\n{DEPLOYMENT}")
+        };
+        assert_eq!(one_error(&third_model(&body), path), *message, "for {body}");
+    }
+}
+
+#[test]
+fn fallback_naming_a_broken_model_is_not_also_unknown() {
+    // models[1] "b" has no deployments, but its name exists: only that is reported.
+    let src = format!(
+        "{BASE}\n[[models]]\nname = \"b\"\n\n[[models]]\nname = \"c\"\nfallbacks = [\"b\"]\n{DEPLOYMENT}\n"
+    );
+    assert_eq!(
+        one_error(&src, "models[1].deployments"),
+        "missing (required)"
+    );
+    // Fallback names are interpolated like every string.
+    let src = third_model(&format!("fallbacks = [\"${{FALLBACK:-b}}\"]\n{DEPLOYMENT}"));
+    assert_eq!(ok(&src).models[2].fallbacks, [1]);
+    let config = parse_env(&src, &[("FALLBACK", "gpt-4o-mini")]).unwrap();
+    assert_eq!(config.models[2].fallbacks, [0]);
+}
+
+#[test]
+fn models_fallback_to_each_other() {
+    // Mutual fallbacks are allowed: the engine does not follow a fallback's own fallbacks.
+    let src = format!(
+        "{BASE}\n[[models]]\nname = \"b\"\nfallbacks = [\"gpt-4o-mini\"]\ndeployments = [{{ provider = \"mock\", model = \"b\" }}]\n"
+    )
+    .replace(
+        "name = \"gpt-4o-mini\"\n",
+        "name = \"gpt-4o-mini\"\nfallbacks = [\"b\"]\n",
+    );
+    let config = ok(&src);
+    assert_eq!(config.models[0].fallbacks, [1]);
+    assert_eq!(config.models[1].fallbacks, [0]);
+}
+
+// === routing ===
+
+fn routing(body: &str) -> String {
+    format!("[routing]\n{body}\n{BASE}")
+}
+
+#[test]
+fn routing_defaults() {
+    let expected = RoutingConfig {
+        retries: 2,
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_secs(2),
+        cooldown_failures: 3,
+        cooldown_error_ratio: 0.5,
+        cooldown_min_requests: 10,
+        cooldown_window: Duration::from_secs(30),
+        cooldown: Duration::from_secs(30),
+        honor_retry_after_max: Duration::from_secs(2),
+    };
+    assert_eq!(RoutingConfig::default(), expected);
+    assert_eq!(ok(BASE).routing, expected);
+    assert_eq!(ok(&routing("")).routing, expected);
+    assert_eq!(ok("").routing, expected);
+}
+
+#[test]
+fn every_routing_key_is_read() {
+    let config = ok(&routing(
+        r#"
+retries = 0
+backoff_base = "0ms"
+backoff_max = "0ms"
+cooldown_failures = 1
+cooldown_error_ratio = 1
+cooldown_min_requests = 1000000
+cooldown_window = "1m"
+cooldown = 5000
+honor_retry_after_max = 0
+"#,
+    ));
+    let expected = RoutingConfig {
+        retries: 0,
+        backoff_base: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+        cooldown_failures: 1,
+        cooldown_error_ratio: 1.0,
+        cooldown_min_requests: 1_000_000,
+        cooldown_window: Duration::from_secs(60),
+        cooldown: Duration::from_secs(5),
+        honor_retry_after_max: Duration::ZERO,
+    };
+    assert_eq!(config.routing, expected);
+    let config = parse_env(
+        &routing("retries = \"${RETRIES:-10}\"\ncooldown_error_ratio = \"${RATIO:-0.25}\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.routing.retries, 10);
+    assert_eq!(config.routing.cooldown_error_ratio, 0.25);
+    let config = ok(&routing(
+        "cooldown_error_ratio = 0.01\nbackoff_base = \"2s\"",
+    ));
+    assert_eq!(config.routing.cooldown_error_ratio, 0.01);
+    assert_eq!(config.routing.backoff_base, Duration::from_secs(2));
+}
+
+#[test]
+fn routing_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("retries = 11", "routing.retries", "must be between 0 and 10, got 11"),
+        ("retries = -1", "routing.retries", "must be between 0 and 10, got -1"),
+        ("backoff_base = -1", "routing.backoff_base", "must not be negative, got -1"),
+        ("backoff_base = \"100ms\"\nbackoff_max = \"50ms\"", "routing.backoff_max", "must be at least backoff_base (100ms), got 50ms"),
+        ("backoff_base = \"5s\"", "routing.backoff_base", "must be at most backoff_max (2s, the default), got 5s"),
+        ("backoff_max = \"10ms\"", "routing.backoff_max", "must be at least backoff_base (50ms), got 10ms"),
+        ("cooldown_failures = 0", "routing.cooldown_failures", "must be between 1 and 1000, got 0"),
+        ("cooldown_error_ratio = 0", "routing.cooldown_error_ratio", "must be greater than 0 and at most 1, got 0"),
+        ("cooldown_error_ratio = 0.0", "routing.cooldown_error_ratio", "must be greater than 0 and at most 1, got 0"),
+        ("cooldown_error_ratio = 1.5", "routing.cooldown_error_ratio", "must be greater than 0 and at most 1, got 1.5"),
+        ("cooldown_error_ratio = -0.5", "routing.cooldown_error_ratio", "must be greater than 0 and at most 1, got -0.5"),
+        ("cooldown_error_ratio = nan", "routing.cooldown_error_ratio", "must be greater than 0 and at most 1, got NaN"),
+        ("cooldown_error_ratio = \"half\"", "routing.cooldown_error_ratio", "expected a number like 0.5, got \"half\""),
+        ("cooldown_error_ratio = true", "routing.cooldown_error_ratio", "expected a number like 0.5, got boolean true"),
+        ("cooldown_min_requests = 0", "routing.cooldown_min_requests", "must be between 1 and 1000000, got 0"),
+        ("cooldown_window = \"0s\"", "routing.cooldown_window", "must be greater than 0, got 0ms"),
+        ("cooldown = 0", "routing.cooldown", "must be greater than 0, got 0ms"),
+        ("honor_retry_after_max = \"1d\"", "routing.honor_retry_after_max", "expected a duration like \"250ms\", \"2s\", \"1m\" or \"1h\" (or an integer number of milliseconds), got \"1d\""),
+    ];
+    for (body, path, message) in cases {
+        assert_eq!(one_error(&routing(body), path), *message, "for {body}");
+    }
+    assert_eq!(
+        one_error(&format!("routing = 5\n{BASE}"), "routing"),
+        "expected a table, got integer 5"
+    );
+    let message = one_error(&routing("retry = 3"), "routing.retry");
+    assert!(
+        message.starts_with("unknown field, expected one of `retries`, `backoff_base`"),
+        "{message}"
+    );
 }
