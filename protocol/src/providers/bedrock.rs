@@ -329,13 +329,10 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Value>, TranslateError>
     let mut blocks = Vec::new();
     match &m.content {
         None => {}
-        Some(Content::Text(text)) => {
-            // Bedrock rejects blank text blocks; an assistant turn that only calls tools often
-            // carries `""`.
-            if !text.is_empty() {
-                blocks.push(json!({ "text": text }));
-            }
-        }
+        // Bedrock rejects blank text blocks; an assistant turn that only calls tools often
+        // carries `""`.
+        Some(Content::Text(text)) if text.is_empty() => {}
+        Some(Content::Text(text)) => blocks.push(json!({ "text": text })),
         Some(Content::Parts(parts)) => {
             for (j, part) in parts.iter().enumerate() {
                 match part {
