@@ -25,6 +25,7 @@ pub struct MockResponse {
 /// borrow of per-core state is held across this function's sleeps.
 pub async fn call_mock(
     provider: &ProviderTarget,
+    first_byte_timeout: Duration,
     steps: Vec<MockStep>,
 ) -> Result<UpstreamResponse, GatewayError> {
     let mut steps = steps.into_iter();
@@ -43,12 +44,9 @@ pub async fn call_mock(
                 ..
             }) => {
                 waited += delay;
-                if waited > provider.first_byte_timeout {
-                    sleep(provider.first_byte_timeout.saturating_sub(waited - delay)).await;
-                    return Err(timeout(
-                        TimeoutPhase::FirstByte,
-                        provider.first_byte_timeout,
-                    ));
+                if waited > first_byte_timeout {
+                    sleep(first_byte_timeout.saturating_sub(waited - delay)).await;
+                    return Err(timeout(TimeoutPhase::FirstByte, first_byte_timeout));
                 }
                 sleep(delay).await;
                 let head = UpstreamHead {
@@ -64,11 +62,8 @@ pub async fn call_mock(
                 return Ok(UpstreamResponse::mock(head, body));
             }
             Some(MockStep::Hang) => {
-                sleep(provider.first_byte_timeout.saturating_sub(waited)).await;
-                return Err(timeout(
-                    TimeoutPhase::FirstByte,
-                    provider.first_byte_timeout,
-                ));
+                sleep(first_byte_timeout.saturating_sub(waited)).await;
+                return Err(timeout(TimeoutPhase::FirstByte, first_byte_timeout));
             }
             Some(MockStep::Reset) | Some(MockStep::End) | None => {
                 return Err(GatewayError::UpstreamClosed {

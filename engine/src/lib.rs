@@ -14,6 +14,7 @@ pub mod shared;
 pub mod upstream;
 pub mod worker;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -122,10 +123,12 @@ impl Gateway {
                     };
                     worker_status.driver.store(driver as u8, Ordering::Relaxed);
                     let providers = shared.providers.len();
+                    let router = RefCell::new(shared.new_router(id as u64));
                     let core = Rc::new(Core {
                         id,
                         shared,
                         pools: Pools::new(providers),
+                        router,
                         scratch: Default::default(),
                         in_flight: Default::default(),
                         open_connections: Default::default(),

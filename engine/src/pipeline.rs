@@ -13,17 +13,21 @@
 //! Each phase returns `Result<_, GatewayError>`; the one place an error turns into bytes is
 //! `handle`, through `GatewayError`'s renderer.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::keys::{presented_token, KeyRecord};
 use tollgate_protocol::http::{Method, RequestHead, Version};
 use tollgate_protocol::openai::{
-    inspect_request, inspect_stream_chunk, response_usage, rewrite_request, Endpoint, Usage,
+    inspect_request, inspect_stream_chunk, response_usage, rewrite_request, Endpoint,
+    RequestSummary, Usage,
 };
 use tollgate_protocol::sse::SseDecoder;
 
 use crate::builtin_mock::call_mock;
 use crate::conn::Downstream;
 use crate::error::GatewayError;
+use crate::router::AttemptResult;
 use crate::shared::{Backend, Shared};
 use crate::upstream::{call_http, UpstreamResponse};
 use crate::worker::Core;
@@ -168,6 +172,128 @@ fn authenticate<'a>(shared: &'a Shared, head: &RequestHead) -> Result<&'a KeyRec
         .ok_or(GatewayError::Unauthorized("Incorrect API key provided."))
 }
 
+/// Largest upstream error body kept to pass through to the client.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The request header with which a client turns fallbacks off for one request.
+const FALLBACK_HEADER: &str = "x-tollgate-fallback";
+
+/// What one request carries through its attempts.
+struct RequestCtx<'a> {
+    head: &'a RequestHead,
+    endpoint: Endpoint,
+    body: Bytes,
+    summary: RequestSummary,
+    streaming: bool,
+    keep_alive: bool,
+}
+
+/// An attempt that failed before anything reached the client.
+#[derive(Debug)]
+struct Failure {
+    kind: FailureKind,
+    /// Seconds the upstream asked us to wait.
+    retry_after: Option<u64>,
+    /// The upstream said the prompt is too long for the model: switch to context fallbacks.
+    context_overflow: bool,
+}
+
+#[derive(Debug)]
+enum FailureKind {
+    /// The gateway could not get a usable response (connect, timeout, reset, bad framing).
+    Gateway(GatewayError),
+    /// The upstream answered with an error; passed through if no other attempt succeeds.
+    Upstream {
+        status: u16,
+        content_type: Option<Bytes>,
+        body: Bytes,
+    },
+}
+
+enum AttemptEnd {
+    /// The client has its answer (success, or an error not worth another attempt).
+    Answered(Outcome),
+    /// Nothing was written; the chain may go on.
+    Failed(Failure),
+}
+
+/// The models and deployments a request may still try, in order.
+struct Chain {
+    models: Vec<usize>,
+    position: usize,
+    tries_on_model: u32,
+    tried: Vec<usize>,
+    on_context_chain: bool,
+}
+
+impl Chain {
+    fn new(shared: &Shared, model: usize, allow_fallbacks: bool) -> Self {
+        let mut models = vec![model];
+        if allow_fallbacks {
+            models.extend(shared.config.models[model].fallbacks.iter().copied());
+        }
+        Chain {
+            models,
+            position: 0,
+            tries_on_model: 0,
+            tried: Vec::new(),
+            on_context_chain: false,
+        }
+    }
+
+    /// Switch to the primary model's context-window fallbacks (once). False when it has none.
+    fn switch_to_context_fallbacks(&mut self, shared: &Shared, primary: usize) -> bool {
+        let chain = &shared.config.models[primary].context_fallbacks;
+        if self.on_context_chain || chain.is_empty() {
+            return false;
+        }
+        self.models = chain.clone();
+        self.position = 0;
+        self.tries_on_model = 0;
+        self.tried.clear();
+        self.on_context_chain = true;
+        true
+    }
+
+    /// The next (model, deployment) to try, or `None` when the chain is exhausted. Each model
+    /// gets `retries + 1` attempts, untried deployments first; a model whose deployments are
+    /// all cooling down is skipped while a later model remains.
+    fn next(&mut self, core: &Core, retries: u32, now: Instant) -> Option<(usize, usize)> {
+        let mut router = core.router.borrow_mut();
+        while let Some(&model) = self.models.get(self.position) {
+            let last_model = self.position + 1 == self.models.len();
+            if self.tries_on_model <= retries
+                && (last_model || !router.all_cooling_down(model, now))
+            {
+                let order = router.order(model, now);
+                let pick = order
+                    .iter()
+                    .copied()
+                    .find(|d| !self.tried.contains(d))
+                    .or_else(|| order.first().copied());
+                if let Some(deployment) = pick {
+                    self.tries_on_model += 1;
+                    self.tried.push(deployment);
+                    return Some((model, deployment));
+                }
+            }
+            self.position += 1;
+            self.tries_on_model = 0;
+            self.tried.clear();
+        }
+        None
+    }
+}
+
+fn fallbacks_allowed(head: &RequestHead) -> bool {
+    !head.header(FALLBACK_HEADER).is_some_and(|v| {
+        let v = std::str::from_utf8(v).unwrap_or("").trim();
+        ["off", "false", "0", "no", "none"]
+            .iter()
+            .any(|off| v.eq_ignore_ascii_case(off))
+    })
+}
+
 async fn proxy(
     core: &Core,
     conn: &mut Downstream,
@@ -183,44 +309,140 @@ async fn proxy(
     let summary = inspect_request(endpoint, &body, &mut core.scratch.borrow_mut())?;
 
     // Phase 5: resolve.
-    let model_index = *shared
+    let primary = *shared
         .models
         .get(summary.model.as_str())
         .ok_or_else(|| GatewayError::ModelNotFound(truncate(&summary.model, 256).to_owned()))?;
-    let deployment = shared.config.models[model_index]
-        .deployments
-        .first()
-        .ok_or_else(|| GatewayError::ModelNotFound(summary.model.clone()))?;
-    let provider_index = deployment.provider;
-    let provider = shared
-        .providers
-        .get(provider_index)
-        .ok_or_else(|| GatewayError::ModelNotFound(summary.model.clone()))?;
-
-    // Phase 6: call. Only `model` changes (and streams ask for usage); otherwise the client's
-    // bytes go upstream untouched.
     let streaming = summary.stream && endpoint != Endpoint::Embeddings;
-    let wants_usage = streaming && summary.include_usage != Some(true);
-    let upstream_body = if deployment.model == summary.model && !wants_usage {
-        body.clone()
+    let ctx = RequestCtx {
+        head,
+        endpoint,
+        body,
+        summary,
+        streaming,
+        keep_alive,
+    };
+
+    // Phase 6: attempts, retries and fallbacks, only while nothing has been written.
+    let routing = &shared.config.routing;
+    let mut chain = Chain::new(shared, primary, fallbacks_allowed(head));
+    let mut attempts: u32 = 0;
+    let mut last: Option<Failure> = None;
+    while let Some((model, deployment)) = chain.next(core, routing.retries, Instant::now()) {
+        if let Some(failure) = &last {
+            let wait = match failure.retry_after.map(Duration::from_secs) {
+                Some(asked) if asked <= routing.honor_retry_after_max => asked,
+                _ => core.router.borrow_mut().backoff(attempts.saturating_sub(1)),
+            };
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+        }
+        attempts += 1;
+        match attempt(core, conn, &ctx, model, deployment, attempts).await {
+            AttemptEnd::Answered(outcome) => return Ok(outcome),
+            AttemptEnd::Failed(failure) => {
+                let overflow = failure.context_overflow;
+                last = Some(failure);
+                if overflow && !chain.switch_to_context_fallbacks(shared, primary) {
+                    // Too long for this model and nowhere longer to go: the client gets the
+                    // upstream's answer.
+                    break;
+                }
+            }
+        }
+    }
+    let Some(failure) = last else {
+        return Err(GatewayError::ModelNotFound(ctx.summary.model.clone()));
+    };
+    match failure.kind {
+        FailureKind::Gateway(e) => Err(e),
+        FailureKind::Upstream {
+            status,
+            content_type,
+            body,
+        } => {
+            if !content_type.as_deref().is_some_and(is_json_content_type) {
+                return Err(GatewayError::UpstreamStatus {
+                    provider: String::from("upstream"),
+                    status,
+                });
+            }
+            let attempts_text = attempts.to_string();
+            let extra = [("x-tollgate-attempts", attempts_text.as_bytes())];
+            conn.respond(
+                status,
+                b"application/json",
+                &extra,
+                body,
+                keep_alive,
+                head.version,
+            )
+            .await
+            .map_err(|_| GatewayError::ClientGone)?;
+            Ok(Outcome { keep_alive })
+        }
+    }
+}
+
+/// One attempt on one deployment. Records the result with the router exactly once.
+async fn attempt(
+    core: &Core,
+    conn: &mut Downstream,
+    ctx: &RequestCtx<'_>,
+    model: usize,
+    deployment_index: usize,
+    attempt_number: u32,
+) -> AttemptEnd {
+    let shared = &*core.shared;
+    let deployment = &shared.config.models[model].deployments[deployment_index];
+    let provider_index = deployment.provider;
+    let Some(provider) = shared.providers.get(provider_index) else {
+        return AttemptEnd::Failed(Failure {
+            kind: FailureKind::Gateway(GatewayError::ModelNotFound(ctx.summary.model.clone())),
+            retry_after: None,
+            context_overflow: false,
+        });
+    };
+    let first_byte_timeout = deployment.timeout.unwrap_or(provider.first_byte_timeout);
+
+    // Only `model` changes (and streams ask for usage); otherwise the client's bytes go
+    // upstream untouched.
+    let wants_usage = ctx.streaming && ctx.summary.include_usage != Some(true);
+    let upstream_body = if deployment.model == ctx.summary.model && !wants_usage {
+        ctx.body.clone()
     } else {
-        let mut out = BytesMut::with_capacity(body.len() + 64);
-        rewrite_request(&body, &summary, &deployment.model, wants_usage, &mut out);
+        let mut out = BytesMut::with_capacity(ctx.body.len() + 64);
+        rewrite_request(
+            &ctx.body,
+            &ctx.summary,
+            &deployment.model,
+            wants_usage,
+            &mut out,
+        );
         out.freeze()
     };
-    let mut response = match &provider.backend {
+
+    core.router.borrow_mut().start(model, deployment_index);
+    let started = Instant::now();
+    let finish = |result: AttemptResult, ttfb: Option<Duration>| {
+        core.router
+            .borrow_mut()
+            .finish(model, deployment_index, result, ttfb, Instant::now());
+    };
+    let called = match &provider.backend {
         Backend::Mock(knobs) => {
             let index = core.mock_requests.get();
             core.mock_requests.set(index.wrapping_add(1));
             let steps = tollgate_protocol::mock::plan(
-                endpoint,
+                ctx.endpoint,
                 &upstream_body,
                 knobs,
                 index,
                 &mut core.scratch.borrow_mut(),
             )
             .steps;
-            call_mock(provider, steps).await?
+            call_mock(provider, first_byte_timeout, steps).await
         }
         Backend::Http(target) => {
             call_http(
@@ -228,39 +450,190 @@ async fn proxy(
                 provider_index,
                 provider,
                 target,
-                target.head_prefix(endpoint),
+                target.head_prefix(ctx.endpoint),
                 upstream_body,
+                first_byte_timeout,
                 &shared.upstream_limits,
             )
-            .await?
+            .await
         }
     };
+    let mut response = match called {
+        Ok(r) => r,
+        Err(e) => {
+            finish(AttemptResult::Failure, None);
+            return AttemptEnd::Failed(Failure {
+                kind: FailureKind::Gateway(e),
+                retry_after: None,
+                context_overflow: false,
+            });
+        }
+    };
+    let ttfb = Some(started.elapsed());
+    let status = response.head.status;
+
+    if status >= 400 {
+        // Error answers are small: read them whole to classify.
+        let body = match response.collect(&core.pools).await {
+            Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
+            Err(e) => {
+                finish(AttemptResult::Failure, ttfb);
+                return AttemptEnd::Failed(Failure {
+                    kind: FailureKind::Gateway(e),
+                    retry_after: None,
+                    context_overflow: false,
+                });
+            }
+        };
+        let unhealthy = status == 429 || status >= 500;
+        let context_overflow = status == 400 && is_context_overflow(&body);
+        finish(
+            if unhealthy {
+                AttemptResult::Failure
+            } else {
+                AttemptResult::Success
+            },
+            ttfb,
+        );
+        if unhealthy || context_overflow {
+            return AttemptEnd::Failed(Failure {
+                kind: FailureKind::Upstream {
+                    status,
+                    content_type: response.head.content_type.clone(),
+                    body,
+                },
+                retry_after: response.head.retry_after,
+                context_overflow,
+            });
+        }
+        // The request itself is wrong: no other deployment will do better.
+        let labels = ResponseLabels::new(deployment, attempt_number);
+        let content_type = response
+            .head
+            .content_type
+            .clone()
+            .unwrap_or_else(|| Bytes::from_static(b"application/json"));
+        if !is_json_content_type(&content_type) {
+            return AttemptEnd::Answered(answer_error(
+                conn,
+                &GatewayError::UpstreamStatus {
+                    provider: provider.name.clone(),
+                    status,
+                },
+                ctx,
+            ));
+        }
+        let sent = conn
+            .respond(
+                status,
+                &content_type,
+                &labels.headers(),
+                body,
+                ctx.keep_alive,
+                ctx.head.version,
+            )
+            .await;
+        return AttemptEnd::Answered(Outcome {
+            keep_alive: ctx.keep_alive && sent.is_ok(),
+        });
+    }
 
     // Phase 7: respond.
+    let labels = ResponseLabels::new(deployment, attempt_number);
     let is_sse = response
         .head
         .content_type
         .as_deref()
         .is_some_and(|ct| ct.starts_with(b"text/event-stream"));
-    if streaming && response.head.status == 200 && is_sse {
-        let client_wants_usage = summary.include_usage == Some(true);
+    if ctx.streaming && is_sse {
         let stream = StreamCtx {
             provider: &provider.name,
-            client_wants_usage,
-            keep_alive,
-            version: head.version,
+            client_wants_usage: ctx.summary.include_usage == Some(true),
+            keep_alive: ctx.keep_alive,
+            version: ctx.head.version,
+            labels: &labels,
         };
-        stream_response(core, conn, &mut response, stream).await
+        match stream_response(core, conn, &mut response, stream).await {
+            StreamEnd::Done {
+                outcome,
+                upstream_ok,
+            } => {
+                let result = if upstream_ok {
+                    AttemptResult::Success
+                } else {
+                    AttemptResult::Failure
+                };
+                finish(result, ttfb);
+                AttemptEnd::Answered(outcome)
+            }
+            StreamEnd::ClientGone => {
+                finish(AttemptResult::Neutral, ttfb);
+                AttemptEnd::Answered(Outcome { keep_alive: false })
+            }
+            StreamEnd::FailedBeforeFirstEvent(e) => {
+                finish(AttemptResult::Failure, ttfb);
+                AttemptEnd::Failed(Failure {
+                    kind: FailureKind::Gateway(e),
+                    retry_after: None,
+                    context_overflow: false,
+                })
+            }
+        }
     } else {
-        whole_response(
-            core,
-            conn,
-            &mut response,
-            &provider.name,
-            keep_alive,
-            head.version,
-        )
-        .await
+        match whole_response(core, conn, &mut response, &labels, ctx).await {
+            Ok(outcome) => {
+                finish(AttemptResult::Success, ttfb);
+                AttemptEnd::Answered(outcome)
+            }
+            Err(e @ GatewayError::ClientGone) => {
+                finish(AttemptResult::Neutral, ttfb);
+                AttemptEnd::Answered(answer_error(conn, &e, ctx))
+            }
+            Err(e) => {
+                // The body failed before anything was written: another deployment may do.
+                finish(AttemptResult::Failure, ttfb);
+                AttemptEnd::Failed(Failure {
+                    kind: FailureKind::Gateway(e),
+                    retry_after: None,
+                    context_overflow: false,
+                })
+            }
+        }
+    }
+}
+
+fn answer_error(conn: &mut Downstream, e: &GatewayError, ctx: &RequestCtx<'_>) -> Outcome {
+    let keep_alive = ctx.keep_alive && !e.closes_connection();
+    conn.write_error(e, keep_alive, ctx.head.version);
+    Outcome { keep_alive }
+}
+
+/// True when an upstream 400 body says the prompt exceeds the model's context window.
+fn is_context_overflow(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    text.contains("context_length_exceeded")
+        || tollgate_protocol::providers::looks_like_context_length(&text)
+}
+
+/// Response headers naming the deployment that answered and the attempts it took.
+struct ResponseLabels {
+    deployment: String,
+    attempts: String,
+}
+
+impl ResponseLabels {
+    fn new(deployment: &tollgate_config::DeploymentConfig, attempts: u32) -> Self {
+        ResponseLabels {
+            deployment: format!("{}/{}", deployment.provider_name, deployment.model),
+            attempts: attempts.to_string(),
+        }
+    }
+
+    fn headers(&self) -> [(&str, &[u8]); 2] {
+        [
+            ("x-tollgate-deployment", self.deployment.as_bytes()),
+            ("x-tollgate-attempts", self.attempts.as_bytes()),
+        ]
     }
 }
 
@@ -268,23 +641,11 @@ async fn whole_response(
     core: &Core,
     conn: &mut Downstream,
     response: &mut UpstreamResponse,
-    provider: &str,
-    keep_alive: bool,
-    version: Version,
+    labels: &ResponseLabels,
+    ctx: &RequestCtx<'_>,
 ) -> Result<Outcome, GatewayError> {
     let body = response.collect(&core.pools).await?;
     let status = response.head.status;
-    let json = response
-        .head
-        .content_type
-        .as_deref()
-        .is_some_and(is_json_content_type);
-    if status >= 400 && !json {
-        return Err(GatewayError::UpstreamStatus {
-            provider: provider.to_owned(),
-            status,
-        });
-    }
     let _usage: Option<Usage> = if status == 200 {
         response_usage(&body, &mut core.scratch.borrow_mut())
     } else {
@@ -295,10 +656,19 @@ async fn whole_response(
         .content_type
         .clone()
         .unwrap_or_else(|| Bytes::from_static(b"application/json"));
-    conn.respond(status, &content_type, &[], body, keep_alive, version)
-        .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    Ok(Outcome { keep_alive })
+    conn.respond(
+        status,
+        &content_type,
+        &labels.headers(),
+        body,
+        ctx.keep_alive,
+        ctx.head.version,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientGone)?;
+    Ok(Outcome {
+        keep_alive: ctx.keep_alive,
+    })
 }
 
 fn is_json_content_type(content_type: &[u8]) -> bool {
@@ -307,8 +677,6 @@ fn is_json_content_type(content_type: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"json"))
 }
 
-/// Forward an SSE stream event by event. Every upstream read is forwarded as soon as the events
-/// it completes are decoded: the client never waits for more than the event in progress.
 /// Per-stream forwarding state: which events go to the client, and the usage seen.
 struct SseRelay {
     client_wants_usage: bool,
@@ -316,10 +684,13 @@ struct SseRelay {
     usage: Option<Usage>,
     /// Raw bytes of the events to forward from the current upstream read.
     batch: BytesMut,
+    /// Events decoded so far (the first one commits the response).
+    events: usize,
 }
 
 impl SseRelay {
     fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, scratch: &mut Vec<u8>) {
+        self.events += 1;
         if frame.is_done() {
             self.saw_done = true;
         } else if let Some(data) = frame.data.as_deref() {
@@ -343,29 +714,37 @@ struct StreamCtx<'a> {
     client_wants_usage: bool,
     keep_alive: bool,
     version: Version,
+    labels: &'a ResponseLabels,
 }
 
+enum StreamEnd {
+    /// The stream was answered (completely, or ended with an SSE error event).
+    Done { outcome: Outcome, upstream_ok: bool },
+    /// The client left mid-stream.
+    ClientGone,
+    /// The upstream failed before its first event: nothing was written, another attempt may.
+    FailedBeforeFirstEvent(GatewayError),
+}
+
+/// Forward an SSE stream event by event. The 200 head is held back until the upstream's first
+/// event has arrived, so an upstream that dies before it can still be retried elsewhere; from
+/// then on every upstream read is forwarded as soon as the events it completes are decoded.
 async fn stream_response(
     core: &Core,
     conn: &mut Downstream,
     response: &mut UpstreamResponse,
     ctx: StreamCtx<'_>,
-) -> Result<Outcome, GatewayError> {
-    let StreamCtx {
-        provider,
-        client_wants_usage,
-        keep_alive,
-        version,
-    } = ctx;
-    let framing = conn.start_stream(200, b"text/event-stream", &[], keep_alive, version);
+) -> StreamEnd {
     let mut decoder = SseDecoder::new(MAX_SSE_FRAME);
     let mut pending = BytesMut::new();
     let mut relay = SseRelay {
-        client_wants_usage,
+        client_wants_usage: ctx.client_wants_usage,
         saw_done: false,
         usage: None,
         batch: BytesMut::new(),
+        events: 0,
     };
+    let mut framing = None;
     let mut failure = None;
     loop {
         let ended = match response.next_chunk(&core.pools).await {
@@ -391,19 +770,40 @@ async fn stream_response(
                 Ok(None) => break,
                 Err(e) => {
                     failure.get_or_insert(GatewayError::UpstreamProtocol {
-                        provider: provider.to_owned(),
+                        provider: ctx.provider.to_owned(),
                         reason: format!("invalid event stream: {e}"),
                     });
                     break;
                 }
             }
         }
+        if framing.is_none() {
+            if relay.events == 0 {
+                if ended || failure.is_some() {
+                    return StreamEnd::FailedBeforeFirstEvent(failure.unwrap_or(
+                        GatewayError::UpstreamClosed {
+                            provider: ctx.provider.to_owned(),
+                            when: "before the first event",
+                        },
+                    ));
+                }
+                continue;
+            }
+            framing = Some(conn.start_stream(
+                200,
+                b"text/event-stream",
+                &ctx.labels.headers(),
+                ctx.keep_alive,
+                ctx.version,
+            ));
+        }
+        let Some(framing) = framing else { continue };
         if !relay.batch.is_empty() {
             conn.stream_data(framing, &relay.batch);
             relay.batch.clear();
             if conn.flush().await.is_err() {
                 // The client left; the upstream connection is dropped, not pooled.
-                return Ok(Outcome { keep_alive: false });
+                return StreamEnd::ClientGone;
             }
         }
         if ended || failure.is_some() {
@@ -411,12 +811,16 @@ async fn stream_response(
             break;
         }
     }
+    let Some(framing) = framing else {
+        return StreamEnd::ClientGone;
+    };
     let failure = failure.or_else(|| {
         (!relay.saw_done).then_some(GatewayError::UpstreamClosed {
-            provider: provider.to_owned(),
+            provider: ctx.provider.to_owned(),
             when: "mid-stream",
         })
     });
+    let upstream_ok = failure.is_none();
     if let Some(e) = failure {
         // Never a silent truncation: the client gets a terminal error event.
         let mut event = BytesMut::new();
@@ -424,7 +828,12 @@ async fn stream_response(
         conn.stream_data(framing, &event);
     }
     conn.end_stream(framing);
-    let keep_alive = keep_alive && framing == crate::conn::StreamFraming::Chunked;
-    conn.flush().await.map_err(|_| GatewayError::ClientGone)?;
-    Ok(Outcome { keep_alive })
+    let keep_alive = ctx.keep_alive && framing == crate::conn::StreamFraming::Chunked;
+    if conn.flush().await.is_err() {
+        return StreamEnd::ClientGone;
+    }
+    StreamEnd::Done {
+        outcome: Outcome { keep_alive },
+        upstream_ok,
+    }
 }

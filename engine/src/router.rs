@@ -280,6 +280,16 @@ impl Router {
         }
     }
 
+    /// True when every deployment of `model` is ejected (or has its probe out).
+    pub fn all_cooling_down(&self, model: usize, now: Instant) -> bool {
+        self.health.get(model).is_some_and(|m| {
+            m.iter().all(|h| {
+                h.ejected_until
+                    .is_some_and(|until| now < until || h.probing)
+            })
+        })
+    }
+
     /// True while (`model`, `deployment`) is ejected.
     pub fn is_cooling_down(&self, model: usize, deployment: usize, now: Instant) -> bool {
         self.health
@@ -406,7 +416,11 @@ mod tests {
         // After the cooldown, exactly one request probes deployment 0.
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(r.order(0, t1), vec![0, 1]);
-        assert_eq!(r.order(0, t1), vec![0, 1], "listing it does not claim the probe");
+        assert_eq!(
+            r.order(0, t1),
+            vec![0, 1],
+            "listing it does not claim the probe"
+        );
         r.start(0, 0);
         assert_eq!(r.order(0, t1), vec![1], "only one probe at a time");
         r.finish(0, 0, AttemptResult::Success, None, t1);

@@ -17,6 +17,15 @@ use tollgate_protocol::http::Limits;
 use tollgate_protocol::mock::MockKnobs;
 use tollgate_protocol::openai::Endpoint;
 
+use tollgate_protocol::providers::anthropic::AnthropicAdapter;
+use tollgate_protocol::providers::azure::AzureAdapter;
+use tollgate_protocol::providers::bedrock::BedrockAdapter;
+use tollgate_protocol::providers::gemini::GeminiAdapter;
+use tollgate_protocol::providers::openai_compat::{AuthStyle, OpenAiCompatAdapter};
+use tollgate_protocol::providers::{Adapter, AwsSigning, Target};
+
+use crate::router::{DeploymentSpec, HealthSettings, Router, Strategy};
+
 /// Why a config could not be turned into running state.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -55,12 +64,26 @@ pub struct Shared {
 }
 
 /// How the request path reaches one provider.
-#[derive(Debug)]
 pub struct ProviderTarget {
     /// Provider name from config (safe to log).
     pub name: String,
     /// Where requests go.
     pub backend: Backend,
+    /// The wire format it speaks.
+    pub wire: Wire,
+    /// Translation to and from its wire format (also used for OpenAI-wire providers when the
+    /// client speaks another format).
+    pub adapter: Box<dyn Adapter>,
+    /// `host` header value (empty for the built-in mock).
+    pub authority: String,
+    /// Base URL path prefix ("" or e.g. "/v1").
+    pub base_path: String,
+    /// Upstream API key (never logged: `ProviderTarget`'s Debug hides it).
+    pub api_key: Option<String>,
+    /// Upstream API version (Azure, Anthropic).
+    pub api_version: Option<String>,
+    /// AWS signing material (Bedrock).
+    pub aws: Option<AwsKeys>,
     /// Connection set-up limit (TCP + TLS).
     pub connect_timeout: Duration,
     /// Request written -> response head.
@@ -71,6 +94,72 @@ pub struct ProviderTarget {
     pub pool_max_idle: usize,
     /// Idle pooled connections older than this are closed.
     pub pool_idle_timeout: Duration,
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI Chat Completions (OpenAI, presets, vLLM, Ollama... and the built-in mock).
+    OpenAi,
+    /// Azure OpenAI (OpenAI bodies, deployment paths, `api-key`).
+    Azure,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini generateContent.
+    Gemini,
+    /// AWS Bedrock Converse (SigV4-signed).
+    Bedrock,
+}
+
+/// AWS signing material for a Bedrock provider.
+#[derive(Clone)]
+pub struct AwsKeys {
+    /// Region, e.g. `us-east-1`.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsKeys")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ProviderTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderTarget")
+            .field("name", &self.name)
+            .field("wire", &self.wire)
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderTarget {
+    /// The adapter's view of a deployment of this provider at `now_unix`.
+    pub fn target<'a>(&'a self, model: &'a str, now_unix: u64) -> Target<'a> {
+        Target {
+            authority: &self.authority,
+            base_path: &self.base_path,
+            model,
+            api_key: self.api_key.as_deref(),
+            api_version: self.api_version.as_deref(),
+            aws: self.aws.as_ref().map(|a| AwsSigning {
+                region: &a.region,
+                access_key_id: &a.access_key_id,
+                secret_access_key: &a.secret_access_key,
+                session_token: a.session_token.as_deref(),
+            }),
+            now_unix,
+        }
+    }
 }
 
 /// The kinds of upstream the engine can talk to.
@@ -135,9 +224,26 @@ impl Shared {
             HashMap::new();
         let mut providers = Vec::with_capacity(config.providers.len());
         for (index, p) in config.providers.iter().enumerate() {
+            let wire = match p.kind {
+                ProviderKind::Mock | ProviderKind::OpenAi => Wire::OpenAi,
+                ProviderKind::Azure => Wire::Azure,
+                ProviderKind::Anthropic => Wire::Anthropic,
+                ProviderKind::Gemini => Wire::Gemini,
+                ProviderKind::Bedrock => Wire::Bedrock,
+            };
+            let adapter: Box<dyn Adapter> = match p.kind {
+                ProviderKind::Mock => Box::new(OpenAiCompatAdapter::new(AuthStyle::None)),
+                ProviderKind::OpenAi => Box::new(OpenAiCompatAdapter::new(AuthStyle::Bearer)),
+                ProviderKind::Azure => Box::new(AzureAdapter::new()),
+                ProviderKind::Anthropic => Box::new(AnthropicAdapter),
+                ProviderKind::Gemini => Box::new(GeminiAdapter),
+                ProviderKind::Bedrock => Box::new(BedrockAdapter),
+            };
+            let mut authority = String::new();
+            let mut base_path = String::new();
             let backend = match p.kind {
                 ProviderKind::Mock => Backend::Mock(mock_knobs(p.mock.as_ref())),
-                ProviderKind::OpenAi => {
+                _ => {
                     let Some(url) = p.base_url.as_ref() else {
                         // Validation guarantees a base_url for HTTP kinds.
                         continue;
@@ -181,7 +287,10 @@ impl Shared {
                         }
                     };
                     let api_key = p.api_key.as_ref().map(|k| k.expose().as_str());
-                    let authority = url.authority();
+                    authority = url.authority();
+                    base_path = url.path.clone();
+                    // Pre-built heads serve the OpenAI-wire fast path; other wires build
+                    // theirs per request through their adapter.
                     let heads = ENDPOINTS
                         .map(|ep| build_head(&url.path, endpoint_path(ep), &authority, api_key));
                     Backend::Http(HttpTarget {
@@ -195,6 +304,18 @@ impl Shared {
             providers.push(ProviderTarget {
                 name: p.name.clone(),
                 backend,
+                wire,
+                adapter,
+                authority,
+                base_path,
+                api_key: p.api_key.as_ref().map(|k| k.expose().clone()),
+                api_version: p.api_version.clone(),
+                aws: p.aws.as_ref().map(|a| AwsKeys {
+                    region: p.region.clone().unwrap_or_default(),
+                    access_key_id: a.access_key_id.expose().clone(),
+                    secret_access_key: a.secret_access_key.expose().clone(),
+                    session_token: a.session_token.as_ref().map(|t| t.expose().clone()),
+                }),
                 connect_timeout: p.connect_timeout,
                 first_byte_timeout: p.first_byte_timeout,
                 idle_timeout: p.idle_timeout,
@@ -225,6 +346,51 @@ impl Shared {
             models_body,
             config,
         }))
+    }
+}
+
+// === impl Shared (routing) ===
+
+impl Shared {
+    /// Fresh per-core routing state for this config. `seed` decorrelates the cores' jitter.
+    pub fn new_router(&self, seed: u64) -> Router {
+        let models = self
+            .config
+            .models
+            .iter()
+            .map(|m| {
+                let strategy = match m.strategy {
+                    tollgate_config::Strategy::Weighted => Strategy::Weighted,
+                    tollgate_config::Strategy::LeastInflight => Strategy::LeastInFlight,
+                    tollgate_config::Strategy::LowestLatency => Strategy::LowestLatency,
+                    tollgate_config::Strategy::Priority => Strategy::Priority,
+                };
+                let specs = m
+                    .deployments
+                    .iter()
+                    .map(|d| DeploymentSpec {
+                        weight: d.weight,
+                        priority: d.priority,
+                    })
+                    .collect();
+                (strategy, specs)
+            })
+            .collect();
+        let r = &self.config.routing;
+        let settings = HealthSettings {
+            cooldown_failures: r.cooldown_failures,
+            cooldown_error_ratio: r.cooldown_error_ratio,
+            cooldown_min_requests: r.cooldown_min_requests,
+            cooldown_window: r.cooldown_window,
+            cooldown: r.cooldown,
+            backoff_base: r.backoff_base,
+            backoff_max: r.backoff_max,
+        };
+        Router::new(
+            models,
+            settings,
+            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1,
+        )
     }
 }
 

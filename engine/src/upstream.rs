@@ -288,6 +288,7 @@ pub async fn call_http(
     target: &HttpTarget,
     head_prefix: &Bytes,
     body: Bytes,
+    first_byte_timeout: Duration,
     limits: &Limits,
 ) -> Result<UpstreamResponse, GatewayError> {
     let mut out = BytesMut::with_capacity(head_prefix.len() + 32 + inline_len(&body));
@@ -317,7 +318,15 @@ pub async fn call_http(
                 buf: BytesMut::with_capacity(UPSTREAM_READ_BUF),
             },
         };
-        let sent = send_and_read_head(&mut conn, &request, &body, inline, provider, limits);
+        let sent = send_and_read_head(
+            &mut conn,
+            &request,
+            &body,
+            inline,
+            provider,
+            first_byte_timeout,
+            limits,
+        );
         match sent.await {
             Ok(head) => {
                 let Connection { stream, buf } = conn;
@@ -396,6 +405,7 @@ async fn send_and_read_head(
     body: &Bytes,
     inline: bool,
     provider: &ProviderTarget,
+    first_byte_timeout: Duration,
     limits: &Limits,
 ) -> Result<ResponseHead, SendError> {
     let Connection { stream, buf } = conn;
@@ -405,7 +415,7 @@ async fn send_and_read_head(
     if !inline && stream.write_bytes(body.clone()).await.is_err() {
         return Err(SendError::StaleConnection);
     }
-    let deadline = Instant::now() + provider.first_byte_timeout;
+    let deadline = Instant::now() + first_byte_timeout;
     let mut got_any = false;
     loop {
         match ResponseHead::parse(buf, limits, Method::Post) {
@@ -425,7 +435,7 @@ async fn send_and_read_head(
                 return Err(SendError::Gateway(GatewayError::UpstreamTimeout {
                     provider: provider.name.clone(),
                     phase: TimeoutPhase::FirstByte,
-                    after: provider.first_byte_timeout,
+                    after: first_byte_timeout,
                 }))
             }
             Ok(Ok(0)) | Ok(Err(_)) if !got_any => return Err(SendError::StaleConnection),

@@ -14,6 +14,7 @@ use crossbeam_channel::Receiver;
 use monoio::net::TcpListener;
 
 use crate::conn::serve_connection;
+use crate::router::Router;
 use crate::shared::Shared;
 use crate::upstream::Pools;
 
@@ -74,6 +75,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     /// Idle upstream connections, per provider.
     pub pools: Pools,
+    /// Deployment health and balancing state, per model.
+    pub router: RefCell<Router>,
     /// Reusable JSON scratch space (simd-json parses in place).
     pub scratch: RefCell<Vec<u8>>,
     /// Requests currently being handled.
