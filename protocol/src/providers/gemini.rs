@@ -145,7 +145,7 @@ impl Adapter for GeminiAdapter {
             created: 0,
             model: model.to_owned(),
             choices,
-            usage: resp.usage_metadata.as_ref().map(WireUsage::to_usage),
+            usage: resp.usage_metadata.map(WireUsage::to_usage),
         })
     }
 
@@ -881,7 +881,7 @@ struct WireUsage {
 
 impl WireUsage {
     /// Thinking tokens are billed as output, tool-use prompt tokens as input.
-    fn to_usage(&self) -> ChatUsage {
+    fn to_usage(self) -> ChatUsage {
         ChatUsage::new(
             self.prompt_token_count
                 .saturating_add(self.tool_use_prompt_token_count),
@@ -1203,13 +1203,15 @@ struct ErrorEnvelope {
 /// (a streaming call may wrap it in a one-element array); its `status` string decides the kind,
 /// the HTTP status is the fallback when the body cannot be read.
 pub fn map_error_body(status: u16, body: &[u8]) -> ProviderError {
-    let parsed = serde_json::from_slice::<ErrorEnvelope>(body)
-        .ok()
-        .or_else(|| {
-            serde_json::from_slice::<Vec<ErrorEnvelope>>(body)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-        });
+    // Parsed through `Value` first: serde would happily read `[{"error":..}]` positionally
+    // into the envelope struct and lose the error.
+    let parsed = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        let first = match v {
+            Value::Array(items) => items.into_iter().next()?,
+            other => other,
+        };
+        serde_json::from_value::<ErrorEnvelope>(first).ok()
+    });
     match parsed {
         Some(env) => google_error(status, &env.error),
         None => {

@@ -14,17 +14,11 @@ use serde_json::{json, Value};
 
 use crate::mock::{
     body_plan, fault_for, no_answer_plan, FaultKind, MockKnobs, MockPlan, MockStep,
-    CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES,
-    SLOW_BODY_PIECE_DELAY,
+    CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, MOCK_TOOL_ARGUMENTS, MOCK_TOOL_ARGUMENT_PIECES,
+    MOCK_TOOL_RESULT_PREFIX, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES, SLOW_BODY_PIECE_DELAY,
 };
 use crate::openai::Usage;
 use crate::sse::write_event;
-
-/// Arguments of the tool call the mock makes (the shared conformance convention).
-pub const MOCK_TOOL_ARGS: &str = r#"{"city":"Paris"}"#;
-
-/// Prefix of the mock's answer to a tool result: `Tool said: <result text>`.
-pub const TOOL_SAID_PREFIX: &str = "Tool said: ";
 
 /// The generated text cycles through these pieces; one piece is one completion "token".
 const WORDS: &[&str] = &[
@@ -67,7 +61,7 @@ struct Inspected {
 enum Reply {
     /// The usual generated text.
     Words,
-    /// Call this function with [`MOCK_TOOL_ARGS`].
+    /// Call this function with [`MOCK_TOOL_ARGUMENTS`].
     CallTool(String),
     /// Answer a tool result.
     ToolSaid(String),
@@ -318,10 +312,6 @@ fn function_response_text(resp: &Value) -> String {
 
 // === answers ===
 
-fn tokens_of(text: &str) -> u64 {
-    text.len().div_ceil(4).max(1) as u64
-}
-
 fn word(i: usize) -> &'static str {
     let w = WORDS[i % WORDS.len()];
     if i == 0 {
@@ -352,23 +342,42 @@ fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
             (pieces, finish)
         }
         Reply::CallTool(name) => {
-            let part = json!({"functionCall": {"name": name, "args": {"city": "Paris"}}});
-            let tokens = tokens_of(&part.to_string());
+            let args: Value =
+                serde_json::from_str(MOCK_TOOL_ARGUMENTS).unwrap_or_else(|_| json!({}));
+            let part = json!({"functionCall": {"name": name, "args": args}});
+            // Counted like the OpenAI mock counts its streamed argument pieces.
+            let tokens = MOCK_TOOL_ARGUMENT_PIECES.len() as u64;
             (vec![Piece { part, tokens }], "STOP")
         }
         Reply::ToolSaid(result) => {
-            // Two events, so a cut stream still sends something.
-            let pieces = [TOOL_SAID_PREFIX.to_owned(), result.clone()]
+            let answer = format!("{MOCK_TOOL_RESULT_PREFIX}{result}");
+            let pieces = word_pieces(&answer)
                 .into_iter()
-                .filter(|t| !t.is_empty())
-                .map(|t| Piece {
-                    tokens: tokens_of(&t),
-                    part: json!({ "text": t }),
+                .map(|w| Piece {
+                    part: json!({ "text": w }),
+                    tokens: 1,
                 })
                 .collect();
             (pieces, "STOP")
         }
     }
+}
+
+/// `text` cut into word pieces, each space starting a new piece (one piece, one "token"), as
+/// the OpenAI mock cuts its tool-result answer.
+fn word_pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if c == ' ' && i > start {
+            pieces.push(&text[start..i]);
+            start = i;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
 }
 
 /// What every response of one request shares.
