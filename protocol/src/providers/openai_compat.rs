@@ -226,6 +226,14 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
+/// `reasoning` as some servers send it: text, or an object this adapter does not model.
+fn reasoning_text(v: Option<Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
 /// Tool arguments as text: OpenAI sends a JSON string; Ollama and some others an object.
 fn arguments_text(v: Option<Value>) -> Option<String> {
     match v {
@@ -314,10 +322,7 @@ impl WireMessage {
             tool_calls,
             tool_call_id: None,
             refusal: self.refusal,
-            reasoning_content: self.reasoning_content.or_else(|| match self.reasoning {
-                Some(Value::String(s)) => Some(s),
-                _ => None,
-            }),
+            reasoning_content: self.reasoning_content.or(reasoning_text(self.reasoning)),
             extra: Map::new(),
         }
     }
@@ -600,10 +605,7 @@ impl WireChunkChoice {
         let delta = Delta {
             role: wire.role,
             content: wire.content,
-            reasoning_content: wire.reasoning_content.or(match wire.reasoning {
-                Some(Value::String(s)) => Some(s),
-                _ => None,
-            }),
+            reasoning_content: wire.reasoning_content.or(reasoning_text(wire.reasoning)),
             tool_calls,
         };
         let finish = self.finish_reason.as_deref().and_then(finish_reason);
