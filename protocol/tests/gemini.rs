@@ -166,6 +166,26 @@ fn plain_text_request_is_minimal() {
 }
 
 #[test]
+fn parameters_without_type_are_objects_and_empty_ones_are_left_out() {
+    let req = request(json!({
+        "model": "m", "messages": [{"role":"user","content":"x"}],
+        "tools": [
+            {"type":"function","function":{"name":"a","parameters":{"properties":{"q":{"type":"string"}}}}},
+            {"type":"function","function":{"name":"b","parameters":{"type":"object"}}},
+            {"type":"function","function":{"name":"c"}}
+        ]
+    }));
+    assert_eq!(
+        body_json(&encode(&req))["tools"],
+        json!([{"functionDeclarations": [
+            {"name": "a", "parameters": {"type": "OBJECT", "properties": {"q": {"type": "STRING"}}}},
+            {"name": "b"},
+            {"name": "c"}
+        ]}])
+    );
+}
+
+#[test]
 fn tool_choice_modes() {
     let tools = json!([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}]);
     for (choice, expected) in [
@@ -601,6 +621,39 @@ fn every_split_offset_gives_identical_chunks() {
             whole,
             "{name} byte by byte"
         );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_multi_split_gives_identical_chunks(
+        which in 0usize..6,
+        cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..10),
+    ) {
+        let inputs = [
+            fixture("stream_text.sse"),
+            fixture("stream_function_calls.sse"),
+            fixture("stream_prompt_blocked.sse"),
+            fixture("stream_cut.sse"),
+            plan_body(&via_mock(
+                &chat("mock", true, json!([{"role":"user","content":"x"}])),
+                &MockKnobs::default(),
+                0,
+            ).1),
+            // LF-only separators decode the same way.
+            String::from_utf8(fixture("stream_text.sse")).unwrap().replace("\r\n", "\n").into_bytes(),
+        ];
+        let input = &inputs[which];
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut prev = 0;
+        for p in points {
+            pieces.push(&input[prev..p]);
+            prev = p;
+        }
+        pieces.push(&input[prev..]);
+        proptest::prop_assert_eq!(decode_stream(&pieces).unwrap(), decode_stream(&[input]).unwrap());
     }
 }
 

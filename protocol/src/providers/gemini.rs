@@ -477,7 +477,13 @@ fn encode_tools(tools: &[crate::chat::Tool]) -> Result<Value, TranslateError> {
             decl.insert("description".to_owned(), Value::from(d.as_str()));
         }
         if let Some(params) = &f.parameters {
-            let schema = to_gemini_schema(params);
+            let mut schema = to_gemini_schema(params);
+            // Function parameters must be an OBJECT schema; tools often leave `type` out.
+            if let Some(obj) = schema.as_object_mut() {
+                if obj.contains_key("properties") && !obj.contains_key("type") {
+                    obj.insert("type".to_owned(), Value::from("OBJECT"));
+                }
+            }
             // Gemini rejects an OBJECT schema without properties; a function without
             // arguments is declared without `parameters` instead.
             let empty_object = schema.get("type").and_then(Value::as_str) == Some("OBJECT")
