@@ -3,8 +3,9 @@
 //! chat, a stream decoded under every split of its bytes, a tool-call round trip (plain and
 //! streamed), usage in both modes, and error mapping for `mock-error-429` / `mock-error-400`.
 //!
-//! A vendor joins the table in [`cases`] once its adapter and mock modules have landed; a
-//! pending vendor stays commented out there (with a note) so this file compiles at every commit.
+//! The table in [`cases`] pairs: OpenAI-compatible and Azure with the OpenAI-format mock
+//! (`crate::mock`, routed by path), Anthropic, Gemini and Bedrock with their native mocks.
+//! A new vendor joins by adding one `Case`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,11 +16,15 @@ use tollgate_protocol::chat::{
 };
 use tollgate_protocol::mock::{self, MockKnobs, MockPlan, MockStep};
 use tollgate_protocol::openai::Endpoint;
+use tollgate_protocol::providers::anthropic::AnthropicAdapter;
+use tollgate_protocol::providers::anthropic_mock;
 use tollgate_protocol::providers::azure::AzureAdapter;
+use tollgate_protocol::providers::bedrock::BedrockAdapter;
+use tollgate_protocol::providers::bedrock_mock;
 use tollgate_protocol::providers::gemini::GeminiAdapter;
 use tollgate_protocol::providers::gemini_mock;
 use tollgate_protocol::providers::openai_compat::{AuthStyle, OpenAiCompatAdapter};
-use tollgate_protocol::providers::{Adapter, ErrorKind, StreamDecoder, Target};
+use tollgate_protocol::providers::{Adapter, AwsSigning, ErrorKind, StreamDecoder, Target};
 
 // === the table ===
 
@@ -57,10 +62,18 @@ fn cases() -> Vec<Case> {
             target: gemini_target,
             plan: gemini_mock::plan,
         },
-        // Pending: anthropic (adapter landed, `providers::anthropic_mock` not yet). Enable with
-        // `AnthropicAdapter` + `anthropic_mock::plan` once the mock module is committed.
-        // Pending: bedrock (`providers::bedrock` / `bedrock_mock` not yet committed). Enable with
-        // test AWS credentials and a fixed `now_unix` in its target.
+        Case {
+            name: "anthropic",
+            adapter: Box::new(AnthropicAdapter),
+            target: anthropic_target,
+            plan: anthropic_mock::plan,
+        },
+        Case {
+            name: "bedrock",
+            adapter: Box::new(BedrockAdapter::new()),
+            target: bedrock_target,
+            plan: bedrock_mock::plan,
+        },
     ]
 }
 
@@ -84,6 +97,36 @@ fn azure_target(model: &str) -> Target<'_> {
         api_key: Some("azure-conformance"),
         api_version: None,
         aws: None,
+        now_unix: 1_700_000_000,
+    }
+}
+
+fn anthropic_target(model: &str) -> Target<'_> {
+    Target {
+        authority: "api.anthropic.com",
+        base_path: "",
+        model,
+        api_key: Some("sk-ant-conformance"),
+        api_version: None,
+        aws: None,
+        now_unix: 1_700_000_000,
+    }
+}
+
+/// Test credentials (AWS's documented example key pair) and a fixed signing time.
+fn bedrock_target(model: &str) -> Target<'_> {
+    Target {
+        authority: "bedrock-runtime.us-east-1.amazonaws.com",
+        base_path: "",
+        model,
+        api_key: None,
+        api_version: None,
+        aws: Some(AwsSigning {
+            region: "us-east-1",
+            access_key_id: "AKIAIOSFODNN7EXAMPLE",
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            session_token: None,
+        }),
         now_unix: 1_700_000_000,
     }
 }
@@ -594,6 +637,11 @@ fn every_case_has_a_distinct_name() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), cases.len());
+    assert_eq!(
+        names,
+        ["anthropic", "azure", "bedrock", "gemini", "openai_compat"],
+        "every adapter is covered"
+    );
     for case in &cases {
         assert!(!case.adapter.name().is_empty(), "{}", case.name);
     }
