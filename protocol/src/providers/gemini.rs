@@ -1220,13 +1220,11 @@ pub fn map_error_body(status: u16, body: &[u8]) -> ProviderError {
     });
     match parsed {
         Some(env) => google_error(status, &env.error),
-        None => {
-            let kind = match kind_for_status(status) {
-                ErrorKind::BadResponse if (200..300).contains(&status) => ErrorKind::BadResponse,
-                kind => kind,
-            };
-            ProviderError::new(kind, status, format!("Gemini answered HTTP {status}"))
-        }
+        None => ProviderError::new(
+            kind_for_status(status),
+            status,
+            format!("Gemini answered HTTP {status}"),
+        ),
     }
 }
 
