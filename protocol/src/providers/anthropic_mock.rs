@@ -318,7 +318,7 @@ impl Reply<'_> {
             ),
             Answer::ToolCall { name } => (
                 json!({"type": "tool_use", "id": TOOL_CALL_ID, "name": name, "input": {}}),
-                [r#"{"city":"#, r#" "Paris"}"#]
+                [r#"{"city":"#, r#""Paris"}"#]
                     .iter()
                     .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
                     .collect(),
