@@ -1,6 +1,6 @@
 //! The validation pass: parsed TOML tree -> typed [`Config`]. It interpolates `${VAR}` in each
 //! string value, types it, checks it, and keeps going after a problem so that one run reports every
-//! error with its key path. It never puts a secret (`api_key`, `key`) into a message.
+//! error with its key path. It never puts a secret (`api_key`, `aws_*`, `key`) into a message.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;

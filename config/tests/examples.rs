@@ -358,18 +358,63 @@ fn reference_toml_blocks_parse() {
             (None, _) => {}
         }
     }
-    assert_eq!(blocks.len(), 2, "REFERENCE.md toml blocks");
+    assert_eq!(blocks.len(), 5, "REFERENCE.md toml blocks");
 
-    // The model fragment needs a provider called "local".
-    let fragment = format!(
-        "[[providers]]\nname = \"local\"\nkind = \"mock\"\n{}",
-        blocks[0]
+    // Provider kinds, with an empty environment: placeholders and defaults fill everything in.
+    let kinds = parse_with(&blocks[0], &[]);
+    let kinds: Vec<(ProviderKind, String)> = kinds
+        .providers
+        .iter()
+        .map(|p| {
+            let url = p.base_url.as_ref().map(ToString::to_string);
+            (p.kind, url.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                ProviderKind::Anthropic,
+                "https://api.anthropic.com".to_owned()
+            ),
+            (
+                ProviderKind::Azure,
+                "https://example-resource.openai.azure.com".to_owned()
+            ),
+            (
+                ProviderKind::Bedrock,
+                "https://bedrock-runtime.us-east-1.amazonaws.com".to_owned()
+            ),
+            (
+                ProviderKind::OpenAi,
+                "https://api.groq.com/openai/v1".to_owned()
+            ),
+        ]
     );
-    let config = parse_with(&fragment, &[]);
+
+    // The model fragments need a provider called "local".
+    let local = "[[providers]]\nname = \"local\"\nkind = \"mock\"\n";
+    let config = parse_with(&format!("{local}{}", blocks[1]), &[]);
     assert_eq!(config.models[0].deployments[0].provider_name, "local");
+    let config = parse_with(&format!("{local}{}", blocks[2]), &[]);
+    let chat = &config.models[0];
+    assert_eq!(chat.strategy, Strategy::Priority);
+    assert_eq!(chat.fallback_names, ["chat-large"]);
+    assert_eq!(chat.context_fallbacks, [2]);
+    assert_eq!(chat.deployments[0].timeout, Some(Duration::from_secs(2)));
+    assert_eq!(
+        (chat.deployments[1].priority, chat.deployments[1].weight),
+        (1, 2)
+    );
+
+    // The [routing] block spells out the defaults.
+    assert_eq!(
+        parse_with(&blocks[3], &[]).routing,
+        RoutingConfig::default()
+    );
 
     let full = parse_with(
-        &blocks[1],
+        &blocks[4],
         &[
             ("OPENAI_API_KEY", "sk-openai"),
             ("TEAM_A_KEY", "sk-team-a-key"),
@@ -388,4 +433,14 @@ fn reference_toml_blocks_parse() {
     assert_eq!(full.models[0].deployments.len(), 2);
     assert_eq!(full.models[0].deployments[1].provider, 1);
     assert_eq!(full.keys[0].key.expose(), "sk-team-a-key");
+    assert_eq!(full.routing, RoutingConfig::default());
+    assert_eq!(full.models[0].strategy, Strategy::Weighted);
+    assert_eq!(
+        full.models[0]
+            .deployments
+            .iter()
+            .map(|d| (d.weight, d.priority, d.timeout))
+            .collect::<Vec<_>>(),
+        [(1, 0, None), (1, 0, None)]
+    );
 }
