@@ -200,7 +200,10 @@ fn openai_chat_response() {
         .unwrap();
     assert_eq!(r.id, "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT");
     assert_eq!(r.created, 1741569952);
-    assert_eq!(r.model, "gpt-4.1-2025-04-14");
+    assert_eq!(
+        r.model, "gpt-4.1",
+        "the requested model is echoed, like every adapter"
+    );
     assert_eq!(r.choices.len(), 1);
     assert_eq!(
         r.choices[0].message.content,
@@ -490,7 +493,7 @@ fn azure_response_with_filter_results() {
     let r = AzureAdapter::new()
         .decode_response(&fixture("azure/chat_response.json"), "prod")
         .unwrap();
-    assert_eq!(r.model, "gpt-4o-2024-08-06");
+    assert_eq!(r.model, "prod");
     assert_eq!(
         r.choices[0].message.text_content(),
         "Yes, customer managed keys are supported by Azure OpenAI."

@@ -174,7 +174,8 @@ fn upstream_body<'r>(req: &'r ChatRequest, target: &Target<'_>) -> Cow<'r, ChatR
 // === responses ===
 
 /// Reads a non-streaming Chat Completions body, filling what a compatible server left out:
-/// `id`, `object`, `created` (0: there is no clock here) and `model` (the deployment's).
+/// `id`, `object` and `created` (0: there is no clock here). `model` is echoed, as in every
+/// adapter and in streams; the upstream's own name is used only when `model` is empty.
 pub(crate) fn decode_response(body: &[u8], model: &str) -> Result<ChatResponse, ProviderError> {
     let wire: WireResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::bad_response(format!("unreadable chat completion: {e}")))?;
@@ -204,7 +205,11 @@ pub(crate) fn decode_response(body: &[u8], model: &str) -> Result<ChatResponse, 
         id: non_empty(wire.id).unwrap_or_else(|| FALLBACK_ID.to_owned()),
         object: "chat.completion".to_owned(),
         created: wire.created.unwrap_or(0),
-        model: non_empty(wire.model).unwrap_or_else(|| model.to_owned()),
+        model: if model.is_empty() {
+            non_empty(wire.model).unwrap_or_default()
+        } else {
+            model.to_owned()
+        },
         choices,
         usage,
     })
@@ -901,6 +906,8 @@ mod tests {
         assert_eq!(r.id, FALLBACK_ID);
         assert_eq!(r.object, "chat.completion");
         assert_eq!(r.model, "dep");
+        let upstream_named = decode_response(br#"{"model":"up","choices":[]}"#, "").unwrap();
+        assert_eq!(upstream_named.model, "up");
         assert_eq!(r.choices[0].message.role, Role::Assistant);
         assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
         assert!(r.usage.is_none());
