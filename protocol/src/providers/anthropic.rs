@@ -387,11 +387,8 @@ fn content_blocks(
     let mut blocks = Vec::new();
     match content {
         None => {}
-        Some(Content::Text(t)) => {
-            if !t.is_empty() {
-                blocks.push(json!({"type": "text", "text": t}));
-            }
-        }
+        Some(Content::Text(t)) if t.is_empty() => {}
+        Some(Content::Text(t)) => blocks.push(json!({"type": "text", "text": t})),
         Some(Content::Parts(parts)) => {
             for (j, part) in parts.iter().enumerate() {
                 match part {
