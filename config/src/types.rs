@@ -455,8 +455,9 @@ pub struct RoutingConfig {
     /// How long an ejected deployment is skipped before one request probes it again.
     /// Default 30 s.
     pub cooldown: Duration,
-    /// Longest upstream `Retry-After` the gateway waits out before retrying; a longer one goes
-    /// straight to the next deployment or fallback. Zero means never wait. Default 2 s.
+    /// Longest upstream `Retry-After` the gateway waits out before retrying; with a longer one
+    /// it moves on at once, to another of the model's deployments or else to its fallbacks.
+    /// Zero means never wait. Default 2 s.
     pub honor_retry_after_max: Duration,
 }
 
