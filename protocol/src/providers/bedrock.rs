@@ -658,9 +658,7 @@ pub fn exception_error(exception_type: &str, message: &str) -> ProviderError {
     let (kind, status) = match name.as_str() {
         "throttlingexception" => (ErrorKind::RateLimited, 429),
         "servicequotaexceededexception" => (ErrorKind::RateLimited, 429),
-        "validationexception" if looks_like_context_length(message) => {
-            (ErrorKind::ContextLength, 400)
-        }
+        "validationexception" if is_context_length(message) => (ErrorKind::ContextLength, 400),
         "validationexception" => (ErrorKind::InvalidRequest, 400),
         "accessdeniedexception" | "unrecognizedclientexception" => (ErrorKind::Authentication, 403),
         "resourcenotfoundexception" => (ErrorKind::NotFound, 404),
@@ -676,6 +674,14 @@ pub fn exception_error(exception_type: &str, message: &str) -> ProviderError {
         message.to_owned()
     };
     ProviderError::new(kind, status, message)
+}
+
+/// The shared context-length phrases, plus the one Bedrock itself uses for some models.
+fn is_context_length(message: &str) -> bool {
+    looks_like_context_length(message)
+        || message
+            .to_ascii_lowercase()
+            .contains("too many input tokens")
 }
 
 #[derive(Deserialize, Default)]
@@ -694,7 +700,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 pub fn map_error(status: u16, body: &[u8]) -> ProviderError {
     let message = error_message(body).unwrap_or_default();
     let kind = match status {
-        400 if looks_like_context_length(&message) => ErrorKind::ContextLength,
+        400 if is_context_length(&message) => ErrorKind::ContextLength,
         400 => ErrorKind::InvalidRequest,
         401 | 403 => ErrorKind::Authentication,
         404 => ErrorKind::NotFound,
