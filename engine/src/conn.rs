@@ -15,7 +15,7 @@ use tollgate_protocol::http::{
 
 use crate::error::GatewayError;
 use crate::io::{read_some, write_all_buf};
-use crate::pipeline;
+use crate::pipeline::{self, ClientFormat};
 use crate::worker::Core;
 
 /// Initial read buffer per connection; grows only for large requests.
@@ -61,7 +61,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
             HeadRead::Head(head) => head,
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
-                conn.write_error(&e, false, Version::Http11);
+                conn.write_error(&e, false, Version::Http11, ClientFormat::OpenAi);
                 let _ = conn.flush().await;
                 break;
             }
@@ -204,10 +204,23 @@ impl Downstream {
         self.stream.write_all(body).await.0.map(|_| ())
     }
 
-    /// Queue an error response with its OpenAI-style body.
-    pub fn write_error(&mut self, e: &GatewayError, keep_alive: bool, version: Version) {
+    /// Queue an error response with its body in the client's format (OpenAI or Anthropic).
+    pub fn write_error(
+        &mut self,
+        e: &GatewayError,
+        keep_alive: bool,
+        version: Version,
+        format: ClientFormat,
+    ) {
         let mut body = BytesMut::with_capacity(256);
-        e.write_json(&mut body);
+        match format {
+            ClientFormat::OpenAi => e.write_json(&mut body),
+            ClientFormat::Anthropic => tollgate_protocol::anthropic_api::encode_error(
+                tollgate_protocol::anthropic_api::error_type_for(e.error_type(), e.status()),
+                &e.to_string(),
+                &mut body,
+            ),
+        }
         let allow;
         let extra: &[(&str, &[u8])] = match e {
             GatewayError::MethodNotAllowed { allow: a, .. } => {

@@ -105,6 +105,16 @@ pub enum GatewayError {
         /// The upstream's status.
         status: u16,
     },
+    /// The upstream reported an error inside its stream (after a 200).
+    #[error("upstream `{provider}` reported an error mid-stream: {message}")]
+    UpstreamStreamError {
+        /// Provider name from config.
+        provider: String,
+        /// The status the error corresponds to.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
     /// The client went away while we were answering; nothing more can be sent.
     #[error("client closed the connection")]
     ClientGone,
@@ -133,6 +143,7 @@ impl GatewayError {
             GatewayError::ShuttingDown => 503,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::UpstreamStatus { status, .. } => *status,
+            GatewayError::UpstreamStreamError { status, .. } => *status,
             // nginx's convention for "client closed request"; only ever logged.
             GatewayError::ClientGone => 499,
             GatewayError::UpstreamConnect { .. }
@@ -162,6 +173,7 @@ impl GatewayError {
             GatewayError::UpstreamClosed { .. } => Some("upstream_closed"),
             GatewayError::UpstreamProtocol { .. } => Some("upstream_invalid_response"),
             GatewayError::UpstreamStatus { .. } => Some("upstream_error"),
+            GatewayError::UpstreamStreamError { .. } => Some("upstream_stream_error"),
             GatewayError::ClientGone => None,
             GatewayError::ShuttingDown => Some("shutting_down"),
             GatewayError::Http(_) => Some("bad_http_request"),
@@ -220,6 +232,7 @@ impl GatewayError {
             GatewayError::UpstreamClosed { .. } => "upstream_closed",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol",
             GatewayError::UpstreamStatus { .. } => "upstream_status",
+            GatewayError::UpstreamStreamError { .. } => "upstream_stream_error",
             GatewayError::ClientGone => "client_gone",
         }
     }

@@ -11,6 +11,7 @@ pub mod io;
 pub mod pipeline;
 pub mod router;
 pub mod shared;
+pub mod translate;
 pub mod upstream;
 pub mod worker;
 

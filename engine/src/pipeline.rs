@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::keys::{presented_token, KeyRecord};
+use tollgate_protocol::anthropic_api;
+use tollgate_protocol::chat::ChatRequest;
 use tollgate_protocol::http::{Method, RequestHead, Version};
 use tollgate_protocol::openai::{
     inspect_request, inspect_stream_chunk, response_usage, rewrite_request, Endpoint,
@@ -28,17 +30,19 @@ use crate::builtin_mock::call_mock;
 use crate::conn::Downstream;
 use crate::error::GatewayError;
 use crate::router::AttemptResult;
-use crate::shared::{Backend, Shared};
-use crate::upstream::{call_http, UpstreamResponse};
+use crate::shared::{Backend, Shared, Wire};
+use crate::translate::{attempt_native_anthropic, attempt_translated, AttemptInfo, Ended};
+use crate::upstream::{call_http, UpstreamCall, UpstreamResponse};
 use crate::worker::Core;
 
 /// Largest single SSE event accepted from an upstream.
-const MAX_SSE_FRAME: usize = 1024 * 1024;
+pub(crate) const MAX_SSE_FRAME: usize = 1024 * 1024;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Proxy(Endpoint),
+    Messages,
     Models,
     Live,
     Ready,
@@ -46,9 +50,18 @@ enum Route {
 
 /// How a request ended, for the caller's bookkeeping.
 #[derive(Debug, Default)]
-struct Outcome {
+pub(crate) struct Outcome {
     /// False when the connection must close after this response.
-    keep_alive: bool,
+    pub(crate) keep_alive: bool,
+}
+
+/// The API format a client speaks, which decides how answers and errors are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFormat {
+    /// OpenAI (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`).
+    OpenAi,
+    /// Anthropic Messages (`/v1/messages`).
+    Anthropic,
 }
 
 /// Handle one request whose head has been read. Returns whether the connection stays open.
@@ -60,14 +73,18 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         Err(e) => {
             // Unknown routes still have their body drained so the connection stays usable.
             return match conn.read_body(&head, core).await {
-                Ok(_) => fail(conn, &e, keep_alive, version),
-                Err(body_err) => fail(conn, &body_err, false, version),
+                Ok(_) => fail(conn, &e, keep_alive, version, ClientFormat::OpenAi),
+                Err(body_err) => fail(conn, &body_err, false, version, ClientFormat::OpenAi),
             };
         }
     };
+    let format = match route {
+        Route::Messages => ClientFormat::Anthropic,
+        _ => ClientFormat::OpenAi,
+    };
     let body = match conn.read_body(&head, core).await {
         Ok(b) => b,
-        Err(e) => return fail(conn, &e, false, version),
+        Err(e) => return fail(conn, &e, false, version, format),
     };
     let result = match route {
         Route::Live => health(conn, 200, "live", keep_alive, version).await,
@@ -89,15 +106,28 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
             Err(e) => Err(e),
         },
         Route::Proxy(endpoint) => proxy(core, conn, &head, endpoint, body, keep_alive).await,
+        Route::Messages => messages(core, conn, &head, body, keep_alive).await,
     };
     match result {
         Ok(outcome) => outcome.keep_alive,
-        Err(e) => fail(conn, &e, keep_alive && !e.closes_connection(), version),
+        Err(e) => fail(
+            conn,
+            &e,
+            keep_alive && !e.closes_connection(),
+            version,
+            format,
+        ),
     }
 }
 
-fn fail(conn: &mut Downstream, e: &GatewayError, keep_alive: bool, version: Version) -> bool {
-    conn.write_error(e, keep_alive, version);
+fn fail(
+    conn: &mut Downstream,
+    e: &GatewayError,
+    keep_alive: bool,
+    version: Version,
+    format: ClientFormat,
+) -> bool {
+    conn.write_error(e, keep_alive, version, format);
     keep_alive
 }
 
@@ -127,6 +157,7 @@ fn route(method: Method, method_text: &str, target: &str) -> Result<Route, Gatew
         "/v1/chat/completions" => (Route::Proxy(Endpoint::ChatCompletions), Method::Post),
         "/v1/completions" => (Route::Proxy(Endpoint::Completions), Method::Post),
         "/v1/embeddings" => (Route::Proxy(Endpoint::Embeddings), Method::Post),
+        "/v1/messages" => (Route::Messages, Method::Post),
         "/v1/models" => (Route::Models, Method::Get),
         "/health/live" => (Route::Live, Method::Get),
         "/health/ready" => (Route::Ready, Method::Get),
@@ -173,33 +204,56 @@ fn authenticate<'a>(shared: &'a Shared, head: &RequestHead) -> Result<&'a KeyRec
 }
 
 /// Largest upstream error body kept to pass through to the client.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The request header with which a client turns fallbacks off for one request.
 const FALLBACK_HEADER: &str = "x-tollgate-fallback";
 
 /// What one request carries through its attempts.
-struct RequestCtx<'a> {
-    head: &'a RequestHead,
-    endpoint: Endpoint,
-    body: Bytes,
-    summary: RequestSummary,
-    streaming: bool,
-    keep_alive: bool,
+pub(crate) struct RequestCtx<'a> {
+    pub(crate) head: &'a RequestHead,
+    pub(crate) format: ClientFormat,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) body: Bytes,
+    /// The model the client asked for.
+    pub(crate) model: String,
+    pub(crate) streaming: bool,
+    /// The client asked for a usage event in its stream.
+    pub(crate) client_wants_usage: bool,
+    pub(crate) keep_alive: bool,
+    /// OpenAI-format requests: spans for the zero-copy model splice.
+    openai: Option<RequestSummary>,
+    /// Anthropic-format requests: spans for the native pass-through.
+    native: Option<anthropic_api::NativeSummary>,
+    /// The canonical form, parsed on the first translated attempt.
+    canonical: std::cell::OnceCell<Result<ChatRequest, String>>,
+}
+
+impl RequestCtx<'_> {
+    fn canonical(&self) -> &Result<ChatRequest, String> {
+        self.canonical.get_or_init(|| match self.format {
+            ClientFormat::OpenAi => {
+                serde_json::from_slice(&self.body).map_err(|e| format!("invalid request: {e}"))
+            }
+            ClientFormat::Anthropic => {
+                anthropic_api::decode_request(&self.body).map_err(|e| e.message)
+            }
+        })
+    }
 }
 
 /// An attempt that failed before anything reached the client.
 #[derive(Debug)]
-struct Failure {
-    kind: FailureKind,
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
     /// Seconds the upstream asked us to wait.
-    retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// The upstream said the prompt is too long for the model: switch to context fallbacks.
-    context_overflow: bool,
+    pub(crate) context_overflow: bool,
 }
 
 #[derive(Debug)]
-enum FailureKind {
+pub(crate) enum FailureKind {
     /// The gateway could not get a usable response (connect, timeout, reset, bad framing).
     Gateway(GatewayError),
     /// The upstream answered with an error; passed through if no other attempt succeeds.
@@ -210,7 +264,7 @@ enum FailureKind {
     },
 }
 
-enum AttemptEnd {
+pub(crate) enum AttemptEnd {
     /// The client has its answer (success, or an error not worth another attempt).
     Answered(Outcome),
     /// Nothing was written; the chain may go on.
@@ -313,19 +367,69 @@ async fn proxy(
         .models
         .get(summary.model.as_str())
         .ok_or_else(|| GatewayError::ModelNotFound(truncate(&summary.model, 256).to_owned()))?;
-    let streaming = summary.stream && endpoint != Endpoint::Embeddings;
     let ctx = RequestCtx {
         head,
+        format: ClientFormat::OpenAi,
         endpoint,
-        body,
-        summary,
-        streaming,
+        model: summary.model.clone(),
+        streaming: summary.stream && endpoint != Endpoint::Embeddings,
+        client_wants_usage: summary.include_usage == Some(true),
         keep_alive,
+        body,
+        openai: Some(summary),
+        native: None,
+        canonical: std::cell::OnceCell::new(),
     };
+    run_chain(core, conn, &ctx, primary).await
+}
 
-    // Phase 6: attempts, retries and fallbacks, only while nothing has been written.
+/// `POST /v1/messages`: the Anthropic-format front door.
+async fn messages(
+    core: &Core,
+    conn: &mut Downstream,
+    head: &RequestHead,
+    body: Bytes,
+    keep_alive: bool,
+) -> Result<Outcome, GatewayError> {
+    let shared = &*core.shared;
+    let _key = authenticate(shared, head)?;
+    let native = anthropic_api::inspect_native(&body).map_err(|e| {
+        GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
+            message: e.message,
+            param: None,
+            code: None,
+        })
+    })?;
+    let primary = *shared
+        .models
+        .get(native.model.as_str())
+        .ok_or_else(|| GatewayError::ModelNotFound(truncate(&native.model, 256).to_owned()))?;
+    let ctx = RequestCtx {
+        head,
+        format: ClientFormat::Anthropic,
+        endpoint: Endpoint::ChatCompletions,
+        model: native.model.clone(),
+        streaming: native.stream,
+        client_wants_usage: true,
+        keep_alive,
+        body,
+        openai: None,
+        native: Some(native),
+        canonical: std::cell::OnceCell::new(),
+    };
+    run_chain(core, conn, &ctx, primary).await
+}
+
+/// Phase 6: attempts, retries and fallbacks, only while nothing has been written.
+async fn run_chain(
+    core: &Core,
+    conn: &mut Downstream,
+    ctx: &RequestCtx<'_>,
+    primary: usize,
+) -> Result<Outcome, GatewayError> {
+    let shared = &*core.shared;
     let routing = &shared.config.routing;
-    let mut chain = Chain::new(shared, primary, fallbacks_allowed(head));
+    let mut chain = Chain::new(shared, primary, fallbacks_allowed(ctx.head));
     let mut attempts: u32 = 0;
     let mut last: Option<Failure> = None;
     while let Some((model, deployment)) = chain.next(core, routing.retries, Instant::now()) {
@@ -339,7 +443,7 @@ async fn proxy(
             }
         }
         attempts += 1;
-        match attempt(core, conn, &ctx, model, deployment, attempts).await {
+        match attempt(core, conn, ctx, model, deployment, attempts).await {
             AttemptEnd::Answered(outcome) => return Ok(outcome),
             AttemptEnd::Failed(failure) => {
                 let overflow = failure.context_overflow;
@@ -353,7 +457,7 @@ async fn proxy(
         }
     }
     let Some(failure) = last else {
-        return Err(GatewayError::ModelNotFound(ctx.summary.model.clone()));
+        return Err(GatewayError::ModelNotFound(ctx.model.clone()));
     };
     match failure.kind {
         FailureKind::Gateway(e) => Err(e),
@@ -375,12 +479,14 @@ async fn proxy(
                 b"application/json",
                 &extra,
                 body,
-                keep_alive,
-                head.version,
+                ctx.keep_alive,
+                ctx.head.version,
             )
             .await
             .map_err(|_| GatewayError::ClientGone)?;
-            Ok(Outcome { keep_alive })
+            Ok(Outcome {
+                keep_alive: ctx.keep_alive,
+            })
         }
     }
 }
@@ -399,27 +505,81 @@ async fn attempt(
     let provider_index = deployment.provider;
     let Some(provider) = shared.providers.get(provider_index) else {
         return AttemptEnd::Failed(Failure {
-            kind: FailureKind::Gateway(GatewayError::ModelNotFound(ctx.summary.model.clone())),
+            kind: FailureKind::Gateway(GatewayError::ModelNotFound(ctx.model.clone())),
             retry_after: None,
             context_overflow: false,
         });
     };
     let first_byte_timeout = deployment.timeout.unwrap_or(provider.first_byte_timeout);
 
+    // The zero-copy splice serves OpenAI clients of OpenAI-wire providers; Anthropic clients
+    // of Anthropic providers get the native pass-through; everything else is translated.
+    let summary = match (ctx.format, provider.wire, &ctx.openai, &ctx.native) {
+        (ClientFormat::OpenAi, Wire::OpenAi, Some(summary), _) => summary,
+        (format, wire, _, native) => {
+            let info = AttemptInfo {
+                provider,
+                provider_index,
+                upstream_model: &deployment.model,
+                first_byte_timeout,
+                labels: ResponseLabels::new(deployment, attempt_number),
+            };
+            core.router.borrow_mut().start(model, deployment_index);
+            let ended = match (format, wire, native) {
+                (ClientFormat::Anthropic, Wire::Anthropic, Some(native)) => {
+                    attempt_native_anthropic(core, conn, ctx, native, info).await
+                }
+                _ if ctx.endpoint != Endpoint::ChatCompletions => {
+                    let e = GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
+                        message: format!(
+                            "Provider `{}` only serves chat completions through this gateway.",
+                            provider.name
+                        ),
+                        param: Some("model"),
+                        code: None,
+                    });
+                    Ended {
+                        end: AttemptEnd::Answered(answer_error(conn, &e, ctx)),
+                        result: AttemptResult::Neutral,
+                        ttfb: None,
+                    }
+                }
+                _ => match ctx.canonical() {
+                    Ok(canonical) => attempt_translated(core, conn, ctx, canonical, info).await,
+                    Err(message) => {
+                        let e =
+                            GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
+                                message: message.clone(),
+                                param: None,
+                                code: None,
+                            });
+                        Ended {
+                            end: AttemptEnd::Answered(answer_error(conn, &e, ctx)),
+                            result: AttemptResult::Neutral,
+                            ttfb: None,
+                        }
+                    }
+                },
+            };
+            core.router.borrow_mut().finish(
+                model,
+                deployment_index,
+                ended.result,
+                ended.ttfb,
+                Instant::now(),
+            );
+            return ended.end;
+        }
+    };
+
     // Only `model` changes (and streams ask for usage); otherwise the client's bytes go
     // upstream untouched.
-    let wants_usage = ctx.streaming && ctx.summary.include_usage != Some(true);
-    let upstream_body = if deployment.model == ctx.summary.model && !wants_usage {
+    let wants_usage = ctx.streaming && !ctx.client_wants_usage;
+    let upstream_body = if deployment.model == summary.model && !wants_usage {
         ctx.body.clone()
     } else {
         let mut out = BytesMut::with_capacity(ctx.body.len() + 64);
-        rewrite_request(
-            &ctx.body,
-            &ctx.summary,
-            &deployment.model,
-            wants_usage,
-            &mut out,
-        );
+        rewrite_request(&ctx.body, summary, &deployment.model, wants_usage, &mut out);
         out.freeze()
     };
 
@@ -445,14 +605,17 @@ async fn attempt(
             call_mock(provider, first_byte_timeout, steps).await
         }
         Backend::Http(target) => {
+            let call = UpstreamCall {
+                head_prefix: target.head_prefix(ctx.endpoint).clone(),
+                body: upstream_body,
+                first_byte_timeout,
+            };
             call_http(
                 &core.pools,
                 provider_index,
                 provider,
                 target,
-                target.head_prefix(ctx.endpoint),
-                upstream_body,
-                first_byte_timeout,
+                call,
                 &shared.upstream_limits,
             )
             .await
@@ -548,7 +711,7 @@ async fn attempt(
     if ctx.streaming && is_sse {
         let stream = StreamCtx {
             provider: &provider.name,
-            client_wants_usage: ctx.summary.include_usage == Some(true),
+            client_wants_usage: ctx.client_wants_usage,
             keep_alive: ctx.keep_alive,
             version: ctx.head.version,
             labels: &labels,
@@ -604,7 +767,7 @@ async fn attempt(
 
 fn answer_error(conn: &mut Downstream, e: &GatewayError, ctx: &RequestCtx<'_>) -> Outcome {
     let keep_alive = ctx.keep_alive && !e.closes_connection();
-    conn.write_error(e, keep_alive, ctx.head.version);
+    conn.write_error(e, keep_alive, ctx.head.version, ctx.format);
     Outcome { keep_alive }
 }
 
@@ -616,20 +779,20 @@ fn is_context_overflow(body: &[u8]) -> bool {
 }
 
 /// Response headers naming the deployment that answered and the attempts it took.
-struct ResponseLabels {
+pub(crate) struct ResponseLabels {
     deployment: String,
     attempts: String,
 }
 
 impl ResponseLabels {
-    fn new(deployment: &tollgate_config::DeploymentConfig, attempts: u32) -> Self {
+    pub(crate) fn new(deployment: &tollgate_config::DeploymentConfig, attempts: u32) -> Self {
         ResponseLabels {
             deployment: format!("{}/{}", deployment.provider_name, deployment.model),
             attempts: attempts.to_string(),
         }
     }
 
-    fn headers(&self) -> [(&str, &[u8]); 2] {
+    pub(crate) fn headers(&self) -> [(&str, &[u8]); 2] {
         [
             ("x-tollgate-deployment", self.deployment.as_bytes()),
             ("x-tollgate-attempts", self.attempts.as_bytes()),

@@ -276,7 +276,19 @@ impl HttpBody {
     }
 }
 
-/// Send `body` to `endpoint_head` on an HTTP upstream and read the response head.
+/// What to send upstream: the head up to `content-length: ` (the length and blank line are
+/// appended here), the body, and how long to wait for the response head.
+#[derive(Debug, Clone)]
+pub struct UpstreamCall {
+    /// Request line and headers, ending with `content-length: `.
+    pub head_prefix: Bytes,
+    /// The body.
+    pub body: Bytes,
+    /// Longest wait for the response head after the request is written.
+    pub first_byte_timeout: Duration,
+}
+
+/// Send a request to an HTTP upstream and read the response head.
 ///
 /// A pooled connection the upstream has meanwhile closed shows up as a write error or an EOF
 /// before any response byte; the request is then sent once more on a fresh connection, which is
@@ -286,13 +298,16 @@ pub async fn call_http(
     provider_index: usize,
     provider: &ProviderTarget,
     target: &HttpTarget,
-    head_prefix: &Bytes,
-    body: Bytes,
-    first_byte_timeout: Duration,
+    call: UpstreamCall,
     limits: &Limits,
 ) -> Result<UpstreamResponse, GatewayError> {
+    let UpstreamCall {
+        head_prefix,
+        body,
+        first_byte_timeout,
+    } = call;
     let mut out = BytesMut::with_capacity(head_prefix.len() + 32 + inline_len(&body));
-    out.extend_from_slice(head_prefix);
+    out.extend_from_slice(&head_prefix);
     let mut len = itoa::Buffer::new();
     out.extend_from_slice(len.format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
