@@ -146,17 +146,23 @@ impl Adapter for OpenAiCompatAdapter {
     }
 }
 
-/// The request as it goes upstream: borrowed when nothing needs changing.
+/// The request as it goes upstream: borrowed when nothing needs changing. Reasoning text on
+/// earlier assistant turns (kept by translations from other vendors) is dropped: OpenAI has no
+/// such input field and DeepSeek rejects a request that carries it.
 fn upstream_body<'r>(req: &'r ChatRequest, target: &Target<'_>) -> Cow<'r, ChatRequest> {
     let stream = req.is_stream();
     let wrong_model = !target.model.is_empty() && req.model != target.model;
     let usage_missing =
         stream && req.stream_options.as_ref().and_then(|o| o.include_usage) != Some(true);
     let stray_options = !stream && req.stream_options.is_some();
-    if !(wrong_model || usage_missing || stray_options) {
+    let reasoning = req.messages.iter().any(|m| m.reasoning_content.is_some());
+    if !(wrong_model || usage_missing || stray_options || reasoning) {
         return Cow::Borrowed(req);
     }
     let mut owned = req.clone();
+    for message in &mut owned.messages {
+        message.reasoning_content = None;
+    }
     if wrong_model {
         owned.model = target.model.to_owned();
     }
@@ -869,6 +875,20 @@ mod tests {
         assert!(body.get("stream_options").is_none());
         assert_eq!(body["model"], "other");
         assert!(up.headers.iter().all(|(n, _)| *n != "authorization"));
+    }
+
+    #[test]
+    fn reasoning_is_not_sent_back() {
+        let mut req = request(false);
+        let mut earlier = Message::text(Role::Assistant, "4");
+        earlier.reasoning_content = Some("2+2".into());
+        req.messages.insert(0, earlier);
+        let up = OpenAiCompatAdapter::default()
+            .encode_request(&req, &target("m", None))
+            .unwrap();
+        let body: Value = serde_json::from_slice(&up.body).unwrap();
+        assert!(body["messages"][0].get("reasoning_content").is_none());
+        assert_eq!(body["messages"][0]["content"], "4");
     }
 
     #[test]
