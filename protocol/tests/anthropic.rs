@@ -261,6 +261,23 @@ fn request_system_merging_and_sampling() {
         "OpenAI-only extras are not sent"
     );
 
+    req.extra.insert("n".into(), json!(1));
+    req.max_tokens = None;
+    req.extra.insert(
+        "thinking".into(),
+        json!({"type": "enabled", "budget_tokens": 10000}),
+    );
+    let body = encode(&req);
+    assert_eq!(body["thinking"]["budget_tokens"], 10000);
+    assert_eq!(body["max_tokens"], 14096, "room for the thinking budget");
+
+    req.temperature = Some(1.5);
+    let err = AnthropicAdapter
+        .encode_request(&req, &target("m"))
+        .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("temperature"));
+    req.temperature = None;
+
     req.extra.insert("n".into(), json!(2));
     let err = AnthropicAdapter
         .encode_request(&req, &target("m"))
@@ -327,6 +344,23 @@ fn request_images() {
         .encode_request(&request(vec![msg]), &target("m"))
         .unwrap_err();
     assert_eq!(err.param.as_deref(), Some("messages[0].content[2]"));
+}
+
+#[test]
+fn request_passes_documents_from_the_front_door() {
+    let body = br#"{"model":"claude","max_tokens":100,"messages":[{"role":"user","content":[
+        {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQ="}},
+        {"type":"text","text":"Summarize this."}]}]}"#;
+    let req = decode_request(body).unwrap();
+    let sent = encode(&req);
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([
+            {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQ="}},
+            {"type":"text","text":"Summarize this."},
+        ])
+    );
+    assert_eq!(sent["max_tokens"], 100);
 }
 
 #[test]

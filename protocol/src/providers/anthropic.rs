@@ -13,6 +13,10 @@
 //!   prefix is how the stateless decoders recognise it, since `decode_response` gets no request.
 //! - Assistant `reasoning_content` is not sent back: Anthropic only accepts thinking blocks with
 //!   their signature, which the canonical model does not carry.
+//! - A temperature above 1 is refused (Anthropic's range is 0..=1, OpenAI's 0..=2); `n` > 1
+//!   is refused; other OpenAI-only extras (seed, penalties, logprobs...) are not sent, while
+//!   `top_k` and `thinking` pass through. Without an output cap, `max_tokens` is
+//!   [`DEFAULT_MAX_TOKENS`] plus any thinking budget.
 //! - `created` is 0 on decoded responses and chunks: Anthropic sends no timestamp and adapters
 //!   have no clock; the engine stamps it if it wants one.
 
@@ -188,7 +192,7 @@ fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> 
     body.insert("model".into(), Value::from(model));
     body.insert(
         "max_tokens".into(),
-        Value::from(req.output_cap().unwrap_or(DEFAULT_MAX_TOKENS)),
+        Value::from(req.output_cap().unwrap_or_else(|| default_max_tokens(req))),
     );
 
     let (mut system, messages) = encode_messages(&req.messages)?;
@@ -240,6 +244,13 @@ fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> 
         }
     }
     if let Some(t) = req.temperature {
+        // OpenAI allows 0..=2, Anthropic 0..=1; halving would change every other value's meaning.
+        if !(0.0..=1.0).contains(&t) {
+            return Err(TranslateError::new(
+                format!("Anthropic accepts a temperature between 0 and 1, not {t}."),
+                Some("temperature"),
+            ));
+        }
         body.insert("temperature".into(), json!(t));
     }
     if let Some(p) = req.top_p {
@@ -260,6 +271,18 @@ fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> 
     serde_json::to_writer((&mut out).writer(), &Value::Object(body))
         .map_err(|e| TranslateError::new(format!("cannot encode the request: {e}"), None))?;
     Ok(out.freeze())
+}
+
+/// `max_tokens` when the client set no cap: [`DEFAULT_MAX_TOKENS`], or more when an extended
+/// thinking budget (passed through in `thinking`) needs room, since the budget must be below it.
+fn default_max_tokens(req: &ChatRequest) -> u64 {
+    let budget = req
+        .extra
+        .get("thinking")
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    DEFAULT_MAX_TOKENS.saturating_add(budget)
 }
 
 /// The forced tool for a `json_schema` response format, and its name.
