@@ -426,7 +426,7 @@ impl std::fmt::Debug for OpenAiStreamDecoder {
 // === impl OpenAiStreamDecoder ===
 
 impl OpenAiStreamDecoder {
-    /// A decoder whose chunks name `model` when the upstream does not.
+    /// A decoder whose chunks all name `model` (the deployment's, echoed as in every adapter).
     pub fn new(model: &str) -> Self {
         OpenAiStreamDecoder {
             model: model.to_owned(),
@@ -501,20 +501,20 @@ impl OpenAiStreamDecoder {
         Ok(())
     }
 
-    fn id(&self) -> String {
-        self.id.clone().unwrap_or_else(|| FALLBACK_ID.to_owned())
+    /// The stream's id: the upstream's first non-empty one, or the fallback, fixed from the
+    /// first chunk emitted on so every chunk of a stream shares it.
+    fn id(&mut self) -> String {
+        self.id
+            .get_or_insert_with(|| FALLBACK_ID.to_owned())
+            .clone()
     }
 
     fn flush_usage(&mut self, out: &mut Vec<ChatChunk>) {
         if let Some(usage) = self.pending_usage.take() {
             if !self.usage_sent {
                 self.usage_sent = true;
-                out.push(ChatChunk::usage(
-                    &self.id(),
-                    &self.model,
-                    self.created,
-                    usage,
-                ));
+                let id = self.id();
+                out.push(ChatChunk::usage(&id, &self.model, self.created, usage));
             }
         }
     }
@@ -931,6 +931,21 @@ mod tests {
         assert_eq!(r.choices[0].message.role, Role::Assistant);
         assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
         assert!(r.usage.is_none());
+    }
+
+    #[test]
+    fn stream_id_is_fixed_once_a_chunk_is_out() {
+        let mut d = OpenAiStreamDecoder::new("m");
+        let mut out = Vec::new();
+        d.feed(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"id\":\"late\",\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n",
+            &mut out,
+        )
+        .unwrap();
+        assert!(!d.finish(&mut out).unwrap(), "no [DONE]");
+        assert_eq!(out.len(), 3, "two deltas and the usage flushed at the end");
+        assert!(out.iter().all(|c| c.id == FALLBACK_ID));
+        assert_eq!(out[2].usage.map(|u| u.total_tokens), Some(3));
     }
 
     #[test]
