@@ -1574,3 +1574,49 @@ fn mock_plans_are_deterministic() {
     assert_eq!(a.steps, b.steps);
     assert_eq!(a.usage, b.usage);
 }
+
+#[test]
+fn stream_json_schema_tool_becomes_text() {
+    let mut sse = BytesMut::new();
+    for data in [
+        json!({"type":"message_start","message":{"id":"msg_j","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}),
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_j","name":"json_response_weather","input":{}}}),
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}),
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}),
+        json!({"type":"content_block_stop","index":0}),
+        json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":12}}),
+        json!({"type":"message_stop"}),
+    ] {
+        tollgate_protocol::sse::write_event(&mut sse, data["type"].as_str(), &data.to_string());
+    }
+    let (chunks, done) = decode_stream(&sse);
+    assert_eq!(done, Ok(true));
+    let a = assemble(&chunks);
+    assert_eq!(a.text, r#"{"city":"Paris"}"#);
+    assert!(a.calls.is_empty());
+    assert_eq!(a.finish, Some(FinishReason::Stop));
+    assert_eq!(a.usage, Some(ChatUsage::new(9, 12, 0)));
+}
+
+proptest::proptest! {
+    #[test]
+    fn stream_random_multi_splits_agree(
+        which in 0usize..3,
+        cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..10),
+    ) {
+        let name = ["stream_text.sse", "stream_tool_use.sse", "stream_thinking.sse"][which];
+        let bytes = fixture(name);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut prev = 0;
+        for p in points {
+            pieces.push(&bytes[prev..p]);
+            prev = p;
+        }
+        pieces.push(&bytes[prev..]);
+        let (split, done) = decode_pieces(&pieces);
+        proptest::prop_assert_eq!(done, Ok(true));
+        proptest::prop_assert_eq!(split, decode_stream(&bytes).0);
+    }
+}
