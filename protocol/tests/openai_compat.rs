@@ -599,3 +599,37 @@ fn presets_resolve() {
     let up = adapter.encode_request(&req, &target("llama3")).unwrap();
     assert!(!up.headers.iter().any(|(n, _)| *n == "authorization"));
 }
+
+// === property: any split of any fixture stream ===
+
+proptest::proptest! {
+    #[test]
+    fn any_multi_split_decodes_the_same(cuts in proptest::collection::vec(0usize..4096, 0..12)) {
+        for (adapter, path) in [
+            (&openai() as &dyn Adapter, "openai/tool_call_stream.sse"),
+            (&openai(), "openai/compat_stream_quirks.sse"),
+            (&AzureAdapter::new(), "azure/chat_stream.sse"),
+        ] {
+            let bytes = fixture(path);
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                pieces.push(&bytes[start..cut]);
+                start = cut;
+            }
+            pieces.push(&bytes[start..]);
+            let run = |pieces: &[&[u8]]| {
+                let mut d = adapter.stream_decoder("m");
+                let mut out = Vec::new();
+                for p in pieces {
+                    d.feed(p, &mut out).unwrap();
+                }
+                let complete = d.finish(&mut out).unwrap();
+                (out, complete)
+            };
+            proptest::prop_assert_eq!(run(&pieces), run(&[&bytes[..]]), "{}", path);
+        }
+    }
+}
