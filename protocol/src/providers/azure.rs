@@ -8,7 +8,9 @@ use super::{Adapter, ProviderError, StreamDecoder, Target, TranslateError, Upstr
 use crate::chat::{ChatRequest, ChatResponse};
 
 /// `api-version` used when the deployment does not name one: the data-plane inference GA
-/// release listed in Azure OpenAI's REST API reference ("API specs" table).
+/// release listed in Azure OpenAI's REST API reference ("API specs" table). It is also the
+/// first GA version whose spec takes `stream_options`, which streams always send (to settle
+/// usage); older versions answer such requests with a 400, so configure this or newer.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
 /// Header carrying the Azure OpenAI resource key.
