@@ -56,10 +56,12 @@ const WORDS: &[&str] = &[
 /// the first tool with [`TOOL_ARGUMENTS`] (id [`TOOL_CALL_ID`], `stop_reason: tool_use`,
 /// streamed in two pieces); when the last message is a tool result, the answer is
 /// `Tool said: <result text>`; otherwise the usual mock text. A request that does not decode
-/// gets a 400 `invalid_request_error`; another path gets a 404 `not_found_error`.
+/// gets a 400 `invalid_request_error`; a path not ending in [`MESSAGES_PATH`] gets a 404
+/// `not_found_error`. Knobs `response_bytes` and `embedding_dims` do not apply here.
 pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> MockPlan {
     let route = path.split('?').next().unwrap_or(path);
-    if route != MESSAGES_PATH {
+    // A gateway may mount the mock under a prefix (`/anthropic/v1/messages`).
+    if !route.ends_with(MESSAGES_PATH) {
         return error_plan(404, &format!("Not found: {route}"), knobs.latency);
     }
     let req = match decode_request(body) {
@@ -474,6 +476,13 @@ mod tests {
         assert_eq!(v["error"]["type"], "overloaded_error");
         let plan = super::plan("/v1/other", body, &MockKnobs::default(), 0);
         assert_eq!(plan.status, Some(404));
+        let plan = super::plan(
+            "/anthropic/v1/messages?beta=true",
+            body,
+            &MockKnobs::default(),
+            0,
+        );
+        assert_eq!(plan.status, Some(529));
         let plan = super::plan("/v1/messages", b"{}", &MockKnobs::default(), 0);
         assert_eq!(plan.status, Some(400));
     }
