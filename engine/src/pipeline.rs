@@ -648,7 +648,7 @@ async fn attempt(
                 });
             }
         };
-        let unhealthy = status == 429 || status >= 500;
+        let unhealthy = status == 408 || status == 429 || status >= 500;
         let context_overflow = status == 400 && is_context_overflow(&body);
         finish(
             if unhealthy {

@@ -321,7 +321,13 @@ async fn translated_whole(
         .adapter
         .decode_response(&body, info.upstream_model)
     {
-        Ok(r) => r,
+        Ok(mut r) => {
+            // Providers that report no time leave `created` at 0.
+            if r.created == 0 {
+                r.created = now_unix();
+            }
+            r
+        }
         Err(e) => {
             return failed(
                 GatewayError::UpstreamProtocol {
@@ -377,13 +383,16 @@ enum ClientStream {
 }
 
 impl ClientStream {
-    fn push(&mut self, chunk: &ChatChunk, out: &mut BytesMut) {
+    fn push(&mut self, chunk: &mut ChatChunk, created: u64, out: &mut BytesMut) {
+        if chunk.created == 0 {
+            chunk.created = created;
+        }
         match self {
             ClientStream::OpenAi { wants_usage } => {
                 if chunk.choices.is_empty() && chunk.usage.is_some() && !*wants_usage {
                     return;
                 }
-                if let Ok(json) = serde_json::to_vec(chunk) {
+                if let Ok(json) = serde_json::to_vec(&*chunk) {
                     out.put_slice(b"data: ");
                     out.put_slice(&json);
                     out.put_slice(b"\n\n");
@@ -428,6 +437,7 @@ async fn translated_stream(
         }
     };
     let provider = &info.provider.name;
+    let created = now_unix();
     let mut chunks: Vec<ChatChunk> = Vec::new();
     let mut out = BytesMut::new();
     let mut framing: Option<StreamFraming> = None;
@@ -454,8 +464,8 @@ async fn translated_stream(
                 true
             }
         };
-        for chunk in chunks.drain(..) {
-            client.push(&chunk, &mut out);
+        for mut chunk in chunks.drain(..) {
+            client.push(&mut chunk, created, &mut out);
         }
         if framing.is_none() {
             if out.is_empty() {

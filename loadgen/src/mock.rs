@@ -22,6 +22,10 @@ use tollgate_protocol::http::{
 };
 use tollgate_protocol::mock::{self as plan, MockKnobs, MockPlan, MockStep, MOCK_MODELS};
 use tollgate_protocol::openai::Endpoint;
+use tollgate_protocol::providers::{anthropic_mock, bedrock_mock, gemini_mock};
+
+/// A vendor-format mock: (path with query, body, knobs, request index) -> plan.
+type VendorPlan = fn(&str, &[u8], &MockKnobs, u64) -> MockPlan;
 
 use crate::io::{build_runtime, read_more, write_buf, Driver, LocalFlag};
 
@@ -383,7 +387,11 @@ impl Conn<'_> {
                 return Ok(Close::Abort);
             }
             self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-            if let Some(auth) = head.header("authorization") {
+            // Whichever credential header the request's wire format uses.
+            let credential = ["authorization", "x-api-key", "x-goog-api-key", "api-key"]
+                .iter()
+                .find_map(|name| head.header(name));
+            if let Some(auth) = credential {
                 if self.last_auth.as_deref() != Some(auth) {
                     self.shared.stats.record_authorization(auth);
                     self.last_auth = Some(Bytes::copy_from_slice(auth));
@@ -463,10 +471,32 @@ impl Conn<'_> {
     }
 
     fn route(&mut self, head: &RequestHead) -> MockPlan {
-        let path = head.path();
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        let full_path = head.path();
+        let path = full_path.split_once('?').map_or(full_path, |(p, _)| p);
+        // Native vendor formats, for translation tests through real sockets.
+        let vendor: Option<VendorPlan> = if path == "/v1/messages" {
+            Some(anthropic_mock::plan)
+        } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+            Some(gemini_mock::plan)
+        } else if path.starts_with("/model/")
+            && (path.ends_with("/converse") || path.ends_with("/converse-stream"))
+        {
+            Some(bedrock_mock::plan)
+        } else {
+            None
+        };
+        if let Some(vendor) = vendor {
+            if head.method != Method::Post {
+                return plan::error_plan(405, &format!("Use POST for {path}."));
+            }
+            let index = self.shared.stats.planned.fetch_add(1, Ordering::Relaxed);
+            let plan = vendor(full_path, &self.body, &self.shared.knobs, index);
+            self.count_usage(&plan);
+            return plan;
+        }
         let endpoint = match path {
-            "/v1/chat/completions" | "/chat/completions" => Endpoint::ChatCompletions,
+            // Also Azure's /openai/deployments/{name}/chat/completions.
+            p if p.ends_with("/chat/completions") => Endpoint::ChatCompletions,
             "/v1/completions" | "/completions" => Endpoint::Completions,
             "/v1/embeddings" | "/embeddings" => Endpoint::Embeddings,
             "/v1/models" | "/models" => {
@@ -489,6 +519,11 @@ impl Conn<'_> {
             index,
             &mut self.scratch,
         );
+        self.count_usage(&plan);
+        plan
+    }
+
+    fn count_usage(&self, plan: &MockPlan) {
         let stats = &self.shared.stats;
         stats
             .prompt_tokens
@@ -496,7 +531,6 @@ impl Conn<'_> {
         stats
             .completion_tokens
             .fetch_add(plan.usage.completion_tokens, Ordering::Relaxed);
-        plan
     }
 
     /// Executes `plan`. `Some(close)` when the connection must end after it.
