@@ -6,97 +6,13 @@
 use tollgate_loadgen::mock::{MockServer, MockServerConfig};
 use tollgate_tests::*;
 
-/// (client model name, expected `x-tollgate-deployment`)
-const MODELS: &[(&str, &str)] = &[
-    ("gpt", "openai/gpt-4o-mini"),
-    ("azure-gpt", "azure/gpt4o-deployment"),
-    ("claude", "anthropic/claude-sonnet-4-5"),
-    ("gemini", "gemini/gemini-2.5-flash"),
-    (
-        "bedrock-claude",
-        "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
-    ),
-];
+const MODELS: &[(&str, &str)] = PROVIDER_MODELS;
 
 fn gateway(up: &MockServer) -> tollgate_engine::Gateway {
-    let root = format!("http://{}", up.addr());
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[routing]
-retries = 0
-backoff_base = "1ms"
-backoff_max = "2ms"
-
-[[providers]]
-name = "openai"
-kind = "openai"
-base_url = "{root}/v1"
-api_key = "sk-openai-upstream"
-
-[[providers]]
-name = "azure"
-kind = "azure"
-base_url = "{root}"
-api_key = "azure-upstream-key"
-
-[[providers]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{root}"
-api_key = "sk-ant-upstream"
-
-[[providers]]
-name = "gemini"
-kind = "gemini"
-base_url = "{root}"
-api_key = "gemini-upstream-key"
-
-[[providers]]
-name = "bedrock"
-kind = "bedrock"
-region = "us-east-1"
-base_url = "{root}"
-aws_access_key_id = "AKIDEXAMPLE"
-aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-
-[[models]]
-name = "gpt"
-deployments = [{{ provider = "openai", model = "gpt-4o-mini" }}]
-
-[[models]]
-name = "azure-gpt"
-deployments = [{{ provider = "azure", model = "gpt4o-deployment" }}]
-
-[[models]]
-name = "claude"
-deployments = [{{ provider = "anthropic", model = "claude-sonnet-4-5" }}]
-
-[[models]]
-name = "gemini"
-deployments = [{{ provider = "gemini", model = "gemini-2.5-flash" }}]
-
-[[models]]
-name = "bedrock-claude"
-deployments = [{{ provider = "bedrock", model = "anthropic.claude-3-5-sonnet-20240620-v1:0" }}]
-
-[[models]]
-name = "claude-overloaded"
-deployments = [{{ provider = "anthropic", model = "mock-error-529" }}]
-fallbacks = ["gemini"]
-
-[[models]]
-name = "claude-limited"
-deployments = [{{ provider = "anthropic", model = "mock-error-429" }}]
-
-[[keys]]
-name = "demo"
-key = "{DEMO_KEY}"
-"#
-    );
-    start(config(&toml, &[]), 1)
+    start(
+        config(&all_providers_toml(&format!("http://{}", up.addr())), &[]),
+        1,
+    )
 }
 
 fn mock() -> MockServer {
