@@ -293,6 +293,17 @@ pub fn plan(
     };
     let model: &str = &summary.model;
 
+    if model == CONTEXT_OVERFLOW_MODEL {
+        // OpenAI's shape for a prompt longer than the model's window, so gateways can test
+        // their context-window fallbacks.
+        let error = ErrorBody {
+            message: "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens. Please reduce the length of the messages.",
+            error_type: "invalid_request_error",
+            param: Some("messages"),
+            code: Some("context_length_exceeded"),
+        };
+        return error_body_plan(400, &error, knobs.latency);
+    }
     let (fault, latency) = fault_for(model, knobs, request_index);
 
     match fault {
@@ -338,6 +349,9 @@ pub fn plan(
         plan
     }
 }
+
+/// Model name for which the OpenAI-format mock answers 400 `context_length_exceeded`.
+pub const CONTEXT_OVERFLOW_MODEL: &str = "mock-context-overflow";
 
 /// The fault (if any) and head latency for a request to `model`: the model-name conventions
 /// (`mock-error-<status>`, `mock-reset`, `mock-cut`, `mock-hang`, `mock-slow`, `mock-slow-body`)

@@ -64,6 +64,21 @@ deployments = [{{ provider = "mock", model = "mock-reset" }}]
 fallbacks = ["gpt-4o-mini"]
 
 [[models]]
+name = "long-context"
+deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+
+[[models]]
+name = "short-context"
+deployments = [{{ provider = "mock", model = "mock-context-overflow" }}]
+fallbacks = ["bad-request"]
+context_fallbacks = ["long-context"]
+
+[[models]]
+name = "short-context-only"
+deployments = [{{ provider = "mock", model = "mock-context-overflow" }}]
+fallbacks = ["gpt-4o-mini"]
+
+[[models]]
 name = "bad-request"
 deployments = [{{ provider = "mock", model = "mock-error-400" }}]
 fallbacks = ["gpt-4o-mini"]
@@ -176,5 +191,22 @@ fn a_bad_request_is_not_retried_or_fallen_back() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.header("x-tollgate-attempts"), Some("1"));
     assert!(r.json()["error"]["message"].is_string());
+    gw.shutdown();
+}
+
+#[test]
+fn context_overflow_goes_to_the_context_fallbacks_only() {
+    let gw = start(config(&routing_toml(closed_port()), &[]), 1);
+    let r = chat(gw.addr(), "short-context", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Not the ordinary fallback (bad-request), and not a retry of the same model.
+    assert_eq!(r.header("x-tollgate-deployment"), Some("mock/gpt-4o-mini"));
+    assert_eq!(r.header("x-tollgate-attempts"), Some("2"));
+
+    // Without context fallbacks the overflow is the client's answer: ordinary fallbacks do not
+    // help a prompt that is too long.
+    let r = chat(gw.addr(), "short-context-only", false);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
     gw.shutdown();
 }
