@@ -15,7 +15,11 @@ fn example(name: &str) -> String {
 
 #[test]
 fn check_accepts_the_examples() {
-    for name in ["quickstart.toml", "openai-compatible.toml"] {
+    for name in [
+        "quickstart.toml",
+        "openai-compatible.toml",
+        "providers.toml",
+    ] {
         let out = Command::new(BIN)
             .args(["check", "--config", &example(name)])
             .output()

@@ -321,3 +321,59 @@ fn provider_errors_map_and_fall_back_across_providers() {
     gw.shutdown();
     up.shutdown();
 }
+
+#[test]
+fn the_providers_example_serves_every_model_against_local_mocks() {
+    let up = mock();
+    let root = format!("http://{}", up.addr());
+    let v1 = format!("{root}/v1");
+    let toml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/examples/providers.toml"
+    ))
+    .unwrap();
+    let env = [
+        ("OPENAI_BASE_URL", v1.as_str()),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("ANTHROPIC_BASE_URL", root.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ("GEMINI_BASE_URL", root.as_str()),
+        ("GEMINI_API_KEY", "gemini-test"),
+        ("AZURE_OPENAI_ENDPOINT", root.as_str()),
+        ("AZURE_OPENAI_API_KEY", "azure-test"),
+        ("BEDROCK_ENDPOINT", root.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-test"),
+    ];
+    let gw = start(config(&toml, &env), 1);
+    for model in [
+        "gpt-4o-mini",
+        "claude-sonnet",
+        "gemini-flash",
+        "azure-gpt",
+        "bedrock-claude",
+    ] {
+        let r = post(
+            gw.addr(),
+            "/v1/chat/completions",
+            Some(DEMO_KEY),
+            &chat_body(model, false),
+        );
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(r.json()["object"], "chat.completion", "{model}");
+    }
+    // `resilient` starts on a port where nothing listens and falls back to gpt-4o-mini.
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some(DEMO_KEY),
+        &chat_body("resilient", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-tollgate-deployment"),
+        Some("openai/gpt-4o-mini")
+    );
+    gw.shutdown();
+    up.shutdown();
+}
