@@ -27,7 +27,7 @@ use tollgate_protocol::openai::{
 use tollgate_protocol::sse::SseDecoder;
 
 use crate::builtin_mock::call_mock;
-use crate::conn::Downstream;
+use crate::conn::{Downstream, StreamFraming};
 use crate::error::GatewayError;
 use crate::router::AttemptResult;
 use crate::shared::{Backend, Shared, Wire};
@@ -889,6 +889,82 @@ enum StreamEnd {
     FailedBeforeFirstEvent(GatewayError),
 }
 
+/// What to do with a stream whose 200 head is held back until its first event.
+pub(crate) enum Commit {
+    /// Nothing to send yet: read more.
+    Wait,
+    /// The head is queued (now or earlier): write events with this framing.
+    Ready(StreamFraming),
+    /// The upstream ended or failed before its first event: nothing was written, so the
+    /// attempt may fail over.
+    FailedBeforeFirstEvent(GatewayError),
+}
+
+/// The held-back head of a streamed response.
+pub(crate) struct HeldStream<'a> {
+    framing: Option<StreamFraming>,
+    labels: &'a ResponseLabels,
+    keep_alive: bool,
+    version: Version,
+    provider: &'a str,
+}
+
+impl<'a> HeldStream<'a> {
+    pub(crate) fn new(
+        labels: &'a ResponseLabels,
+        keep_alive: bool,
+        version: Version,
+        provider: &'a str,
+    ) -> Self {
+        HeldStream {
+            framing: None,
+            labels,
+            keep_alive,
+            version,
+            provider,
+        }
+    }
+
+    /// Queue the head once there is a first event (`has_event`); before that, report a
+    /// finished (`finished`) upstream as a failure before the first event.
+    pub(crate) fn commit(
+        &mut self,
+        conn: &mut Downstream,
+        has_event: bool,
+        finished: bool,
+        failure: &mut Option<GatewayError>,
+    ) -> Commit {
+        if let Some(framing) = self.framing {
+            return Commit::Ready(framing);
+        }
+        if !has_event {
+            if !finished {
+                return Commit::Wait;
+            }
+            return Commit::FailedBeforeFirstEvent(failure.take().unwrap_or(
+                GatewayError::UpstreamClosed {
+                    provider: self.provider.to_owned(),
+                    when: "before the first event",
+                },
+            ));
+        }
+        let framing = conn.start_stream(
+            200,
+            b"text/event-stream",
+            &self.labels.headers(),
+            self.keep_alive,
+            self.version,
+        );
+        self.framing = Some(framing);
+        Commit::Ready(framing)
+    }
+
+    /// The framing, once the head is queued.
+    pub(crate) fn framing(&self) -> Option<StreamFraming> {
+        self.framing
+    }
+}
+
 /// Forward an SSE stream event by event. The 200 head is held back until the upstream's first
 /// event has arrived, so an upstream that dies before it can still be retried elsewhere; from
 /// then on every upstream read is forwarded as soon as the events it completes are decoded.
@@ -907,7 +983,7 @@ async fn stream_response(
         batch: BytesMut::new(),
         events: 0,
     };
-    let mut framing = None;
+    let mut held = HeldStream::new(ctx.labels, ctx.keep_alive, ctx.version, ctx.provider);
     let mut failure = None;
     loop {
         let ended = match response.next_chunk(&core.pools).await {
@@ -940,27 +1016,12 @@ async fn stream_response(
                 }
             }
         }
-        if framing.is_none() {
-            if relay.events == 0 {
-                if ended || failure.is_some() {
-                    return StreamEnd::FailedBeforeFirstEvent(failure.unwrap_or(
-                        GatewayError::UpstreamClosed {
-                            provider: ctx.provider.to_owned(),
-                            when: "before the first event",
-                        },
-                    ));
-                }
-                continue;
-            }
-            framing = Some(conn.start_stream(
-                200,
-                b"text/event-stream",
-                &ctx.labels.headers(),
-                ctx.keep_alive,
-                ctx.version,
-            ));
-        }
-        let Some(framing) = framing else { continue };
+        let finished = ended || failure.is_some();
+        let framing = match held.commit(conn, relay.events > 0, finished, &mut failure) {
+            Commit::Wait => continue,
+            Commit::FailedBeforeFirstEvent(e) => return StreamEnd::FailedBeforeFirstEvent(e),
+            Commit::Ready(framing) => framing,
+        };
         if !relay.batch.is_empty() {
             conn.stream_data(framing, &relay.batch);
             relay.batch.clear();
@@ -974,7 +1035,7 @@ async fn stream_response(
             break;
         }
     }
-    let Some(framing) = framing else {
+    let Some(framing) = held.framing() else {
         return StreamEnd::ClientGone;
     };
     let failure = failure.or_else(|| {

@@ -26,8 +26,8 @@ use crate::builtin_mock::call_mock;
 use crate::conn::{Downstream, StreamFraming};
 use crate::error::GatewayError;
 use crate::pipeline::{
-    AttemptEnd, ClientFormat, Failure, FailureKind, Outcome, RequestCtx, ResponseLabels,
-    MAX_ERROR_BODY, MAX_SSE_FRAME,
+    AttemptEnd, ClientFormat, Commit, Failure, FailureKind, HeldStream, Outcome, RequestCtx,
+    ResponseLabels, MAX_ERROR_BODY, MAX_SSE_FRAME,
 };
 use crate::router::AttemptResult;
 use crate::shared::{Backend, ProviderTarget};
@@ -440,7 +440,7 @@ async fn translated_stream(
     let created = now_unix();
     let mut chunks: Vec<ChatChunk> = Vec::new();
     let mut out = BytesMut::new();
-    let mut framing: Option<StreamFraming> = None;
+    let mut held = HeldStream::new(&info.labels, ctx.keep_alive, ctx.head.version, provider);
     let mut failure: Option<GatewayError> = None;
     let mut complete = false;
     loop {
@@ -467,27 +467,13 @@ async fn translated_stream(
         for mut chunk in chunks.drain(..) {
             client.push(&mut chunk, created, &mut out);
         }
-        if framing.is_none() {
-            if out.is_empty() {
-                if ended || failure.is_some() {
-                    // Nothing was sent yet: another deployment may still answer.
-                    let e = failure.unwrap_or(GatewayError::UpstreamClosed {
-                        provider: provider.clone(),
-                        when: "before the first event",
-                    });
-                    return failed(e, AttemptResult::Failure);
-                }
-                continue;
-            }
-            framing = Some(conn.start_stream(
-                200,
-                b"text/event-stream",
-                &info.labels.headers(),
-                ctx.keep_alive,
-                ctx.head.version,
-            ));
-        }
-        let Some(framing) = framing else { continue };
+        let finished = ended || failure.is_some();
+        let framing = match held.commit(conn, !out.is_empty(), finished, &mut failure) {
+            Commit::Wait => continue,
+            // Nothing was sent yet: another deployment may still answer.
+            Commit::FailedBeforeFirstEvent(e) => return failed(e, AttemptResult::Failure),
+            Commit::Ready(framing) => framing,
+        };
         if ended || failure.is_some() {
             if failure.is_none() && !complete {
                 failure = Some(GatewayError::UpstreamClosed {
@@ -660,7 +646,7 @@ async fn native_stream(
     let mut usage = NativeUsageTracker::new();
     let mut pending = BytesMut::new();
     let mut batch = BytesMut::new();
-    let mut framing: Option<StreamFraming> = None;
+    let mut held = HeldStream::new(&info.labels, ctx.keep_alive, ctx.head.version, provider);
     let mut failure: Option<GatewayError> = None;
     let mut stopped = false;
     let mut events = 0usize;
@@ -713,26 +699,12 @@ async fn native_stream(
                 }
             }
         }
-        if framing.is_none() {
-            if events == 0 {
-                if ended || failure.is_some() {
-                    let e = failure.unwrap_or(GatewayError::UpstreamClosed {
-                        provider: provider.clone(),
-                        when: "before the first event",
-                    });
-                    return failed(e, AttemptResult::Failure);
-                }
-                continue;
-            }
-            framing = Some(conn.start_stream(
-                200,
-                b"text/event-stream",
-                &info.labels.headers(),
-                ctx.keep_alive,
-                ctx.head.version,
-            ));
-        }
-        let Some(framing) = framing else { continue };
+        let finished = ended || failure.is_some();
+        let framing = match held.commit(conn, events > 0, finished, &mut failure) {
+            Commit::Wait => continue,
+            Commit::FailedBeforeFirstEvent(e) => return failed(e, AttemptResult::Failure),
+            Commit::Ready(framing) => framing,
+        };
         // Read to the end of the body (so the connection can be pooled); the stream is
         // complete only if `message_stop` came.
         let done = ended;
