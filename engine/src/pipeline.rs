@@ -965,6 +965,68 @@ impl<'a> HeldStream<'a> {
     }
 }
 
+/// An upstream SSE body decoded frame by frame as it arrives.
+pub(crate) struct SseReader {
+    decoder: SseDecoder,
+    pending: BytesMut,
+}
+
+impl SseReader {
+    pub(crate) fn new() -> Self {
+        SseReader {
+            decoder: SseDecoder::new(MAX_SSE_FRAME),
+            pending: BytesMut::new(),
+        }
+    }
+
+    /// Read the next piece of the body and hand every frame it completes to `on_frame`.
+    /// Returns true once the body has ended; a read or framing failure is recorded in
+    /// `failure` (the first one wins).
+    pub(crate) async fn read(
+        &mut self,
+        response: &mut UpstreamResponse,
+        core: &Core,
+        provider: &str,
+        failure: &mut Option<GatewayError>,
+        mut on_frame: impl FnMut(tollgate_protocol::sse::SseFrame),
+    ) -> bool {
+        let ended = match response.next_chunk(&core.pools).await {
+            Ok(Some(chunk)) => {
+                self.pending.extend_from_slice(&chunk);
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                failure.get_or_insert(e);
+                true
+            }
+        };
+        loop {
+            // Once the upstream has ended, a trailing CR terminates its line.
+            let next = if ended {
+                self.decoder.decode_final(&mut self.pending)
+            } else {
+                self.decoder.decode(&mut self.pending)
+            };
+            match next {
+                Ok(Some(frame)) => on_frame(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    failure.get_or_insert(GatewayError::UpstreamProtocol {
+                        provider: provider.to_owned(),
+                        reason: format!("invalid event stream: {e}"),
+                    });
+                    break;
+                }
+            }
+        }
+        if ended {
+            self.decoder.finish(&mut self.pending);
+        }
+        ended
+    }
+}
+
 /// Forward an SSE stream event by event. The 200 head is held back until the upstream's first
 /// event has arrived, so an upstream that dies before it can still be retried elsewhere; from
 /// then on every upstream read is forwarded as soon as the events it completes are decoded.
@@ -974,8 +1036,7 @@ async fn stream_response(
     response: &mut UpstreamResponse,
     ctx: StreamCtx<'_>,
 ) -> StreamEnd {
-    let mut decoder = SseDecoder::new(MAX_SSE_FRAME);
-    let mut pending = BytesMut::new();
+    let mut reader = SseReader::new();
     let mut relay = SseRelay {
         client_wants_usage: ctx.client_wants_usage,
         saw_done: false,
@@ -986,36 +1047,11 @@ async fn stream_response(
     let mut held = HeldStream::new(ctx.labels, ctx.keep_alive, ctx.version, ctx.provider);
     let mut failure = None;
     loop {
-        let ended = match response.next_chunk(&core.pools).await {
-            Ok(Some(chunk)) => {
-                pending.extend_from_slice(&chunk);
-                false
-            }
-            Ok(None) => true,
-            Err(e) => {
-                failure = Some(e);
-                true
-            }
-        };
-        loop {
-            // Once the upstream has ended, a trailing CR terminates its line.
-            let next = if ended {
-                decoder.decode_final(&mut pending)
-            } else {
-                decoder.decode(&mut pending)
-            };
-            match next {
-                Ok(Some(frame)) => relay.on_frame(frame, &mut core.scratch.borrow_mut()),
-                Ok(None) => break,
-                Err(e) => {
-                    failure.get_or_insert(GatewayError::UpstreamProtocol {
-                        provider: ctx.provider.to_owned(),
-                        reason: format!("invalid event stream: {e}"),
-                    });
-                    break;
-                }
-            }
-        }
+        let ended = reader
+            .read(response, core, ctx.provider, &mut failure, |frame| {
+                relay.on_frame(frame, &mut core.scratch.borrow_mut())
+            })
+            .await;
         let finished = ended || failure.is_some();
         let framing = match held.commit(conn, relay.events > 0, finished, &mut failure) {
             Commit::Wait => continue,
@@ -1031,7 +1067,6 @@ async fn stream_response(
             }
         }
         if ended || failure.is_some() {
-            decoder.finish(&mut pending);
             break;
         }
     }

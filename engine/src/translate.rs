@@ -20,14 +20,13 @@ use tollgate_protocol::chat::{ChatChunk, ChatRequest};
 use tollgate_protocol::error_body::ErrorBody;
 use tollgate_protocol::openai::Endpoint;
 use tollgate_protocol::providers::{ErrorKind, ProviderError, UpstreamRequest};
-use tollgate_protocol::sse::SseDecoder;
 
 use crate::builtin_mock::call_mock;
 use crate::conn::{Downstream, StreamFraming};
 use crate::error::GatewayError;
 use crate::pipeline::{
     AttemptEnd, ClientFormat, Commit, Failure, FailureKind, HeldStream, Outcome, RequestCtx,
-    ResponseLabels, MAX_ERROR_BODY, MAX_SSE_FRAME,
+    ResponseLabels, SseReader, MAX_ERROR_BODY,
 };
 use crate::router::AttemptResult;
 use crate::shared::{Backend, ProviderTarget};
@@ -234,6 +233,37 @@ fn answered(outcome: Outcome, result: AttemptResult, ttfb: Option<Duration>) -> 
     }
 }
 
+/// Send `request`; an error status is classified (and answered or failed over) here. Returns
+/// the successful response and its time to head, or how the attempt ended.
+async fn send_checked(
+    core: &Core,
+    conn: &mut Downstream,
+    ctx: &RequestCtx<'_>,
+    info: &AttemptInfo<'_>,
+    request: UpstreamRequest,
+    pass_through_errors: bool,
+) -> Result<(UpstreamResponse, Option<Duration>), Ended> {
+    let started = Instant::now();
+    let mut response = match send(core, info, request).await {
+        Ok(r) => r,
+        Err(e) => return Err(failed(e, AttemptResult::Failure)),
+    };
+    let ttfb = Some(started.elapsed());
+    let status = response.head.status;
+    if status < 400 {
+        return Ok((response, ttfb));
+    }
+    let body = match response.collect(&core.pools).await {
+        Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
+        Err(e) => return Err(failed(e, AttemptResult::Failure)),
+    };
+    let pass = pass_through_errors.then(|| body.clone());
+    let retry_after = response.head.retry_after;
+    let mut ended = upstream_error(conn, ctx, info, status, retry_after, &body, pass).await;
+    ended.ttfb = ttfb;
+    Err(ended)
+}
+
 /// One translated attempt: canonical request -> provider -> canonical answer -> client format.
 pub(crate) async fn attempt_translated(
     core: &Core,
@@ -271,31 +301,10 @@ pub(crate) async fn attempt_translated(
             );
         }
     };
-    let started = Instant::now();
-    let mut response = match send(core, &info, request).await {
+    let (mut response, ttfb) = match send_checked(core, conn, ctx, &info, request, false).await {
         Ok(r) => r,
-        Err(e) => return failed(e, AttemptResult::Failure),
+        Err(ended) => return ended,
     };
-    let ttfb = Some(started.elapsed());
-    let status = response.head.status;
-    if status >= 400 {
-        let body = match response.collect(&core.pools).await {
-            Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
-            Err(e) => return failed(e, AttemptResult::Failure),
-        };
-        let mut ended = upstream_error(
-            conn,
-            ctx,
-            &info,
-            status,
-            response.head.retry_after,
-            &body,
-            None,
-        )
-        .await;
-        ended.ttfb = ttfb;
-        return ended;
-    }
     let mut ended = if ctx.streaming {
         translated_stream(core, conn, ctx, &info, &mut response).await
     } else {
@@ -571,32 +580,11 @@ pub(crate) async fn attempt_native_anthropic(
         headers,
         body: body.freeze(),
     };
-    let started = Instant::now();
-    let mut response = match send(core, &info, request).await {
+    let (mut response, ttfb) = match send_checked(core, conn, ctx, &info, request, true).await {
         Ok(r) => r,
-        Err(e) => return failed(e, AttemptResult::Failure),
+        Err(ended) => return ended,
     };
-    let ttfb = Some(started.elapsed());
     let status = response.head.status;
-    if status >= 400 {
-        let body = match response.collect(&core.pools).await {
-            Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
-            Err(e) => return failed(e, AttemptResult::Failure),
-        };
-        let pass = body.clone();
-        let mut ended = upstream_error(
-            conn,
-            ctx,
-            &info,
-            status,
-            response.head.retry_after,
-            &body,
-            Some(pass),
-        )
-        .await;
-        ended.ttfb = ttfb;
-        return ended;
-    }
     let is_sse = response
         .head
         .content_type
@@ -642,62 +630,39 @@ async fn native_stream(
     response: &mut UpstreamResponse,
 ) -> Ended {
     let provider = &info.provider.name;
-    let mut decoder = SseDecoder::new(MAX_SSE_FRAME);
+    let mut reader = SseReader::new();
     let mut usage = NativeUsageTracker::new();
-    let mut pending = BytesMut::new();
     let mut batch = BytesMut::new();
     let mut held = HeldStream::new(&info.labels, ctx.keep_alive, ctx.head.version, provider);
     let mut failure: Option<GatewayError> = None;
     let mut stopped = false;
+    let mut error_event = false;
     let mut events = 0usize;
     loop {
-        let ended = match response.next_chunk(&core.pools).await {
-            Ok(Some(bytes)) => {
-                pending.extend_from_slice(&bytes);
-                false
-            }
-            Ok(None) => true,
-            Err(e) => {
-                failure = Some(e);
-                true
-            }
-        };
-        loop {
-            let next = if ended {
-                decoder.decode_final(&mut pending)
-            } else {
-                decoder.decode(&mut pending)
-            };
-            match next {
-                Ok(Some(frame)) => {
-                    events += 1;
-                    match frame.event.as_deref() {
-                        Some("message_stop") => stopped = true,
-                        Some("error") => {
-                            // Forwarded as is; the stream is over for the router's purposes.
-                            failure.get_or_insert(GatewayError::UpstreamStreamError {
-                                provider: provider.clone(),
-                                status: 500,
-                                message: "error event in the upstream stream".into(),
-                            });
-                            stopped = true;
-                        }
-                        _ => {}
+        let ended = reader
+            .read(response, core, provider, &mut failure, |frame| {
+                events += 1;
+                match frame.event.as_deref() {
+                    Some("message_stop") => stopped = true,
+                    Some("error") => {
+                        // Forwarded as is; the stream is over for the router's purposes.
+                        error_event = true;
+                        stopped = true;
                     }
-                    if let Some(data) = frame.data.as_deref() {
-                        usage.observe(data.as_bytes());
-                    }
-                    batch.extend_from_slice(&frame.raw);
+                    _ => {}
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    failure.get_or_insert(GatewayError::UpstreamProtocol {
-                        provider: provider.clone(),
-                        reason: format!("invalid event stream: {e}"),
-                    });
-                    break;
+                if let Some(data) = frame.data.as_deref() {
+                    usage.observe(data.as_bytes());
                 }
-            }
+                batch.extend_from_slice(&frame.raw);
+            })
+            .await;
+        if error_event {
+            failure.get_or_insert(GatewayError::UpstreamStreamError {
+                provider: provider.clone(),
+                status: 500,
+                message: "error event in the upstream stream".into(),
+            });
         }
         let finished = ended || failure.is_some();
         let framing = match held.commit(conn, events > 0, finished, &mut failure) {
