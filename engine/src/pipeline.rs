@@ -522,7 +522,7 @@ async fn attempt(
                 provider_index,
                 upstream_model: &deployment.model,
                 first_byte_timeout,
-                labels: ResponseLabels::new(deployment, attempt_number),
+                labels: ResponseLabels::new(shared, model, deployment_index, attempt_number),
             };
             core.router.borrow_mut().start(model, deployment_index);
             let ended = match (format, wire, native) {
@@ -670,7 +670,7 @@ async fn attempt(
             });
         }
         // The request itself is wrong: no other deployment will do better.
-        let labels = ResponseLabels::new(deployment, attempt_number);
+        let labels = ResponseLabels::new(shared, model, deployment_index, attempt_number);
         let content_type = response
             .head
             .content_type
@@ -702,7 +702,7 @@ async fn attempt(
     }
 
     // Phase 7: respond.
-    let labels = ResponseLabels::new(deployment, attempt_number);
+    let labels = ResponseLabels::new(shared, model, deployment_index, attempt_number);
     let is_sse = response
         .head
         .content_type
@@ -779,23 +779,32 @@ fn is_context_overflow(body: &[u8]) -> bool {
 }
 
 /// Response headers naming the deployment that answered and the attempts it took.
-pub(crate) struct ResponseLabels {
-    deployment: String,
-    attempts: String,
+pub(crate) struct ResponseLabels<'a> {
+    /// `<provider>/<upstream model>`, built once per config (see `Shared::deployment_label`).
+    deployment: &'a str,
+    /// The attempt count in decimal, formatted once on the stack.
+    attempts: [u8; 10],
+    attempts_len: usize,
 }
 
-impl ResponseLabels {
-    pub(crate) fn new(deployment: &tollgate_config::DeploymentConfig, attempts: u32) -> Self {
+impl<'a> ResponseLabels<'a> {
+    pub(crate) fn new(shared: &'a Shared, model: usize, deployment: usize, attempts: u32) -> Self {
+        let mut digits = [0u8; 10];
+        let mut buffer = itoa::Buffer::new();
+        let text = buffer.format(attempts).as_bytes();
+        let len = text.len().min(digits.len());
+        digits[..len].copy_from_slice(&text[..len]);
         ResponseLabels {
-            deployment: format!("{}/{}", deployment.provider_name, deployment.model),
-            attempts: attempts.to_string(),
+            deployment: shared.deployment_label(model, deployment),
+            attempts: digits,
+            attempts_len: len,
         }
     }
 
     pub(crate) fn headers(&self) -> [(&str, &[u8]); 2] {
         [
             ("x-tollgate-deployment", self.deployment.as_bytes()),
-            ("x-tollgate-attempts", self.attempts.as_bytes()),
+            ("x-tollgate-attempts", &self.attempts[..self.attempts_len]),
         ]
     }
 }
@@ -804,7 +813,7 @@ async fn whole_response(
     core: &Core,
     conn: &mut Downstream,
     response: &mut UpstreamResponse,
-    labels: &ResponseLabels,
+    labels: &ResponseLabels<'_>,
     ctx: &RequestCtx<'_>,
 ) -> Result<Outcome, GatewayError> {
     let body = response.collect(&core.pools).await?;
@@ -877,7 +886,7 @@ struct StreamCtx<'a> {
     client_wants_usage: bool,
     keep_alive: bool,
     version: Version,
-    labels: &'a ResponseLabels,
+    labels: &'a ResponseLabels<'a>,
 }
 
 enum StreamEnd {
@@ -903,7 +912,7 @@ pub(crate) enum Commit {
 /// The held-back head of a streamed response.
 pub(crate) struct HeldStream<'a> {
     framing: Option<StreamFraming>,
-    labels: &'a ResponseLabels,
+    labels: &'a ResponseLabels<'a>,
     keep_alive: bool,
     version: Version,
     provider: &'a str,
@@ -911,7 +920,7 @@ pub(crate) struct HeldStream<'a> {
 
 impl<'a> HeldStream<'a> {
     pub(crate) fn new(
-        labels: &'a ResponseLabels,
+        labels: &'a ResponseLabels<'a>,
         keep_alive: bool,
         version: Version,
         provider: &'a str,

@@ -61,6 +61,9 @@ pub struct Shared {
     pub upstream_limits: Limits,
     /// The `GET /v1/models` body (every configured model).
     pub models_body: Bytes,
+    /// `[model][deployment]` -> `<provider>/<upstream model>`, the `x-tollgate-deployment`
+    /// header value.
+    deployment_labels: Vec<Vec<String>>,
 }
 
 /// How the request path reaches one provider.
@@ -337,7 +340,18 @@ impl Shared {
         };
         let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
         let models_body = tollgate_protocol::openai::models_list(&names, "tollgate", created_at());
+        let deployment_labels = config
+            .models
+            .iter()
+            .map(|m| {
+                m.deployments
+                    .iter()
+                    .map(|d| format!("{}/{}", d.provider_name, d.model))
+                    .collect()
+            })
+            .collect();
         Ok(Arc::new(Shared {
+            deployment_labels,
             keys,
             models,
             providers,
@@ -352,6 +366,14 @@ impl Shared {
 // === impl Shared (routing) ===
 
 impl Shared {
+    /// The `x-tollgate-deployment` value of a deployment.
+    pub fn deployment_label(&self, model: usize, deployment: usize) -> &str {
+        self.deployment_labels
+            .get(model)
+            .and_then(|m| m.get(deployment))
+            .map_or("", String::as_str)
+    }
+
     /// Fresh per-core routing state for this config. `seed` decorrelates the cores' jitter.
     pub fn new_router(&self, seed: u64) -> Router {
         let models = self

@@ -44,7 +44,7 @@ pub(crate) struct AttemptInfo<'a> {
     /// First-byte limit for this deployment.
     pub(crate) first_byte_timeout: Duration,
     /// Response headers naming the deployment.
-    pub(crate) labels: ResponseLabels,
+    pub(crate) labels: ResponseLabels<'a>,
 }
 
 /// How an attempt ended, with what to tell the router.
