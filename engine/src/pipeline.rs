@@ -542,6 +542,7 @@ async fn attempt(
                         end: AttemptEnd::Answered(answer_error(conn, &e, ctx)),
                         result: AttemptResult::Neutral,
                         ttfb: None,
+                        first_event_at: None,
                     }
                 }
                 _ => match ctx.canonical() {
@@ -557,6 +558,7 @@ async fn attempt(
                             end: AttemptEnd::Answered(answer_error(conn, &e, ctx)),
                             result: AttemptResult::Neutral,
                             ttfb: None,
+                            first_event_at: None,
                         }
                     }
                 },
@@ -720,13 +722,16 @@ async fn attempt(
             StreamEnd::Done {
                 outcome,
                 upstream_ok,
+                first_event_at,
             } => {
                 let result = if upstream_ok {
                     AttemptResult::Success
                 } else {
                     AttemptResult::Failure
                 };
-                finish(result, ttfb);
+                // Streams are ranked by time to first token, not to the response head.
+                let ttft = first_event_at.map(|t| t.saturating_duration_since(started));
+                finish(result, ttft.or(ttfb));
                 AttemptEnd::Answered(outcome)
             }
             StreamEnd::ClientGone => {
@@ -891,7 +896,12 @@ struct StreamCtx<'a> {
 
 enum StreamEnd {
     /// The stream was answered (completely, or ended with an SSE error event).
-    Done { outcome: Outcome, upstream_ok: bool },
+    Done {
+        outcome: Outcome,
+        upstream_ok: bool,
+        /// When the first event went out.
+        first_event_at: Option<Instant>,
+    },
     /// The client left mid-stream.
     ClientGone,
     /// The upstream failed before its first event: nothing was written, another attempt may.
@@ -912,6 +922,8 @@ pub(crate) enum Commit {
 /// The held-back head of a streamed response.
 pub(crate) struct HeldStream<'a> {
     framing: Option<StreamFraming>,
+    /// When the first event went out (time to first token, for the router).
+    committed_at: Option<Instant>,
     labels: &'a ResponseLabels<'a>,
     keep_alive: bool,
     version: Version,
@@ -927,6 +939,7 @@ impl<'a> HeldStream<'a> {
     ) -> Self {
         HeldStream {
             framing: None,
+            committed_at: None,
             labels,
             keep_alive,
             version,
@@ -965,7 +978,13 @@ impl<'a> HeldStream<'a> {
             self.version,
         );
         self.framing = Some(framing);
+        self.committed_at = Some(Instant::now());
         Commit::Ready(framing)
+    }
+
+    /// When the first event was ready to go out, if it was.
+    pub(crate) fn first_event_at(&self) -> Option<Instant> {
+        self.committed_at
     }
 
     /// The framing, once the head is queued.
@@ -1103,5 +1122,6 @@ async fn stream_response(
     StreamEnd::Done {
         outcome: Outcome { keep_alive },
         upstream_ok,
+        first_event_at: held.first_event_at(),
     }
 }

@@ -49,6 +49,8 @@ pub(crate) struct AttemptInfo<'a> {
 
 /// How an attempt ended, with what to tell the router.
 pub(crate) struct Ended {
+    /// When a stream's first event went out (ranks deployments by time to first token).
+    pub(crate) first_event_at: Option<Instant>,
     /// The attempt's end for the chain.
     pub(crate) end: AttemptEnd,
     /// Health verdict on the deployment.
@@ -192,6 +194,7 @@ async fn upstream_error(
             }),
             result,
             ttfb: None,
+            first_event_at: None,
         };
     }
     let sent = conn
@@ -210,6 +213,7 @@ async fn upstream_error(
         }),
         result,
         ttfb: None,
+        first_event_at: None,
     }
 }
 
@@ -222,6 +226,7 @@ fn failed(e: GatewayError, result: AttemptResult) -> Ended {
         }),
         result,
         ttfb: None,
+        first_event_at: None,
     }
 }
 
@@ -230,6 +235,7 @@ fn answered(outcome: Outcome, result: AttemptResult, ttfb: Option<Duration>) -> 
         end: AttemptEnd::Answered(outcome),
         result,
         ttfb,
+        first_event_at: None,
     }
 }
 
@@ -242,7 +248,7 @@ async fn send_checked(
     info: &AttemptInfo<'_>,
     request: UpstreamRequest,
     pass_through_errors: bool,
-) -> Result<(UpstreamResponse, Option<Duration>), Ended> {
+) -> Result<(UpstreamResponse, Instant, Option<Duration>), Ended> {
     let started = Instant::now();
     let mut response = match send(core, info, request).await {
         Ok(r) => r,
@@ -251,7 +257,7 @@ async fn send_checked(
     let ttfb = Some(started.elapsed());
     let status = response.head.status;
     if status < 400 {
-        return Ok((response, ttfb));
+        return Ok((response, started, ttfb));
     }
     let body = match response.collect(&core.pools).await {
         Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
@@ -301,16 +307,21 @@ pub(crate) async fn attempt_translated(
             );
         }
     };
-    let (mut response, ttfb) = match send_checked(core, conn, ctx, &info, request, false).await {
-        Ok(r) => r,
-        Err(ended) => return ended,
-    };
+    let (mut response, started, ttfb) =
+        match send_checked(core, conn, ctx, &info, request, false).await {
+            Ok(r) => r,
+            Err(ended) => return ended,
+        };
     let mut ended = if ctx.streaming {
         translated_stream(core, conn, ctx, &info, &mut response).await
     } else {
         translated_whole(core, conn, ctx, &info, &mut response).await
     };
-    ended.ttfb = ttfb;
+    ended.ttfb = match (ended.first_event_at, ttfb) {
+        // Streams are ranked by time to first token, not to the response head.
+        (Some(first), Some(_)) => Some(first.saturating_duration_since(started)),
+        _ => ttfb,
+    };
     ended
 }
 
@@ -509,13 +520,15 @@ async fn translated_stream(
             } else {
                 AttemptResult::Success
             };
-            return answered(
+            let mut done = answered(
                 Outcome {
                     keep_alive: keep_alive && flushed,
                 },
                 result,
                 None,
             );
+            done.first_event_at = held.first_event_at();
+            return done;
         }
         if conn.flush().await.is_err() {
             return answered(Outcome { keep_alive: false }, AttemptResult::Neutral, None);
@@ -580,10 +593,11 @@ pub(crate) async fn attempt_native_anthropic(
         headers,
         body: body.freeze(),
     };
-    let (mut response, ttfb) = match send_checked(core, conn, ctx, &info, request, true).await {
-        Ok(r) => r,
-        Err(ended) => return ended,
-    };
+    let (mut response, started, ttfb) =
+        match send_checked(core, conn, ctx, &info, request, true).await {
+            Ok(r) => r,
+            Err(ended) => return ended,
+        };
     let status = response.head.status;
     let is_sse = response
         .head
@@ -617,7 +631,11 @@ pub(crate) async fn attempt_native_anthropic(
             }
         }
     };
-    ended.ttfb = ttfb;
+    ended.ttfb = match (ended.first_event_at, ttfb) {
+        // Streams are ranked by time to first token, not to the response head.
+        (Some(first), Some(_)) => Some(first.saturating_duration_since(started)),
+        _ => ttfb,
+    };
     ended
 }
 
@@ -698,13 +716,15 @@ async fn native_stream(
             } else {
                 AttemptResult::Success
             };
-            return answered(
+            let mut done = answered(
                 Outcome {
                     keep_alive: ctx.keep_alive && flushed && framing == StreamFraming::Chunked,
                 },
                 result,
                 None,
             );
+            done.first_event_at = held.first_event_at();
+            return done;
         }
         if conn.flush().await.is_err() {
             return answered(Outcome { keep_alive: false }, AttemptResult::Neutral, None);
