@@ -1,7 +1,9 @@
 //! The mock provider's brain: given an OpenAI request and a set of knobs, plan the exact bytes a
 //! provider would send back and the pauses between them. Shared by the standalone mock server
 //! (`tollgate-loadgen`) and the gateway's built-in `kind = "mock"` provider, each of which drives
-//! the plan with its own timers and sockets.
+//! the plan with its own timers and sockets. It also holds the one copy of what the
+//! vendor-format mocks (`providers::*_mock`) share: the generated text, token estimates, fault
+//! answers, JSON and stream pacing, slow bodies and the tool convention.
 //!
 //! Must never read a clock, draw randomness or touch a socket: the same request sequence always
 //! yields the same plans, byte for byte.
@@ -64,6 +66,10 @@ pub const MOCK_TOOL_ARGUMENT_PIECES: &[&str] = &["{\"city\"", ":\"Par", "is\"}"]
 
 /// Shared tool convention: the answer to a tool result is this prefix and the result's text.
 pub const MOCK_TOOL_RESULT_PREFIX: &str = "Tool said: ";
+
+/// Shared tool convention as the Anthropic and Bedrock mocks stream it: [`MOCK_TOOL_ARGUMENTS`]
+/// cut in two halves.
+pub const MOCK_TOOL_ARGUMENT_HALVES: [&str; 2] = ["{\"city\":", "\"Paris\"}"];
 
 /// The generated text cycles through these pieces; one piece is one completion "token".
 const WORDS: &[&str] = &[
@@ -184,6 +190,19 @@ pub struct MockPlan {
 #[error("invalid fault {0:?}: expected status:<100-599>, reset, cut, slow-body or hang")]
 pub struct ParseFaultError(pub String);
 
+// === impl MockPlan ===
+
+impl MockPlan {
+    /// A 200 answer made of `steps`, serving `usage`.
+    pub fn success(steps: Vec<MockStep>, usage: Usage) -> Self {
+        Self {
+            steps,
+            status: Some(200),
+            usage,
+        }
+    }
+}
+
 // === impl MockKnobs ===
 
 impl Default for MockKnobs {
@@ -197,6 +216,18 @@ impl Default for MockKnobs {
             embedding_dims: 16,
             response_bytes: None,
             fault: None,
+        }
+    }
+}
+
+impl MockKnobs {
+    /// How many tokens an answer generates before any `max_tokens` cap: [`Self::chunks`] for a
+    /// stream, [`Self::completion_tokens`] for one body.
+    pub fn requested_tokens(&self, stream: bool) -> u32 {
+        if stream {
+            self.chunks
+        } else {
+            self.completion_tokens
         }
     }
 }
@@ -305,18 +336,14 @@ pub fn plan(
         return error_body_plan(400, &error, knobs.latency);
     }
     let (fault, latency) = fault_for(model, knobs, request_index);
-
-    match fault {
-        Some(FaultKind::Status(status)) => {
-            return error_plan_with_delay(status, &injected_error_message(status), latency)
-        }
-        Some(FaultKind::Reset) => return no_answer(MockStep::Reset),
-        Some(FaultKind::Hang) => return no_answer(MockStep::Hang),
-        Some(FaultKind::CutStream | FaultKind::SlowBody) | None => {}
+    if let Some(answer) = fault_answer(fault, |status| {
+        error_plan_with_delay(status, &injected_error_message(status), latency)
+    }) {
+        return answer;
     }
 
     let text = scan_text(body);
-    let prompt_tokens = (text.text_bytes.div_ceil(4)).max(1) as u64;
+    let prompt_tokens = estimate_tokens(text.text_bytes);
     let max_tokens = summary.max_tokens;
     let response = Response {
         id: request_index,
@@ -342,12 +369,7 @@ pub fn plan(
         let pieces = padded_pieces(tokens, knobs.response_bytes);
         response.json(pieces, tokens < knobs.completion_tokens)
     };
-
-    if fault == Some(FaultKind::SlowBody) {
-        slow_body(plan)
-    } else {
-        plan
-    }
+    slow_body_if(fault, plan)
 }
 
 /// Model name for which the OpenAI-format mock answers 400 `context_length_exceeded`.
@@ -406,6 +428,103 @@ pub fn no_answer_plan(step: MockStep) -> MockPlan {
     no_answer(step)
 }
 
+/// The whole answer when `fault` leaves no room for a normal one: `Status` is answered by
+/// `error(status)` (in the vendor's error shape), `Reset` and `Hang` send nothing. `None` for a
+/// cut, a slow body or no fault: the caller plans the answer (see [`json_answer`],
+/// [`pace_stream`], [`slow_body_if`]).
+pub fn fault_answer(
+    fault: Option<FaultKind>,
+    error: impl FnOnce(u16) -> MockPlan,
+) -> Option<MockPlan> {
+    match fault? {
+        FaultKind::Status(status) => Some(error(status)),
+        FaultKind::Reset => Some(no_answer(MockStep::Reset)),
+        FaultKind::Hang => Some(no_answer(MockStep::Hang)),
+        FaultKind::CutStream | FaultKind::SlowBody => None,
+    }
+}
+
+/// A 200 JSON answer after `latency`: all of `body` then `End`, serving `served`; or, when
+/// `cut`, only its first half (short of the Content-Length the head announces) then `Reset`,
+/// serving `cut_served`.
+pub fn json_answer(
+    body: Bytes,
+    latency: Duration,
+    cut: bool,
+    served: Usage,
+    cut_served: Usage,
+) -> MockPlan {
+    let len = body.len();
+    let (body, last, usage) = if cut {
+        (body.slice(..len / 2), MockStep::Reset, cut_served)
+    } else {
+        (body, MockStep::End, served)
+    };
+    let head = MockStep::Head {
+        delay: latency,
+        status: 200,
+        content_type: CONTENT_TYPE_JSON,
+        body_len: Some(len),
+    };
+    let body = MockStep::Body {
+        delay: Duration::ZERO,
+        bytes: body,
+    };
+    MockPlan::success(vec![head, body, last], usage)
+}
+
+/// Paces a streamed answer the way every mock format does, appending to `steps` (the head and
+/// whatever goes out at once). `opening` (such as OpenAI's role chunk) goes out with chunk 0
+/// after `knobs.ttft`, chunks `1..count` follow `knobs.chunk_delay` apart, then the bytes
+/// `closing` writes (finish, usage, terminator) at once, or after `ttft` when `count` is 0, and
+/// `End`; no step is added when there is nothing to close with. A `cut` stream sends only
+/// chunks `0..count / 2` (the opening alone, after `ttft`, when that is none) and then `Reset`.
+/// `write_chunk(i, out)` appends chunk `i` to `out`.
+pub fn pace_stream(
+    steps: &mut Vec<MockStep>,
+    knobs: &MockKnobs,
+    mut out: BytesMut,
+    count: usize,
+    cut: bool,
+    mut write_chunk: impl FnMut(usize, &mut BytesMut),
+    closing: impl FnOnce(&mut BytesMut),
+) {
+    let sent = if cut { count / 2 } else { count };
+    for i in 0..sent {
+        write_chunk(i, &mut out);
+        steps.push(MockStep::Body {
+            delay: if i == 0 {
+                knobs.ttft
+            } else {
+                knobs.chunk_delay
+            },
+            bytes: out.split().freeze(),
+        });
+    }
+    if cut {
+        if !out.is_empty() {
+            steps.push(MockStep::Body {
+                delay: knobs.ttft,
+                bytes: out.freeze(),
+            });
+        }
+        steps.push(MockStep::Reset);
+        return;
+    }
+    closing(&mut out);
+    if !out.is_empty() {
+        steps.push(MockStep::Body {
+            delay: if count == 0 {
+                knobs.ttft
+            } else {
+                Duration::ZERO
+            },
+            bytes: out.freeze(),
+        });
+    }
+    steps.push(MockStep::End);
+}
+
 /// Plans an error answer: `status` with an OpenAI error body whose type matches the status
 /// (see [`error_type_for_status`]). For the mock server's own errors (unknown route, bad HTTP).
 pub fn error_plan(status: u16, message: &str) -> MockPlan {
@@ -454,7 +573,8 @@ fn model_convention(model: &str) -> Option<Convention> {
     Some(Convention::Fault(kind))
 }
 
-fn injected_error_message(status: u16) -> String {
+/// The message of an injected error status (OpenAI and Anthropic wording).
+pub fn injected_error_message(status: u16) -> String {
     match status {
         429 => "Rate limit reached (injected by the mock provider).".to_owned(),
         _ => format!("The mock provider was asked to fail with status {status}."),
@@ -493,7 +613,8 @@ fn no_answer(step: MockStep) -> MockPlan {
     }
 }
 
-fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+/// The usage a mock answer serves: these counts, their total, nothing cached.
+pub fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
     Usage {
         prompt_tokens,
         completion_tokens,
@@ -502,18 +623,24 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
     }
 }
 
+/// The mock's token estimate for `text_bytes` bytes of text: a quarter, rounded up, at least 1.
+pub fn estimate_tokens(text_bytes: usize) -> u64 {
+    text_bytes.div_ceil(4).max(1) as u64
+}
+
 // === generated text ===
 
 /// `requested` capped by the request's `max_tokens`.
-fn cap_tokens(requested: u32, max_tokens: Option<u64>) -> u32 {
+pub fn cap_tokens(requested: u32, max_tokens: Option<u64>) -> u32 {
     match max_tokens {
         Some(max) if max < u64::from(requested) => max as u32,
         _ => requested,
     }
 }
 
-/// The `i`-th generated piece ("token").
-fn piece(i: usize) -> &'static str {
+/// The `i`-th piece ("token") of the text every mock format generates: the words cycle, and the
+/// first has no leading space.
+pub fn generated_piece(i: usize) -> &'static str {
     let word = WORDS[i % WORDS.len()];
     if i == 0 {
         &word[1..]
@@ -530,16 +657,31 @@ fn padded_pieces(base: u32, target: Option<usize>) -> (usize, usize) {
     let Some(target) = target else {
         return (base, usize::MAX);
     };
-    let mut len: usize = (0..base).map(|i| piece(i).len()).sum();
+    let mut len: usize = (0..base).map(|i| generated_piece(i).len()).sum();
     if len >= target {
         return (base, usize::MAX);
     }
     let mut count = base;
     while len < target {
-        len += piece(count).len();
+        len += generated_piece(count).len();
         count += 1;
     }
     (count, target)
+}
+
+/// The generated pieces `0..base`, and more until the text is exactly `target` bytes long when
+/// a target is set and not yet reached (the last piece is truncated to fit).
+pub fn padded_words(base: u32, target: Option<usize>) -> Vec<&'static str> {
+    let (count, limit) = padded_pieces(base, target);
+    let mut written = 0;
+    (0..count)
+        .map(|i| {
+            let p = generated_piece(i);
+            let take = p.len().min(limit.saturating_sub(written));
+            written += take;
+            &p[..take]
+        })
+        .collect()
 }
 
 /// Appends pieces `range` to `out`, stopping once the whole content (whose bytes so far are
@@ -551,7 +693,7 @@ fn push_pieces(
     limit: usize,
 ) {
     for i in range {
-        let p = piece(i).as_bytes();
+        let p = generated_piece(i).as_bytes();
         let take = p.len().min(limit.saturating_sub(*written));
         out.extend_from_slice(&p[..take]);
         *written += take;
@@ -559,6 +701,9 @@ fn push_pieces(
 }
 
 // === responses ===
+
+/// The first choice of a chat stream: the assistant's role and empty content.
+const ROLE_CHOICE: &[u8] = b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}";
 
 /// What every response of one request shares.
 struct Response<'a> {
@@ -573,59 +718,19 @@ struct Response<'a> {
 
 impl Response<'_> {
     fn json(&self, (pieces, limit): (usize, usize), capped: bool) -> MockPlan {
-        let finish = if capped { "length" } else { "stop" };
-        let served = usage(self.prompt_tokens, pieces as u64);
-        let mut out = BytesMut::with_capacity(384 + pieces * 8);
-        self.object_prefix(&mut out, false);
+        let finish: &[u8] = if capped { b"length" } else { b"stop" };
         if self.chat {
-            out.extend_from_slice(
-                b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"",
-            );
-            push_pieces(&mut out, 0..pieces, &mut 0, limit);
-            out.extend_from_slice(b"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"");
-        } else {
-            out.extend_from_slice(b",\"choices\":[{\"text\":\"");
-            push_pieces(&mut out, 0..pieces, &mut 0, limit);
+            return self.chat_json(finish, pieces as u64, |out| {
+                out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"");
+                push_pieces(out, 0..pieces, &mut 0, limit);
+                out.extend_from_slice(b"\",\"refusal\":null}");
+            });
+        }
+        self.completion_json(finish, pieces as u64, |out| {
+            out.extend_from_slice(b"{\"text\":\"");
+            push_pieces(out, 0..pieces, &mut 0, limit);
             out.extend_from_slice(b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"");
-        }
-        out.extend_from_slice(finish.as_bytes());
-        out.extend_from_slice(b"\"}],\"usage\":");
-        push_usage(&mut out, self.prompt_tokens, pieces as u64);
-        out.extend_from_slice(b"}");
-        let bytes = out.freeze();
-        let head = MockStep::Head {
-            delay: self.latency,
-            status: 200,
-            content_type: CONTENT_TYPE_JSON,
-            body_len: Some(bytes.len()),
-        };
-        if self.cut {
-            let half = bytes.slice(..bytes.len() / 2);
-            return MockPlan {
-                steps: vec![
-                    head,
-                    MockStep::Body {
-                        delay: Duration::ZERO,
-                        bytes: half,
-                    },
-                    MockStep::Reset,
-                ],
-                status: Some(200),
-                usage: usage(self.prompt_tokens, 0),
-            };
-        }
-        MockPlan {
-            steps: vec![
-                head,
-                MockStep::Body {
-                    delay: Duration::ZERO,
-                    bytes,
-                },
-                MockStep::End,
-            ],
-            status: Some(200),
-            usage: served,
-        }
+        })
     }
 
     /// A streamed completion: role chunk (chat only) and the first content chunk after `ttft`,
@@ -640,108 +745,26 @@ impl Response<'_> {
     ) -> MockPlan {
         let chunks = chunks as usize;
         let mut written = 0;
-        let mut prefix = BytesMut::with_capacity(160);
-        self.object_prefix(&mut prefix, true);
-        prefix.extend_from_slice(b",\"choices\":[");
-
-        let mut steps = Vec::with_capacity(chunks + 4);
-        steps.push(MockStep::Head {
-            delay: self.latency,
-            status: 200,
-            content_type: CONTENT_TYPE_SSE,
-            body_len: None,
-        });
-        let mut out = BytesMut::new();
-        if self.chat {
-            self.chunk(&mut out, &prefix, |out| {
-                out.extend_from_slice(
-                    b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}",
-                );
-            });
-        }
-        let sent_chunks = if self.cut { chunks / 2 } else { chunks };
         let mut sent_pieces = 0;
-        for c in 0..sent_chunks {
+        let finish: &[u8] = if capped { b"length" } else { b"stop" };
+        let write_choice = |c: usize, out: &mut BytesMut| {
             // Chunk c carries pieces [c*P/n, (c+1)*P/n): every chunk at least one piece.
             let range = (c * pieces / chunks)..((c + 1) * pieces / chunks);
             sent_pieces = range.end;
-            self.chunk(&mut out, &prefix, |out| {
-                if self.chat {
-                    out.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\"");
-                    push_pieces(out, range, &mut written, limit);
-                    out.extend_from_slice(b"\"},\"logprobs\":null,\"finish_reason\":null}");
-                } else {
-                    out.extend_from_slice(b"{\"text\":\"");
-                    push_pieces(out, range, &mut written, limit);
-                    out.extend_from_slice(
-                        b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}",
-                    );
-                }
-            });
-            let delay = if c == 0 {
-                knobs.ttft
-            } else {
-                knobs.chunk_delay
-            };
-            steps.push(MockStep::Body {
-                delay,
-                bytes: out.split().freeze(),
-            });
-        }
-        if self.cut {
-            if !out.is_empty() {
-                // Chat with a single chunk: only the role chunk made it out.
-                steps.push(MockStep::Body {
-                    delay: knobs.ttft,
-                    bytes: out.split().freeze(),
-                });
-            }
-            steps.push(MockStep::Reset);
-            return MockPlan {
-                steps,
-                status: Some(200),
-                usage: usage(self.prompt_tokens, sent_pieces as u64),
-            };
-        }
-
-        let finish: &[u8] = if capped { b"length" } else { b"stop" };
-        self.chunk(&mut out, &prefix, |out| {
             if self.chat {
-                out.extend_from_slice(
-                    b"{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
-                );
+                out.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\"");
+                push_pieces(out, range, &mut written, limit);
+                out.extend_from_slice(b"\"},\"logprobs\":null,\"finish_reason\":null}");
             } else {
-                out.extend_from_slice(
-                    b"{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"",
-                );
+                out.extend_from_slice(b"{\"text\":\"");
+                push_pieces(out, range, &mut written, limit);
+                out.extend_from_slice(b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}");
             }
-            out.extend_from_slice(finish);
-            out.extend_from_slice(b"\"}");
-        });
-        if self.include_usage {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&prefix);
-            out.extend_from_slice(b"],\"usage\":");
-            push_usage(&mut out, self.prompt_tokens, pieces as u64);
-            out.extend_from_slice(b"}\n\n");
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        // With no content chunks the role chunk waits for `ttft` along with the finish.
-        let delay = if chunks == 0 {
-            knobs.ttft
-        } else {
-            Duration::ZERO
         };
-        steps.push(MockStep::Body {
-            delay,
-            bytes: out.freeze(),
-        });
-        steps.push(MockStep::End);
-        MockPlan {
-            steps,
-            status: Some(200),
-            usage: usage(self.prompt_tokens, pieces as u64),
-        }
+        let opening = self.chat.then_some(ROLE_CHOICE);
+        let steps = self.sse_steps(knobs, opening, chunks, write_choice, finish, pieces as u64);
+        let served = if self.cut { sent_pieces } else { pieces };
+        MockPlan::success(steps, usage(self.prompt_tokens, served as u64))
     }
 
     fn embeddings(&self, inputs: usize, dims: u32) -> MockPlan {
@@ -769,30 +792,9 @@ impl Response<'_> {
         out.extend_from_slice(b",\"total_tokens\":");
         push_u64(&mut out, self.prompt_tokens);
         out.extend_from_slice(b"}}");
-        let bytes = out.freeze();
-        let head = MockStep::Head {
-            delay: self.latency,
-            status: 200,
-            content_type: CONTENT_TYPE_JSON,
-            body_len: Some(bytes.len()),
-        };
-        let (body, last, served) = if self.cut {
-            (bytes.slice(..bytes.len() / 2), MockStep::Reset, 0)
-        } else {
-            (bytes, MockStep::End, self.prompt_tokens)
-        };
-        MockPlan {
-            steps: vec![
-                head,
-                MockStep::Body {
-                    delay: Duration::ZERO,
-                    bytes: body,
-                },
-                last,
-            ],
-            status: Some(200),
-            usage: usage(served, 0),
-        }
+        // A cut embedding is of no use to the client: nothing served.
+        let served = usage(self.prompt_tokens, 0);
+        json_answer(out.freeze(), self.latency, self.cut, served, usage(0, 0))
     }
 
     /// `{"id":..,"object":..,"created":..,"model":..[,"system_fingerprint":..]` without the
@@ -829,11 +831,104 @@ impl Response<'_> {
         }
         out.extend_from_slice(b"}\n\n");
     }
+
+    /// A completion body with one choice, written by `choice` up to the value of its
+    /// `finish_reason` (which is `finish`), serving `completion` tokens (see [`json_answer`]
+    /// for a cut).
+    fn completion_json(
+        &self,
+        finish: &[u8],
+        completion: u64,
+        choice: impl FnOnce(&mut BytesMut),
+    ) -> MockPlan {
+        let mut out = BytesMut::with_capacity(384 + completion as usize * 8);
+        self.object_prefix(&mut out, false);
+        out.extend_from_slice(b",\"choices\":[");
+        choice(&mut out);
+        out.extend_from_slice(finish);
+        out.extend_from_slice(b"\"}],\"usage\":");
+        push_usage(&mut out, self.prompt_tokens, completion);
+        out.extend_from_slice(b"}");
+        let served = usage(self.prompt_tokens, completion);
+        let unusable = usage(self.prompt_tokens, 0);
+        json_answer(out.freeze(), self.latency, self.cut, served, unusable)
+    }
+
+    /// The steps of a stream: the head; `opening` (a choice, such as [`ROLE_CHOICE`]) with
+    /// chunk 0 and the `count` chunks whose choices `write_choice(i, out)` writes, paced by
+    /// [`pace_stream`]; then the `finish` chunk, the usage chunk (`completion` tokens) when the
+    /// request asked for it, and `[DONE]`.
+    fn sse_steps(
+        &self,
+        knobs: &MockKnobs,
+        opening: Option<&[u8]>,
+        count: usize,
+        mut write_choice: impl FnMut(usize, &mut BytesMut),
+        finish: &[u8],
+        completion: u64,
+    ) -> Vec<MockStep> {
+        let mut prefix = BytesMut::with_capacity(160);
+        self.object_prefix(&mut prefix, true);
+        prefix.extend_from_slice(b",\"choices\":[");
+        let mut steps = Vec::with_capacity(count + 4);
+        steps.push(MockStep::Head {
+            delay: self.latency,
+            status: 200,
+            content_type: CONTENT_TYPE_SSE,
+            body_len: None,
+        });
+        let mut first = BytesMut::new();
+        if let Some(choice) = opening {
+            self.chunk(&mut first, &prefix, |out| out.extend_from_slice(choice));
+        }
+        let closing = |out: &mut BytesMut| {
+            self.chunk(out, &prefix, |out| {
+                if self.chat {
+                    out.extend_from_slice(
+                        b"{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
+                    );
+                } else {
+                    out.extend_from_slice(
+                        b"{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"",
+                    );
+                }
+                out.extend_from_slice(finish);
+                out.extend_from_slice(b"\"}");
+            });
+            if self.include_usage {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&prefix);
+                out.extend_from_slice(b"],\"usage\":");
+                push_usage(out, self.prompt_tokens, completion);
+                out.extend_from_slice(b"}\n\n");
+            }
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        };
+        pace_stream(
+            &mut steps,
+            knobs,
+            first,
+            count,
+            self.cut,
+            |i, out| self.chunk(out, &prefix, |out| write_choice(i, out)),
+            closing,
+        );
+        steps
+    }
+}
+
+/// `plan` as [`slow_body`] sends it when `fault` is [`FaultKind::SlowBody`], else unchanged.
+pub fn slow_body_if(fault: Option<FaultKind>, plan: MockPlan) -> MockPlan {
+    if fault == Some(FaultKind::SlowBody) {
+        slow_body(plan)
+    } else {
+        plan
+    }
 }
 
 /// Turns a plan into: head at once, then every body byte in small pieces
-/// [`SLOW_BODY_PIECE_DELAY`] apart, then the plan's last step.
-fn slow_body(plan: MockPlan) -> MockPlan {
+/// [`SLOW_BODY_PIECE_DELAY`] apart (at most [`SLOW_BODY_MAX_PIECES`]), then the plan's last step.
+pub fn slow_body(plan: MockPlan) -> MockPlan {
     let mut head = None;
     let mut body = BytesMut::new();
     let mut last = MockStep::End;
@@ -895,6 +990,17 @@ pub enum ToolTurn {
     },
 }
 
+/// What a vendor-format mock reads from a request before planning its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockRequest {
+    /// Estimated prompt tokens (see [`estimate_tokens`]).
+    pub prompt_tokens: u64,
+    /// The request's cap on generated tokens, if any.
+    pub max_tokens: Option<u64>,
+    /// The tool turn the request asks for; `None` for the usual generated text.
+    pub tool_turn: Option<ToolTurn>,
+}
+
 /// The tool turn an OpenAI chat body asks for, if any. Bodies without the bytes `"tool` are
 /// never parsed, so plain benchmark traffic pays one substring search.
 pub fn tool_turn(body: &[u8]) -> Option<ToolTurn> {
@@ -940,8 +1046,9 @@ fn content_text(content: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// `text` cut into word pieces, each space starting a new piece (one piece, one "token").
-fn word_pieces(text: &str) -> Vec<&str> {
+/// `text` cut into word pieces, each space starting a new piece (one piece, one "token"), as the
+/// mocks stream their answer to a tool result.
+pub fn word_pieces(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
@@ -985,19 +1092,20 @@ impl Response<'_> {
                             c
                         })
                         .collect();
-                    self.custom_stream(knobs, first, pieces, b"tool_calls", tokens)
+                    self.custom_stream(knobs, &first, pieces, b"tool_calls", tokens)
                 } else {
-                    let mut message = BytesMut::new();
-                    message.extend_from_slice(
-                        b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":",
-                    );
-                    write_json_string(&mut message, MOCK_TOOL_CALL_ID);
-                    message.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
-                    write_json_string(&mut message, name);
-                    message.extend_from_slice(b",\"arguments\":");
-                    write_json_string(&mut message, MOCK_TOOL_ARGUMENTS);
-                    message.extend_from_slice(b"}}],\"refusal\":null}");
-                    self.custom_json(&message, b"tool_calls", tokens)
+                    self.chat_json(b"tool_calls", tokens, |message| {
+                        message.extend_from_slice(
+                            b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":",
+                        );
+                        write_json_string(message, MOCK_TOOL_CALL_ID);
+                        message
+                            .extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                        write_json_string(message, name);
+                        message.extend_from_slice(b",\"arguments\":");
+                        write_json_string(message, MOCK_TOOL_ARGUMENTS);
+                        message.extend_from_slice(b"}}],\"refusal\":null}");
+                    })
                 }
             }
             ToolTurn::Result { text } => {
@@ -1005,9 +1113,6 @@ impl Response<'_> {
                 let words = word_pieces(&answer);
                 let tokens = words.len() as u64;
                 if stream {
-                    let first = BytesMut::from(
-                        &b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}"[..],
-                    );
                     let pieces = words
                         .iter()
                         .map(|word| {
@@ -1018,53 +1123,31 @@ impl Response<'_> {
                             c
                         })
                         .collect();
-                    self.custom_stream(knobs, first, pieces, b"stop", tokens)
+                    self.custom_stream(knobs, ROLE_CHOICE, pieces, b"stop", tokens)
                 } else {
-                    let mut message = BytesMut::new();
-                    message.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
-                    write_json_string(&mut message, &answer);
-                    message.extend_from_slice(b",\"refusal\":null}");
-                    self.custom_json(&message, b"stop", tokens)
+                    self.chat_json(b"stop", tokens, |message| {
+                        message.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
+                        write_json_string(message, &answer);
+                        message.extend_from_slice(b",\"refusal\":null}");
+                    })
                 }
             }
         }
     }
 
-    /// A chat completion body around `message` (a JSON object). A cut plan sends half of it.
-    fn custom_json(&self, message: &[u8], finish: &[u8], completion: u64) -> MockPlan {
-        let mut out = BytesMut::with_capacity(384 + message.len());
-        self.object_prefix(&mut out, false);
-        out.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":");
-        out.extend_from_slice(message);
-        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":\"");
-        out.extend_from_slice(finish);
-        out.extend_from_slice(b"\"}],\"usage\":");
-        push_usage(&mut out, self.prompt_tokens, completion);
-        out.extend_from_slice(b"}");
-        let bytes = out.freeze();
-        let head = MockStep::Head {
-            delay: self.latency,
-            status: 200,
-            content_type: CONTENT_TYPE_JSON,
-            body_len: Some(bytes.len()),
-        };
-        let (body, last, served) = if self.cut {
-            (bytes.slice(..bytes.len() / 2), MockStep::Reset, 0)
-        } else {
-            (bytes, MockStep::End, completion)
-        };
-        MockPlan {
-            steps: vec![
-                head,
-                MockStep::Body {
-                    delay: Duration::ZERO,
-                    bytes: body,
-                },
-                last,
-            ],
-            status: Some(200),
-            usage: usage(self.prompt_tokens, served),
-        }
+    /// A chat completion body around the message (a JSON object) that `message` writes. A cut
+    /// plan sends half of it.
+    fn chat_json(
+        &self,
+        finish: &[u8],
+        completion: u64,
+        message: impl FnOnce(&mut BytesMut),
+    ) -> MockPlan {
+        self.completion_json(finish, completion, |out| {
+            out.extend_from_slice(b"{\"index\":0,\"message\":");
+            message(out);
+            out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":\"");
+        })
     }
 
     /// A chat stream: `first` (the role choice) and the first of `pieces` after `ttft`, the
@@ -1073,81 +1156,26 @@ impl Response<'_> {
     fn custom_stream(
         &self,
         knobs: &MockKnobs,
-        first: BytesMut,
+        first: &[u8],
         pieces: Vec<BytesMut>,
         finish: &[u8],
         completion: u64,
     ) -> MockPlan {
-        let mut prefix = BytesMut::with_capacity(160);
-        self.object_prefix(&mut prefix, true);
-        prefix.extend_from_slice(b",\"choices\":[");
-        let mut steps = vec![MockStep::Head {
-            delay: self.latency,
-            status: 200,
-            content_type: CONTENT_TYPE_SSE,
-            body_len: None,
-        }];
-        let mut out = BytesMut::new();
-        self.chunk(&mut out, &prefix, |o| o.extend_from_slice(&first));
-        let sent = if self.cut {
-            pieces.len() / 2
+        let write_choice = |i: usize, out: &mut BytesMut| out.extend_from_slice(&pieces[i]);
+        let steps = self.sse_steps(
+            knobs,
+            Some(first),
+            pieces.len(),
+            write_choice,
+            finish,
+            completion,
+        );
+        let served = if self.cut {
+            pieces.len() as u64 / 2
         } else {
-            pieces.len()
+            completion
         };
-        for (i, piece) in pieces.iter().take(sent).enumerate() {
-            self.chunk(&mut out, &prefix, |o| o.extend_from_slice(piece));
-            steps.push(MockStep::Body {
-                delay: if i == 0 {
-                    knobs.ttft
-                } else {
-                    knobs.chunk_delay
-                },
-                bytes: out.split().freeze(),
-            });
-        }
-        if self.cut {
-            if !out.is_empty() {
-                steps.push(MockStep::Body {
-                    delay: knobs.ttft,
-                    bytes: out.split().freeze(),
-                });
-            }
-            steps.push(MockStep::Reset);
-            return MockPlan {
-                steps,
-                status: Some(200),
-                usage: usage(self.prompt_tokens, sent as u64),
-            };
-        }
-        self.chunk(&mut out, &prefix, |o| {
-            o.extend_from_slice(
-                b"{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
-            );
-            o.extend_from_slice(finish);
-            o.extend_from_slice(b"\"}");
-        });
-        if self.include_usage {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&prefix);
-            out.extend_from_slice(b"],\"usage\":");
-            push_usage(&mut out, self.prompt_tokens, completion);
-            out.extend_from_slice(b"}\n\n");
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        steps.push(MockStep::Body {
-            delay: if pieces.is_empty() {
-                knobs.ttft
-            } else {
-                Duration::ZERO
-            },
-            bytes: out.freeze(),
-        });
-        steps.push(MockStep::End);
-        MockPlan {
-            steps,
-            status: Some(200),
-            usage: usage(self.prompt_tokens, completion),
-        }
+        MockPlan::success(steps, usage(self.prompt_tokens, served))
     }
 }
 
@@ -1336,6 +1364,23 @@ fn string_end(body: &[u8], mut i: usize) -> usize {
         }
     }
     body.len()
+}
+
+/// Helpers for the unit tests of the mock modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{MockPlan, MockStep};
+
+    /// Every body byte of `plan`, in order.
+    pub(crate) fn plan_body(plan: &MockPlan) -> Vec<u8> {
+        let mut out = Vec::new();
+        for step in &plan.steps {
+            if let MockStep::Body { bytes, .. } = step {
+                out.extend_from_slice(bytes);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ use tollgate_protocol::providers::anthropic_mock;
 use tollgate_protocol::providers::{Adapter, ErrorKind, ProviderError, Target};
 use tollgate_protocol::sse::SseDecoder;
 
+mod common;
+use common::plan_body;
+
 // === helpers ===
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -159,17 +162,6 @@ fn sse_events(bytes: &[u8]) -> Vec<(String, Value)> {
     }
     assert!(!dec.finish(&mut buf), "no trailing partial block");
     out
-}
-
-fn plan_body(plan: &MockPlan) -> Vec<u8> {
-    plan.steps
-        .iter()
-        .filter_map(|s| match s {
-            MockStep::Body { bytes, .. } => Some(bytes.to_vec()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
 }
 
 // === adapter: request ===

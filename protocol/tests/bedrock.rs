@@ -19,6 +19,9 @@ use tollgate_protocol::providers::eventstream::{write_message, Header};
 use tollgate_protocol::providers::sigv4::{self, Credentials, SignableRequest};
 use tollgate_protocol::providers::{Adapter, AwsSigning, ErrorKind, Target, UpstreamRequest};
 
+mod common;
+use common::plan_body;
+
 const NOW: u64 = 1_763_700_000;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -573,16 +576,6 @@ fn corrupted_stream_is_bad_response() {
 
 // === mock through the adapter ===
 
-fn body_of(plan: &MockPlan) -> Vec<u8> {
-    let mut out = Vec::new();
-    for step in &plan.steps {
-        if let MockStep::Body { bytes, .. } = step {
-            out.extend_from_slice(bytes);
-        }
-    }
-    out
-}
-
 fn content_type(plan: &MockPlan) -> &'static str {
     match plan.steps.first() {
         Some(MockStep::Head { content_type, .. }) => content_type,
@@ -614,7 +607,7 @@ fn mock_chat_json_decodes() {
     assert_eq!(plan.status, Some(200));
     assert_eq!(content_type(&plan), "application/json");
     let r = BedrockAdapter
-        .decode_response(&body_of(&plan), "claude")
+        .decode_response(&plan_body(&plan), "claude")
         .unwrap();
     let text = r.choices[0].message.text_content();
     assert!(
@@ -646,7 +639,7 @@ fn mock_stream_decodes_at_every_split() {
         plan.steps[0],
         MockStep::Head { body_len: None, .. }
     ));
-    let body = body_of(&plan);
+    let body = plan_body(&plan);
     let (chunks, complete) = decode_stream(&[&body]);
     assert!(complete);
     let a = assemble(&chunks);
@@ -668,7 +661,7 @@ fn mock_stream_decodes_at_every_split() {
     };
     let (_, plan) = call_mock(&chat("m", false), &knobs);
     let r = BedrockAdapter
-        .decode_response(&body_of(&plan), "m")
+        .decode_response(&plan_body(&plan), "m")
         .unwrap();
     assert_eq!(r.choices[0].message.text_content(), a.content);
 }
@@ -680,7 +673,7 @@ fn mock_max_tokens_cap_is_length() {
     let (up, plan) = call_mock(&req, &MockKnobs::default());
     let body: Value = serde_json::from_slice(&up.body).unwrap();
     assert_eq!(body["inferenceConfig"]["maxTokens"], 3);
-    let a = assemble(&decode_stream(&[&body_of(&plan)]).0);
+    let a = assemble(&decode_stream(&[&plan_body(&plan)]).0);
     assert_eq!(a.content, "Tollgate mock tokens");
     assert_eq!(a.finish, Some(FinishReason::Length));
 }
@@ -702,7 +695,7 @@ fn mock_tool_round_trip() {
         );
         let (_, plan) = call_mock(&first, &MockKnobs::default());
         let (call, finish) = if stream {
-            let body = body_of(&plan);
+            let body = plan_body(&plan);
             let (chunks, complete) = decode_stream(&[&body]);
             assert!(complete);
             // The arguments arrive in at least two pieces.
@@ -724,7 +717,7 @@ fn mock_tool_round_trip() {
             (a.tools[0].clone(), a.finish)
         } else {
             let r = BedrockAdapter
-                .decode_response(&body_of(&plan), "m")
+                .decode_response(&plan_body(&plan), "m")
                 .unwrap();
             let calls = r.choices[0].message.tool_calls.clone().unwrap();
             assert_eq!(calls.len(), 1);
@@ -763,10 +756,10 @@ fn mock_tool_round_trip() {
             MOCK_TOOL_USE_ID
         );
         let text = if stream {
-            assemble(&decode_stream(&[&body_of(&plan)]).0).content
+            assemble(&decode_stream(&[&plan_body(&plan)]).0).content
         } else {
             BedrockAdapter
-                .decode_response(&body_of(&plan), "m")
+                .decode_response(&plan_body(&plan), "m")
                 .unwrap()
                 .choices[0]
                 .message
@@ -785,7 +778,7 @@ fn mock_tools_without_user_text_answer_words() {
     req.tool_choice = Some(ToolChoice::Mode("none".into()));
     let (_, plan) = call_mock(&req, &MockKnobs::default());
     let r = BedrockAdapter
-        .decode_response(&body_of(&plan), "m")
+        .decode_response(&plan_body(&plan), "m")
         .unwrap();
     assert!(r.choices[0].message.tool_calls.is_none());
 }
@@ -795,19 +788,19 @@ fn mock_errors_map_through_the_adapter() {
     let (_, plan) = call_mock(&chat("mock-error-429", true), &MockKnobs::default());
     assert_eq!(plan.status, Some(429));
     assert_eq!(plan.usage.total_tokens, 0);
-    let e = BedrockAdapter.map_error(429, &body_of(&plan));
+    let e = BedrockAdapter.map_error(429, &plan_body(&plan));
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert!(e.is_retryable());
 
     let (_, plan) = call_mock(&chat("mock-error-400", false), &MockKnobs::default());
     assert_eq!(plan.status, Some(400));
-    let e = BedrockAdapter.map_error(400, &body_of(&plan));
+    let e = BedrockAdapter.map_error(400, &plan_body(&plan));
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     assert!(!e.is_retryable());
 
     let (_, plan) = call_mock(&chat("mock-error-503", false), &MockKnobs::default());
     assert!(BedrockAdapter
-        .map_error(503, &body_of(&plan))
+        .map_error(503, &plan_body(&plan))
         .is_retryable());
 
     // A body Bedrock would refuse.
@@ -829,7 +822,7 @@ fn mock_faults() {
     // mock-cut: half the stream, no messageStop, then a reset.
     let (_, plan) = call_mock(&chat("mock-cut", true), &knobs);
     assert_eq!(plan.steps.last(), Some(&MockStep::Reset));
-    let (chunks, complete) = decode_stream(&[&body_of(&plan)]);
+    let (chunks, complete) = decode_stream(&[&plan_body(&plan)]);
     assert!(!complete);
     let a = assemble(&chunks);
     assert_eq!(a.finish, None);
@@ -839,7 +832,7 @@ fn mock_faults() {
     let (_, plan) = call_mock(&chat("mock-cut", false), &knobs);
     assert_eq!(plan.steps.last(), Some(&MockStep::Reset));
     assert!(BedrockAdapter
-        .decode_response(&body_of(&plan), "m")
+        .decode_response(&plan_body(&plan), "m")
         .is_err());
     assert_eq!(plan.usage.completion_tokens, 0);
     // mock-slow waits before the head.
@@ -847,7 +840,7 @@ fn mock_faults() {
     assert!(matches!(plan.steps[0], MockStep::Head { delay, .. } if !delay.is_zero()));
     // mock-slow-body trickles a stream that still decodes.
     let (_, plan) = call_mock(&chat("mock-slow-body", true), &knobs);
-    assert!(decode_stream(&[&body_of(&plan)]).1);
+    assert!(decode_stream(&[&plan_body(&plan)]).1);
 }
 
 #[test]
@@ -858,7 +851,7 @@ fn mock_response_bytes_pads_exactly() {
         ..MockKnobs::default()
     };
     let (_, plan) = call_mock(&chat("m", true), &knobs);
-    let a = assemble(&decode_stream(&[&body_of(&plan)]).0);
+    let a = assemble(&decode_stream(&[&plan_body(&plan)]).0);
     assert_eq!(a.content.len(), 500);
     assert!(plan.usage.completion_tokens > 4);
 }

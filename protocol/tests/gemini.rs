@@ -15,6 +15,9 @@ use tollgate_protocol::providers::gemini::{to_gemini_schema, GeminiAdapter, API_
 use tollgate_protocol::providers::gemini_mock;
 use tollgate_protocol::providers::{Adapter, ErrorKind, ProviderError, Target, UpstreamRequest};
 
+mod common;
+use common::plan_body;
+
 // === helpers ===
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -86,17 +89,6 @@ fn finishes(chunks: &[ChatChunk]) -> Vec<FinishReason> {
         .iter()
         .flat_map(|c| &c.choices)
         .filter_map(|c| c.finish_reason)
-        .collect()
-}
-
-fn plan_body(plan: &MockPlan) -> Vec<u8> {
-    plan.steps
-        .iter()
-        .filter_map(|s| match s {
-            MockStep::Body { bytes, .. } => Some(bytes.to_vec()),
-            _ => None,
-        })
-        .flatten()
         .collect()
 }
 

@@ -13,49 +13,24 @@ use serde_json::{json, Value};
 use crate::anthropic_api::{decode_request, error_type_for};
 use crate::chat::{ChatRequest, Role};
 use crate::mock::{
-    body_plan, fault_for, no_answer_plan, FaultKind, MockKnobs, MockPlan, MockStep,
-    CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES,
-    SLOW_BODY_PIECE_DELAY,
+    body_plan, cap_tokens, estimate_tokens, fault_answer, fault_for, generated_piece,
+    injected_error_message, json_answer, pace_stream, slow_body_if, usage, FaultKind, MockKnobs,
+    MockPlan, MockStep, CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, MOCK_TOOL_ARGUMENTS,
+    MOCK_TOOL_ARGUMENT_HALVES, MOCK_TOOL_CALL_ID, MOCK_TOOL_RESULT_PREFIX,
 };
-use crate::openai::Usage;
 use crate::sse::write_event;
 
 /// The path the mock answers.
 pub const MESSAGES_PATH: &str = "/v1/messages";
-
-/// Arguments of the shared tool convention's call.
-pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
-
-/// Call id of the shared tool convention's call.
-pub const TOOL_CALL_ID: &str = "call_mock_1";
-
-/// The generated text cycles through these pieces, one completion "token" each (the same words
-/// as the OpenAI-format mock, so every format serves the same text).
-const WORDS: &[&str] = &[
-    " Tollgate",
-    " mock",
-    " tokens",
-    " flow",
-    " through",
-    " the",
-    " gateway",
-    " like",
-    " water",
-    " through",
-    " well",
-    " placed",
-    " pipes",
-    ".",
-];
 
 /// Plans the answer to one Messages request.
 ///
 /// Faults by model name and knobs as in `crate::mock::plan` (errors use Anthropic's native
 /// body and type, e.g. 429 `rate_limit_error`, 529 `overloaded_error`). Shared tool convention:
 /// when the request offers tools and the last message is the user's, the answer is one call to
-/// the first tool with [`TOOL_ARGUMENTS`] (id [`TOOL_CALL_ID`], `stop_reason: tool_use`,
-/// streamed in two pieces); when the last message is a tool result, the answer is
-/// `Tool said: <result text>`; otherwise the usual mock text. A request that does not decode
+/// the first tool with [`MOCK_TOOL_ARGUMENTS`] (id [`MOCK_TOOL_CALL_ID`],
+/// `stop_reason: tool_use`, streamed in [`MOCK_TOOL_ARGUMENT_HALVES`]); when the last message
+/// is a tool result, the answer is `Tool said: <result text>`; otherwise the usual mock text. A request that does not decode
 /// gets a 400 `invalid_request_error`; a path not ending in [`MESSAGES_PATH`] gets a 404
 /// `not_found_error`. Knobs `response_bytes` and `embedding_dims` do not apply here.
 pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> MockPlan {
@@ -69,18 +44,10 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
         Err(e) => return error_plan(400, &e.message, knobs.latency),
     };
     let (fault, latency) = fault_for(&req.model, knobs, request_index);
-    match fault {
-        Some(FaultKind::Status(status)) => {
-            let message = if status == 429 {
-                "Rate limit reached (injected by the mock provider).".to_owned()
-            } else {
-                format!("The mock provider was asked to fail with status {status}.")
-            };
-            return error_plan(status, &message, latency);
-        }
-        Some(FaultKind::Reset) => return no_answer_plan(MockStep::Reset),
-        Some(FaultKind::Hang) => return no_answer_plan(MockStep::Hang),
-        Some(FaultKind::CutStream | FaultKind::SlowBody) | None => {}
+    if let Some(answer) = fault_answer(fault, |status| {
+        error_plan(status, &injected_error_message(status), latency)
+    }) {
+        return answer;
     }
 
     let answer = Answer::for_request(&req, knobs);
@@ -96,11 +63,7 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
     } else {
         reply.json(&answer)
     };
-    if fault == Some(FaultKind::SlowBody) {
-        slow_body(plan)
-    } else {
-        plan
-    }
+    slow_body_if(fault, plan)
 }
 
 /// An Anthropic error answer (`{"type":"error","error":{..}}`) with the type for `status`.
@@ -134,7 +97,7 @@ impl Answer {
             }
             (Some(Role::Tool), _) => {
                 let result = last.map(|m| m.text_content()).unwrap_or_default();
-                let text = format!("Tool said: {result}");
+                let text = format!("{MOCK_TOOL_RESULT_PREFIX}{result}");
                 // Two pieces so a stream has more than one delta; tokens are counted by bytes.
                 let mid = (1..text.len().min(10))
                     .rev()
@@ -143,36 +106,28 @@ impl Answer {
                 let (a, b) = text.split_at(mid);
                 return Answer::Text {
                     pieces: vec![a.to_owned(), b.to_owned()],
-                    tokens: (text.len() as u64).div_ceil(4),
+                    tokens: estimate_tokens(text.len()),
                     capped: false,
                 };
             }
             _ => {}
         }
-        let wanted = if req.is_stream() {
-            knobs.chunks
-        } else {
-            knobs.completion_tokens
-        };
-        let cap = req.output_cap().unwrap_or(u64::MAX);
-        let count = u64::from(wanted).min(cap) as usize;
-        let pieces = (0..count)
-            .map(|i| {
-                let w = WORDS[i % WORDS.len()];
-                if i == 0 { w.trim_start() } else { w }.to_owned()
-            })
+        let wanted = knobs.requested_tokens(req.is_stream());
+        let count = cap_tokens(wanted, req.output_cap());
+        let pieces = (0..count as usize)
+            .map(|i| generated_piece(i).to_owned())
             .collect();
         Answer::Text {
             pieces,
-            tokens: count as u64,
-            capped: (count as u64) < u64::from(wanted),
+            tokens: u64::from(count),
+            capped: count < wanted,
         }
     }
 
     fn completion_tokens(&self) -> u64 {
         match self {
             Answer::Text { tokens, .. } => *tokens,
-            Answer::ToolCall { name } => ((name.len() + TOOL_ARGUMENTS.len()) as u64).div_ceil(4),
+            Answer::ToolCall { name } => estimate_tokens(name.len() + MOCK_TOOL_ARGUMENTS.len()),
         }
     }
 
@@ -200,7 +155,7 @@ fn prompt_tokens(req: &ChatRequest) -> u64 {
                     .sum::<usize>()
         })
         .sum();
-    (bytes.div_ceil(4) as u64).max(1)
+    estimate_tokens(bytes)
 }
 
 /// What every response of one request shares.
@@ -210,15 +165,6 @@ struct Reply<'a> {
     prompt_tokens: u64,
     latency: Duration,
     cut: bool,
-}
-
-fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-        cached_tokens: 0,
-    }
 }
 
 fn wire_usage(prompt: u64, completion: u64) -> Value {
@@ -241,9 +187,9 @@ impl Reply<'_> {
             Answer::Text { pieces, .. } => json!([{"type": "text", "text": pieces.concat()}]),
             Answer::ToolCall { name } => json!([{
                 "type": "tool_use",
-                "id": TOOL_CALL_ID,
+                "id": MOCK_TOOL_CALL_ID,
                 "name": name,
-                "input": {"city": "Paris"},
+                "input": serde_json::from_str::<Value>(MOCK_TOOL_ARGUMENTS).unwrap_or_default(),
             }]),
         };
         let completion = answer.completion_tokens();
@@ -257,30 +203,13 @@ impl Reply<'_> {
             "stop_sequence": null,
             "usage": wire_usage(self.prompt_tokens, completion),
         });
-        let bytes = Bytes::from(body.to_string());
-        if self.cut {
-            let head = MockStep::Head {
-                delay: self.latency,
-                status: 200,
-                content_type: CONTENT_TYPE_JSON,
-                body_len: Some(bytes.len()),
-            };
-            return MockPlan {
-                steps: vec![
-                    head,
-                    MockStep::Body {
-                        delay: Duration::ZERO,
-                        bytes: bytes.slice(..bytes.len() / 2),
-                    },
-                    MockStep::Reset,
-                ],
-                status: Some(200),
-                usage: usage(self.prompt_tokens, 0),
-            };
-        }
-        let mut plan = body_plan(200, CONTENT_TYPE_JSON, bytes, self.latency);
-        plan.usage = usage(self.prompt_tokens, completion);
-        plan
+        json_answer(
+            Bytes::from(body.to_string()),
+            self.latency,
+            self.cut,
+            usage(self.prompt_tokens, completion),
+            usage(self.prompt_tokens, 0),
+        )
     }
 
     /// message_start + content_block_start + ping at once, the first delta after `ttft`, the
@@ -319,8 +248,8 @@ impl Reply<'_> {
                     .collect(),
             ),
             Answer::ToolCall { name } => (
-                json!({"type": "tool_use", "id": TOOL_CALL_ID, "name": name, "input": {}}),
-                [r#"{"city":"#, r#""Paris"}"#]
+                json!({"type": "tool_use", "id": MOCK_TOOL_CALL_ID, "name": name, "input": {}}),
+                MOCK_TOOL_ARGUMENT_HALVES
                     .iter()
                     .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
                     .collect(),
@@ -336,102 +265,36 @@ impl Reply<'_> {
             bytes: out.split().freeze(),
         });
 
-        let sent = if self.cut {
-            deltas.len() / 2
-        } else {
-            deltas.len()
-        };
-        for (i, d) in deltas.iter().take(sent).enumerate() {
-            event(
-                &mut out,
-                &json!({"type": "content_block_delta", "index": 0, "delta": d}),
-            );
-            steps.push(MockStep::Body {
-                delay: if i == 0 {
-                    knobs.ttft
-                } else {
-                    knobs.chunk_delay
-                },
-                bytes: out.split().freeze(),
-            });
-        }
         let completion = answer.completion_tokens();
-        if self.cut {
-            steps.push(MockStep::Reset);
-            let served = completion * sent as u64 / deltas.len().max(1) as u64;
-            return MockPlan {
-                steps,
-                status: Some(200),
-                usage: usage(self.prompt_tokens, served),
-            };
-        }
-        event(&mut out, &json!({"type": "content_block_stop", "index": 0}));
-        event(
-            &mut out,
-            &json!({
-                "type": "message_delta",
-                "delta": {"stop_reason": answer.stop_reason(), "stop_sequence": null},
-                "usage": {"output_tokens": completion},
-            }),
-        );
-        event(&mut out, &json!({"type": "message_stop"}));
-        steps.push(MockStep::Body {
-            delay: if deltas.is_empty() {
-                knobs.ttft
-            } else {
-                Duration::ZERO
+        pace_stream(
+            &mut steps,
+            knobs,
+            out,
+            deltas.len(),
+            self.cut,
+            |i, out| {
+                let delta = json!({"type": "content_block_delta", "index": 0, "delta": deltas[i]});
+                event(out, &delta);
             },
-            bytes: out.freeze(),
-        });
-        steps.push(MockStep::End);
-        MockPlan {
-            steps,
-            status: Some(200),
-            usage: usage(self.prompt_tokens, completion),
-        }
-    }
-}
-
-/// Head at once, then every body byte in small pieces [`SLOW_BODY_PIECE_DELAY`] apart, then the
-/// plan's last step (the same shape as the OpenAI-format mock's slow body).
-fn slow_body(plan: MockPlan) -> MockPlan {
-    let mut steps = Vec::with_capacity(SLOW_BODY_MAX_PIECES + 2);
-    let mut body = BytesMut::new();
-    let mut last = MockStep::End;
-    for step in plan.steps {
-        match step {
-            MockStep::Head {
-                status,
-                content_type,
-                body_len,
-                ..
-            } => steps.push(MockStep::Head {
-                delay: Duration::ZERO,
-                status,
-                content_type,
-                body_len,
-            }),
-            MockStep::Body { bytes, .. } => body.extend_from_slice(&bytes),
-            other => last = other,
-        }
-    }
-    let mut body = body.freeze();
-    while !body.is_empty() {
-        let take = if steps.len() >= SLOW_BODY_MAX_PIECES {
-            body.len()
+            |out| {
+                event(out, &json!({"type": "content_block_stop", "index": 0}));
+                event(
+                    out,
+                    &json!({
+                        "type": "message_delta",
+                        "delta": {"stop_reason": answer.stop_reason(), "stop_sequence": null},
+                        "usage": {"output_tokens": completion},
+                    }),
+                );
+                event(out, &json!({"type": "message_stop"}));
+            },
+        );
+        let served = if self.cut {
+            completion * (deltas.len() / 2) as u64 / deltas.len().max(1) as u64
         } else {
-            body.len().min(SLOW_BODY_PIECE_BYTES)
+            completion
         };
-        steps.push(MockStep::Body {
-            delay: SLOW_BODY_PIECE_DELAY,
-            bytes: body.split_to(take),
-        });
-    }
-    steps.push(last);
-    MockPlan {
-        steps,
-        status: plan.status,
-        usage: plan.usage,
+        MockPlan::success(steps, usage(self.prompt_tokens, served))
     }
 }
 
@@ -440,23 +303,14 @@ fn slow_body(plan: MockPlan) -> MockPlan {
 mod tests {
     use super::*;
 
-    fn body_of(plan: &MockPlan) -> Vec<u8> {
-        plan.steps
-            .iter()
-            .filter_map(|s| match s {
-                MockStep::Body { bytes, .. } => Some(bytes.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
+    use crate::mock::test_support::plan_body;
 
     #[test]
     fn plain_json_answer() {
         let body = br#"{"model":"claude","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#;
         let plan = plan("/v1/messages", body, &MockKnobs::default(), 3);
         assert_eq!(plan.status, Some(200));
-        let v: Value = serde_json::from_slice(&body_of(&plan)).unwrap();
+        let v: Value = serde_json::from_slice(&plan_body(&plan)).unwrap();
         assert_eq!(v["id"], "msg_mock_3");
         assert!(v["content"][0]["text"]
             .as_str()
@@ -472,7 +326,7 @@ mod tests {
         let body = br#"{"model":"mock-error-529","max_tokens":10,"messages":[{"role":"user","content":"x"}]}"#;
         let plan = plan("/v1/messages", body, &MockKnobs::default(), 0);
         assert_eq!(plan.status, Some(529));
-        let v: Value = serde_json::from_slice(&body_of(&plan)).unwrap();
+        let v: Value = serde_json::from_slice(&plan_body(&plan)).unwrap();
         assert_eq!(v["error"]["type"], "overloaded_error");
         let plan = super::plan("/v1/other", body, &MockKnobs::default(), 0);
         assert_eq!(plan.status, Some(404));

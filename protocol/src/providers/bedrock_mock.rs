@@ -15,54 +15,17 @@ use serde_json::{json, Value};
 use super::bedrock::CONTENT_TYPE_EVENTSTREAM;
 use super::eventstream::write_event;
 use crate::mock::{
-    body_plan, fault_for, no_answer_plan, FaultKind, MockKnobs, MockPlan, MockStep,
-    CONTENT_TYPE_JSON, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES, SLOW_BODY_PIECE_DELAY,
+    body_plan, cap_tokens, estimate_tokens, fault_answer, fault_for, json_answer, pace_stream,
+    padded_words, slow_body_if, usage, FaultKind, MockKnobs, MockPlan, MockRequest, MockStep,
+    ToolTurn, CONTENT_TYPE_JSON, MOCK_TOOL_ARGUMENTS, MOCK_TOOL_ARGUMENT_HALVES, MOCK_TOOL_CALL_ID,
+    MOCK_TOOL_RESULT_PREFIX,
 };
-use crate::openai::Usage;
 
 /// `toolUseId` of the tool call the mock makes (the shared conformance convention).
-pub const MOCK_TOOL_USE_ID: &str = "call_mock_1";
+pub const MOCK_TOOL_USE_ID: &str = MOCK_TOOL_CALL_ID;
 
-/// Input of the tool call the mock makes, as JSON text.
-pub const MOCK_TOOL_INPUT: &str = r#"{"city":"Paris"}"#;
-
-/// Prefix of the mock's answer to a tool result: `Tool said: <result text>`.
-pub const TOOL_SAID_PREFIX: &str = "Tool said: ";
-
-/// The generated text cycles through these pieces; one piece is one completion "token". Same
-/// words as `crate::mock` (whose list is private), so every vendor mock says the same thing.
-const WORDS: &[&str] = &[
-    " Tollgate",
-    " mock",
-    " tokens",
-    " flow",
-    " through",
-    " the",
-    " gateway",
-    " like",
-    " water",
-    " through",
-    " well",
-    " placed",
-    " pipes",
-    ".",
-];
-
-/// What the request asked for, as far as the mock cares.
-struct Inspected {
-    prompt_tokens: u64,
-    max_tokens: Option<u64>,
-    reply: Reply,
-}
-
-enum Reply {
-    /// The usual generated text.
-    Words,
-    /// Call this tool with [`MOCK_TOOL_INPUT`].
-    CallTool(String),
-    /// Answer a tool result with `Tool said: <text>`.
-    ToolSaid(String),
-}
+/// Input of the tool call the mock makes, as JSON text (the shared conformance convention).
+pub const MOCK_TOOL_INPUT: &str = MOCK_TOOL_ARGUMENTS;
 
 /// The answer before framing: streamed deltas (each with the tokens it counts for) and the
 /// stop reason.
@@ -98,9 +61,9 @@ impl Answer {
 ///
 /// Tool convention shared by every vendor mock: when the request offers tools and the last
 /// message is a user turn with text, the answer is exactly one `toolUse` of the first tool, id
-/// [`MOCK_TOOL_USE_ID`], input [`MOCK_TOOL_INPUT`], stop reason `tool_use` (streamed in two
-/// pieces); when the last user turn carries a `toolResult`, the answer is the text
-/// `Tool said: <tool result text>`; otherwise the usual mock text.
+/// [`MOCK_TOOL_USE_ID`], input [`MOCK_TOOL_INPUT`], stop reason `tool_use` (streamed in
+/// [`MOCK_TOOL_ARGUMENT_HALVES`]); when the last user turn carries a `toolResult`, the answer
+/// is the text `Tool said: <tool result text>`; otherwise the usual mock text.
 pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> MockPlan {
     let (model, stream) = match parse_path(path) {
         Ok(call) => call,
@@ -115,20 +78,13 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
     };
 
     let (fault, latency) = fault_for(&model, knobs, request_index);
-    match fault {
-        Some(FaultKind::Status(status)) => {
-            return error_plan(status, &injected_message(status), latency)
-        }
-        Some(FaultKind::Reset) => return no_answer_plan(MockStep::Reset),
-        Some(FaultKind::Hang) => return no_answer_plan(MockStep::Hang),
-        Some(FaultKind::CutStream | FaultKind::SlowBody) | None => {}
+    if let Some(answer) = fault_answer(fault, |status| {
+        error_plan(status, &injected_message(status), latency)
+    }) {
+        return answer;
     }
 
-    let requested = if stream {
-        knobs.chunks
-    } else {
-        knobs.completion_tokens
-    };
+    let requested = knobs.requested_tokens(stream);
     let answer = answer(&inspected, requested, knobs.response_bytes, stream);
     let cut = fault == Some(FaultKind::CutStream);
     let plan = if stream {
@@ -136,11 +92,7 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
     } else {
         json_plan(&answer, inspected.prompt_tokens, latency, cut)
     };
-    if fault == Some(FaultKind::SlowBody) {
-        slow_body(plan)
-    } else {
-        plan
-    }
+    slow_body_if(fault, plan)
 }
 
 /// Bedrock's error body: `{"message": ...}`.
@@ -204,7 +156,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn inspect(req: &Value) -> Result<Inspected, String> {
+fn inspect(req: &Value) -> Result<MockRequest, String> {
     let messages = req
         .get("messages")
         .and_then(Value::as_array)
@@ -228,7 +180,7 @@ fn inspect(req: &Value) -> Result<Inspected, String> {
     for m in messages {
         count(m.get("content"));
     }
-    let prompt_tokens = (text_bytes.div_ceil(4)).max(1) as u64;
+    let prompt_tokens = estimate_tokens(text_bytes);
     let max_tokens = req
         .pointer("/inferenceConfig/maxTokens")
         .and_then(Value::as_u64);
@@ -236,7 +188,7 @@ fn inspect(req: &Value) -> Result<Inspected, String> {
         .pointer("/toolConfig/tools/0/toolSpec/name")
         .and_then(Value::as_str);
 
-    let mut reply = Reply::Words;
+    let mut tool_turn = None;
     if let Some(last) = messages.last() {
         if last.get("role").and_then(Value::as_str) == Some("user") {
             let blocks = last
@@ -253,16 +205,20 @@ fn inspect(req: &Value) -> Result<Inspected, String> {
                 .iter()
                 .any(|b| b.get("text").and_then(Value::as_str).is_some());
             if !results.is_empty() {
-                reply = Reply::ToolSaid(results.join(" "));
+                tool_turn = Some(ToolTurn::Result {
+                    text: results.join(" "),
+                });
             } else if let (Some(tool), true) = (first_tool, has_text) {
-                reply = Reply::CallTool(tool.to_owned());
+                tool_turn = Some(ToolTurn::Call {
+                    name: tool.to_owned(),
+                });
             }
         }
     }
-    Ok(Inspected {
+    Ok(MockRequest {
         prompt_tokens,
         max_tokens,
-        reply,
+        tool_turn,
     })
 }
 
@@ -286,38 +242,29 @@ fn tool_result_text(result: &Value) -> String {
 
 // === answers ===
 
-fn piece(i: usize) -> &'static str {
-    let word = WORDS[i % WORDS.len()];
-    if i == 0 {
-        word.trim_start()
-    } else {
-        word
-    }
-}
-
-fn tokens_of(text: &str) -> u64 {
-    (text.len().div_ceil(4)).max(1) as u64
-}
-
 fn answer(
-    inspected: &Inspected,
+    inspected: &MockRequest,
     requested: u32,
     response_bytes: Option<usize>,
     stream: bool,
 ) -> Answer {
-    match &inspected.reply {
-        Reply::CallTool(name) => {
-            let (a, b) = MOCK_TOOL_INPUT.split_at(MOCK_TOOL_INPUT.len() / 2);
+    match &inspected.tool_turn {
+        Some(ToolTurn::Call { name }) => {
+            let deltas = MOCK_TOOL_ARGUMENT_HALVES
+                .iter()
+                .map(|half| (half.to_string(), estimate_tokens(half.len())))
+                .collect();
             Answer {
                 kind: AnswerKind::Tool(name.clone()),
-                deltas: vec![(a.to_owned(), tokens_of(a)), (b.to_owned(), tokens_of(b))],
+                deltas,
                 stop_reason: "tool_use",
             }
         }
-        Reply::ToolSaid(result) => {
-            let mut deltas = vec![(TOOL_SAID_PREFIX.to_owned(), tokens_of(TOOL_SAID_PREFIX))];
+        Some(ToolTurn::Result { text: result }) => {
+            let prefix = MOCK_TOOL_RESULT_PREFIX;
+            let mut deltas = vec![(prefix.to_owned(), estimate_tokens(prefix.len()))];
             if !result.is_empty() {
-                deltas.push((result.clone(), tokens_of(result)));
+                deltas.push((result.clone(), estimate_tokens(result.len())));
             }
             Answer {
                 kind: AnswerKind::Text,
@@ -325,13 +272,10 @@ fn answer(
                 stop_reason: "end_turn",
             }
         }
-        Reply::Words => {
-            let capped = match inspected.max_tokens {
-                Some(max) if max < u64::from(requested) => max as usize,
-                _ => requested as usize,
-            };
+        None => {
+            let capped = cap_tokens(requested, inspected.max_tokens);
             let words = padded_words(capped, response_bytes);
-            let chunks = if stream { capped } else { 1 };
+            let chunks = if stream { capped as usize } else { 1 };
             let mut deltas = Vec::with_capacity(chunks);
             if !words.is_empty() {
                 // With padding there are more words than chunks: chunk c carries words
@@ -346,7 +290,7 @@ fn answer(
             Answer {
                 kind: AnswerKind::Text,
                 deltas,
-                stop_reason: if capped < requested as usize {
+                stop_reason: if capped < requested {
                     "max_tokens"
                 } else {
                     "end_turn"
@@ -356,43 +300,12 @@ fn answer(
     }
 }
 
-/// `base` words, and more until the text is exactly `target` bytes when a target is set (the
-/// last word is truncated to fit).
-fn padded_words(base: usize, target: Option<usize>) -> Vec<String> {
-    let mut words: Vec<String> = (0..base).map(|i| piece(i).to_owned()).collect();
-    let Some(target) = target else {
-        return words;
-    };
-    let mut len: usize = words.iter().map(String::len).sum();
-    if len >= target {
-        return words;
-    }
-    let mut i = base;
-    while len < target {
-        let p = piece(i);
-        let take = p.len().min(target - len);
-        words.push(p[..take].to_owned());
-        len += take;
-        i += 1;
-    }
-    words
-}
-
 fn usage_json(prompt: u64, completion: u64) -> Value {
     json!({
         "inputTokens": prompt,
         "outputTokens": completion,
         "totalTokens": prompt + completion,
     })
-}
-
-fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
-    Usage {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens: prompt_tokens + completion_tokens,
-        cached_tokens: 0,
-    }
 }
 
 fn json_plan(answer: &Answer, prompt: u64, latency: Duration, cut: bool) -> MockPlan {
@@ -413,23 +326,13 @@ fn json_plan(answer: &Answer, prompt: u64, latency: Duration, cut: bool) -> Mock
         "usage": usage_json(prompt, completion),
         "metrics": { "latencyMs": 0 },
     });
-    let bytes = Bytes::from(body.to_string());
-    let mut plan = body_plan(200, CONTENT_TYPE_JSON, bytes.clone(), latency);
-    if cut {
-        // Half the body, then a reset: the client cannot use any of it.
-        plan.steps = vec![
-            plan.steps.swap_remove(0),
-            MockStep::Body {
-                delay: Duration::ZERO,
-                bytes: bytes.slice(..bytes.len() / 2),
-            },
-            MockStep::Reset,
-        ];
-        plan.usage = usage(prompt, 0);
-    } else {
-        plan.usage = usage(prompt, completion);
-    }
-    plan
+    json_answer(
+        Bytes::from(body.to_string()),
+        latency,
+        cut,
+        usage(prompt, completion),
+        usage(prompt, 0),
+    )
 }
 
 fn event(out: &mut Vec<u8>, event_type: &str, payload: &Value) {
@@ -481,120 +384,47 @@ fn stream_plan(
         content_type: CONTENT_TYPE_EVENTSTREAM,
         body_len: None,
     });
-    let sent = if cut { deltas.len() / 2 } else { deltas.len() };
-    let mut pending = prefix;
-    let mut served = 0;
-    for (i, (bytes, tokens)) in deltas.iter().take(sent).enumerate() {
-        pending.extend_from_slice(bytes);
-        served += tokens;
-        steps.push(MockStep::Body {
-            delay: if i == 0 {
-                knobs.ttft
-            } else {
-                knobs.chunk_delay
-            },
-            bytes: Bytes::from(std::mem::take(&mut pending)),
-        });
-    }
-    if cut {
-        if !pending.is_empty() {
-            steps.push(MockStep::Body {
-                delay: knobs.ttft,
-                bytes: Bytes::from(pending),
-            });
-        }
-        steps.push(MockStep::Reset);
-        return MockPlan {
-            steps,
-            status: Some(200),
-            usage: usage(prompt, served),
-        };
-    }
     let completion = answer.completion_tokens();
-    event(
-        &mut pending,
-        "contentBlockStop",
-        &json!({ "contentBlockIndex": 0 }),
-    );
-    event(
-        &mut pending,
-        "messageStop",
-        &json!({ "stopReason": answer.stop_reason }),
-    );
-    event(
-        &mut pending,
-        "metadata",
-        &json!({ "usage": usage_json(prompt, completion), "metrics": { "latencyMs": 0 } }),
-    );
-    steps.push(MockStep::Body {
-        delay: if deltas.is_empty() {
-            knobs.ttft
-        } else {
-            Duration::ZERO
+    let mut served = 0;
+    pace_stream(
+        &mut steps,
+        knobs,
+        BytesMut::from(&prefix[..]),
+        deltas.len(),
+        cut,
+        |i, out| {
+            out.extend_from_slice(&deltas[i].0);
+            served += deltas[i].1;
         },
-        bytes: Bytes::from(pending),
-    });
-    steps.push(MockStep::End);
-    MockPlan {
-        steps,
-        status: Some(200),
-        usage: usage(prompt, completion),
-    }
-}
-
-/// Head at once, then every body byte in small pieces [`SLOW_BODY_PIECE_DELAY`] apart, then the
-/// plan's last step.
-fn slow_body(plan: MockPlan) -> MockPlan {
-    let mut head = None;
-    let mut body = BytesMut::new();
-    let mut last = MockStep::End;
-    for step in plan.steps {
-        match step {
-            MockStep::Head {
-                status,
-                content_type,
-                body_len,
-                ..
-            } => {
-                head = Some(MockStep::Head {
-                    delay: Duration::ZERO,
-                    status,
-                    content_type,
-                    body_len,
-                });
-            }
-            MockStep::Body { bytes, .. } => body.extend_from_slice(&bytes),
-            other => last = other,
-        }
-    }
-    let mut steps = Vec::with_capacity(SLOW_BODY_MAX_PIECES + 2);
-    steps.extend(head);
-    let mut body = body.freeze();
-    let mut pieces = 0;
-    while !body.is_empty() {
-        pieces += 1;
-        let take = if pieces >= SLOW_BODY_MAX_PIECES {
-            body.len()
-        } else {
-            body.len().min(SLOW_BODY_PIECE_BYTES)
-        };
-        steps.push(MockStep::Body {
-            delay: SLOW_BODY_PIECE_DELAY,
-            bytes: body.split_to(take),
-        });
-    }
-    steps.push(last);
-    MockPlan {
-        steps,
-        status: plan.status,
-        usage: plan.usage,
-    }
+        |out| {
+            let mut closing = Vec::new();
+            event(
+                &mut closing,
+                "contentBlockStop",
+                &json!({ "contentBlockIndex": 0 }),
+            );
+            event(
+                &mut closing,
+                "messageStop",
+                &json!({ "stopReason": answer.stop_reason }),
+            );
+            event(
+                &mut closing,
+                "metadata",
+                &json!({ "usage": usage_json(prompt, completion), "metrics": { "latencyMs": 0 } }),
+            );
+            out.extend_from_slice(&closing);
+        },
+    );
+    let served = if cut { served } else { completion };
+    MockPlan::success(steps, usage(prompt, served))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::mock::SLOW_BODY_MAX_PIECES;
 
     #[test]
     fn paths() {

@@ -13,30 +13,12 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
 use crate::mock::{
-    body_plan, fault_for, no_answer_plan, FaultKind, MockKnobs, MockPlan, MockStep,
-    CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, MOCK_TOOL_ARGUMENTS, MOCK_TOOL_ARGUMENT_PIECES,
-    MOCK_TOOL_RESULT_PREFIX, SLOW_BODY_MAX_PIECES, SLOW_BODY_PIECE_BYTES, SLOW_BODY_PIECE_DELAY,
+    body_plan, cap_tokens, estimate_tokens, fault_answer, fault_for, generated_piece, json_answer,
+    pace_stream, slow_body_if, usage, word_pieces, FaultKind, MockKnobs, MockPlan, MockRequest,
+    MockStep, ToolTurn, CONTENT_TYPE_JSON, CONTENT_TYPE_SSE, MOCK_TOOL_ARGUMENTS,
+    MOCK_TOOL_ARGUMENT_PIECES, MOCK_TOOL_RESULT_PREFIX,
 };
-use crate::openai::Usage;
 use crate::sse::write_event;
-
-/// The generated text cycles through these pieces; one piece is one completion "token".
-const WORDS: &[&str] = &[
-    " Tollgate",
-    " mock",
-    " tokens",
-    " flow",
-    " through",
-    " the",
-    " gateway",
-    " like",
-    " water",
-    " through",
-    " well",
-    " placed",
-    " pipes",
-    ".",
-];
 
 /// Which Gemini method a path names.
 struct Call<'a> {
@@ -49,22 +31,6 @@ struct Call<'a> {
 struct Piece {
     part: Value,
     tokens: u64,
-}
-
-/// What the request asked for, as far as the mock cares.
-struct Inspected {
-    prompt_tokens: u64,
-    max_tokens: Option<u64>,
-    reply: Reply,
-}
-
-enum Reply {
-    /// The usual generated text.
-    Words,
-    /// Call this function with [`MOCK_TOOL_ARGUMENTS`].
-    CallTool(String),
-    /// Answer a tool result.
-    ToolSaid(String),
 }
 
 // === plan ===
@@ -98,21 +64,13 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
     };
 
     let (fault, latency) = fault_for(call.model, knobs, request_index);
-    match fault {
-        Some(FaultKind::Status(status)) => {
-            return error_plan(status, &injected_message(status), latency)
-        }
-        Some(FaultKind::Reset) => return no_answer_plan(MockStep::Reset),
-        Some(FaultKind::Hang) => return no_answer_plan(MockStep::Hang),
-        Some(FaultKind::CutStream | FaultKind::SlowBody) | None => {}
+    if let Some(answer) = fault_answer(fault, |status| {
+        error_plan(status, &injected_message(status), latency)
+    }) {
+        return answer;
     }
 
-    let requested = if call.stream {
-        knobs.chunks
-    } else {
-        knobs.completion_tokens
-    };
-    let (pieces, finish) = answer(&inspected, requested);
+    let (pieces, finish) = answer(&inspected, knobs.requested_tokens(call.stream));
     let response = Response {
         model: call.model,
         id: format!("mock-{request_index}"),
@@ -126,11 +84,7 @@ pub fn plan(path: &str, body: &[u8], knobs: &MockKnobs, request_index: u64) -> M
     } else {
         response.json(&pieces)
     };
-    if fault == Some(FaultKind::SlowBody) {
-        slow_body(plan)
-    } else {
-        plan
-    }
+    slow_body_if(fault, plan)
 }
 
 /// Google's error body: `{"error":{"code","message","status"}}`.
@@ -211,7 +165,7 @@ fn parse_path(path: &str) -> Result<Call<'_>, (u16, String)> {
 }
 
 /// Checks the request the way Gemini would at a glance and works out the answer.
-fn inspect(req: &Value) -> Result<Inspected, String> {
+fn inspect(req: &Value) -> Result<MockRequest, String> {
     let contents = req
         .get("contents")
         .and_then(Value::as_array)
@@ -254,7 +208,7 @@ fn inspect(req: &Value) -> Result<Inspected, String> {
         .flatten()
         .find_map(|d| d.get("name").and_then(Value::as_str));
 
-    let reply = match contents.last() {
+    let tool_turn = match contents.last() {
         Some(last) => {
             let parts = last
                 .get("parts")
@@ -271,17 +225,19 @@ fn inspect(req: &Value) -> Result<Inspected, String> {
                 .iter()
                 .any(|p| p.get("text").and_then(Value::as_str).is_some());
             match (result, first_function) {
-                (Some(text), _) => Reply::ToolSaid(text),
-                (None, Some(name)) if is_user && has_text => Reply::CallTool(name.to_owned()),
-                _ => Reply::Words,
+                (Some(text), _) => Some(ToolTurn::Result { text }),
+                (None, Some(name)) if is_user && has_text => Some(ToolTurn::Call {
+                    name: name.to_owned(),
+                }),
+                _ => None,
             }
         }
-        None => Reply::Words,
+        None => None,
     };
-    Ok(Inspected {
-        prompt_tokens: text_bytes.div_ceil(4).max(1) as u64,
+    Ok(MockRequest {
+        prompt_tokens: estimate_tokens(text_bytes),
         max_tokens,
-        reply,
+        tool_turn,
     })
 }
 
@@ -312,22 +268,12 @@ fn function_response_text(resp: &Value) -> String {
 
 // === answers ===
 
-fn word(i: usize) -> &'static str {
-    let w = WORDS[i % WORDS.len()];
-    if i == 0 {
-        w.trim_start()
-    } else {
-        w
-    }
-}
-
 /// The answer's pieces and its finish reason. `requested` is the knob's token (or chunk) count,
 /// capped by `maxOutputTokens`.
-fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
-    match &req.reply {
-        Reply::Words => {
-            let requested = u64::from(requested);
-            let count = req.max_tokens.map_or(requested, |max| max.min(requested));
+fn answer(req: &MockRequest, requested: u32) -> (Vec<Piece>, &'static str) {
+    match &req.tool_turn {
+        None => {
+            let count = cap_tokens(requested, req.max_tokens);
             let finish = if count < requested {
                 "MAX_TOKENS"
             } else {
@@ -335,13 +281,13 @@ fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
             };
             let pieces = (0..count as usize)
                 .map(|i| Piece {
-                    part: json!({ "text": word(i) }),
+                    part: json!({ "text": generated_piece(i) }),
                     tokens: 1,
                 })
                 .collect();
             (pieces, finish)
         }
-        Reply::CallTool(name) => {
+        Some(ToolTurn::Call { name }) => {
             let args: Value =
                 serde_json::from_str(MOCK_TOOL_ARGUMENTS).unwrap_or_else(|_| json!({}));
             let part = json!({"functionCall": {"name": name, "args": args}});
@@ -349,7 +295,7 @@ fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
             let tokens = MOCK_TOOL_ARGUMENT_PIECES.len() as u64;
             (vec![Piece { part, tokens }], "STOP")
         }
-        Reply::ToolSaid(result) => {
+        Some(ToolTurn::Result { text: result }) => {
             let answer = format!("{MOCK_TOOL_RESULT_PREFIX}{result}");
             let pieces = word_pieces(&answer)
                 .into_iter()
@@ -363,23 +309,6 @@ fn answer(req: &Inspected, requested: u32) -> (Vec<Piece>, &'static str) {
     }
 }
 
-/// `text` cut into word pieces, each space starting a new piece (one piece, one "token"), as
-/// the OpenAI mock cuts its tool-result answer.
-fn word_pieces(text: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if c == ' ' && i > start {
-            pieces.push(&text[start..i]);
-            start = i;
-        }
-    }
-    if start < text.len() {
-        pieces.push(&text[start..]);
-    }
-    pieces
-}
-
 /// What every response of one request shares.
 struct Response<'a> {
     model: &'a str,
@@ -391,15 +320,6 @@ struct Response<'a> {
 }
 
 impl Response<'_> {
-    fn usage(&self, completion: u64) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: completion,
-            total_tokens: self.prompt_tokens + completion,
-            cached_tokens: 0,
-        }
-    }
-
     /// One `GenerateContentResponse` with `parts`, usage counted so far and maybe the finish.
     fn object(&self, parts: Vec<Value>, completion: u64, finish: bool) -> Value {
         let mut candidate = json!({
@@ -434,30 +354,13 @@ impl Response<'_> {
             parts.insert(0, json!({ "text": text }));
         }
         let completion: u64 = pieces.iter().map(|p| p.tokens).sum();
-        let bytes = Bytes::from(self.object(parts, completion, true).to_string());
-        if self.cut {
-            let half = bytes.slice(..bytes.len() / 2);
-            return MockPlan {
-                steps: vec![
-                    MockStep::Head {
-                        delay: self.latency,
-                        status: 200,
-                        content_type: CONTENT_TYPE_JSON,
-                        body_len: Some(bytes.len()),
-                    },
-                    MockStep::Body {
-                        delay: Duration::ZERO,
-                        bytes: half,
-                    },
-                    MockStep::Reset,
-                ],
-                status: Some(200),
-                usage: self.usage(0),
-            };
-        }
-        let mut plan = body_plan(200, CONTENT_TYPE_JSON, bytes, self.latency);
-        plan.usage = self.usage(completion);
-        plan
+        json_answer(
+            Bytes::from(self.object(parts, completion, true).to_string()),
+            self.latency,
+            self.cut,
+            usage(self.prompt_tokens, completion),
+            usage(self.prompt_tokens, 0),
+        )
     }
 
     /// One event per piece: the first after `ttft`, the rest `chunk_delay` apart; the last
@@ -479,84 +382,23 @@ impl Response<'_> {
         } else {
             pieces
         };
-        let send = if self.cut {
-            events.len() / 2
-        } else {
-            events.len()
-        };
         let mut completion = 0;
-        for (i, piece) in events.iter().take(send).enumerate() {
-            completion += piece.tokens;
-            let last = i + 1 == events.len();
-            let event = self.object(vec![piece.part.clone()], completion, last);
-            let mut out = BytesMut::new();
-            write_event(&mut out, None, &event.to_string());
-            steps.push(MockStep::Body {
-                delay: if i == 0 {
-                    knobs.ttft
-                } else {
-                    knobs.chunk_delay
-                },
-                bytes: out.freeze(),
-            });
-        }
-        steps.push(if self.cut {
-            MockStep::Reset
-        } else {
-            MockStep::End
-        });
-        MockPlan {
-            steps,
-            status: Some(200),
-            usage: self.usage(completion),
-        }
-    }
-}
-
-/// The head at once, then the body in small pieces [`SLOW_BODY_PIECE_DELAY`] apart, then the
-/// plan's last step (the same shape as the OpenAI mock's slow body).
-fn slow_body(plan: MockPlan) -> MockPlan {
-    let mut head = None;
-    let mut body = BytesMut::new();
-    let mut last = MockStep::End;
-    for step in plan.steps {
-        match step {
-            MockStep::Head {
-                status,
-                content_type,
-                body_len,
-                ..
-            } => {
-                head = Some(MockStep::Head {
-                    delay: Duration::ZERO,
-                    status,
-                    content_type,
-                    body_len,
-                });
-            }
-            MockStep::Body { bytes, .. } => body.extend_from_slice(&bytes),
-            other => last = other,
-        }
-    }
-    let mut steps = Vec::with_capacity(SLOW_BODY_MAX_PIECES + 2);
-    steps.extend(head);
-    let mut body = body.freeze();
-    while !body.is_empty() {
-        let take = if steps.len() >= SLOW_BODY_MAX_PIECES {
-            body.len()
-        } else {
-            body.len().min(SLOW_BODY_PIECE_BYTES)
-        };
-        steps.push(MockStep::Body {
-            delay: SLOW_BODY_PIECE_DELAY,
-            bytes: body.split_to(take),
-        });
-    }
-    steps.push(last);
-    MockPlan {
-        steps,
-        status: plan.status,
-        usage: plan.usage,
+        pace_stream(
+            &mut steps,
+            knobs,
+            BytesMut::new(),
+            events.len(),
+            self.cut,
+            |i, out| {
+                completion += events[i].tokens;
+                let last = i + 1 == events.len();
+                let event = self.object(vec![events[i].part.clone()], completion, last);
+                write_event(out, None, &event.to_string());
+            },
+            // The last event carries `finishReason`: nothing follows it.
+            |_| {},
+        );
+        MockPlan::success(steps, usage(self.prompt_tokens, completion))
     }
 }
 
@@ -565,16 +407,7 @@ fn slow_body(plan: MockPlan) -> MockPlan {
 mod tests {
     use super::*;
 
-    fn body_of(plan: &MockPlan) -> Vec<u8> {
-        plan.steps
-            .iter()
-            .filter_map(|s| match s {
-                MockStep::Body { bytes, .. } => Some(bytes.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
+    use crate::mock::test_support::plan_body;
 
     const HI: &[u8] = br#"{"contents":[{"role":"user","parts":[{"text":"hello there"}]}]}"#;
 
@@ -604,7 +437,7 @@ mod tests {
         ] {
             let p = plan("/v1beta/models/mock:generateContent", body, &knobs, 0);
             assert_eq!(p.status, Some(400));
-            let v: Value = serde_json::from_slice(&body_of(&p)).unwrap();
+            let v: Value = serde_json::from_slice(&plan_body(&p)).unwrap();
             assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
             assert_eq!(v["error"]["code"], 400);
         }
