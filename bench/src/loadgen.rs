@@ -3,7 +3,8 @@
 //! proxy and the client core spent meanwhile.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -14,8 +15,19 @@ use crate::BenchError;
 /// The demo key every request carries (the gateway checks it; the mock and nginx ignore it).
 pub const DEMO_KEY: &str = "sk-tollgate-demo";
 
-/// The model every request asks for.
+/// The model every request asks for (scenario f: the pass-through model).
 pub const MODEL: &str = "gpt-4o-mini";
+
+/// Scenario f: the gateway model served by an Anthropic-format upstream (translated).
+pub const TRANSLATED_MODEL: &str = "claude";
+
+/// The API key of the gateway's Anthropic-format provider (the mock ignores it).
+pub const ANTHROPIC_KEY: &str = "bench";
+
+/// The Messages request Tollgate sends upstream for the load generator's default chat body
+/// (captured from the gateway at commit 1de7cee, byte for byte), so that load sent straight to
+/// the mock in Anthropic format asks it for the same work as translated load does.
+pub const ANTHROPIC_BODY: &str = r#"{"max_tokens":64,"messages":[{"content":[{"text":"Write a haiku about load testing an AI gateway.","type":"text"}],"role":"user"}],"model":"claude","system":"You are a helpful assistant."}"#;
 
 /// The subset of the load generator's `LoadReport` that the runner reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,8 +95,25 @@ pub struct Latency {
     pub max_us: u64,
 }
 
+/// What every request of a load looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `POST /v1/chat/completions` with the load generator's default OpenAI body for `model` and
+    /// the demo key.
+    OpenAi {
+        /// The `model` of the body.
+        model: &'static str,
+    },
+    /// `POST /v1/messages` with [`ANTHROPIC_BODY`] read from `body_file`, Anthropic's headers:
+    /// only for direct-to-mock, non-streamed (the load generator decodes OpenAI streams only).
+    AnthropicMessages {
+        /// Where [`ANTHROPIC_BODY`] was written.
+        body_file: PathBuf,
+    },
+}
+
 /// What load to apply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadSpec {
     /// Closed loop: connections; open loop: pool size.
     pub connections: usize,
@@ -96,6 +125,8 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Warm-up before measuring.
     pub warmup: Duration,
+    /// The requests sent.
+    pub request: RequestKind,
 }
 
 /// One successful measurement.
@@ -107,6 +138,8 @@ pub struct Sample {
     pub proxy_cpu: Option<f64>,
     /// Fraction of one core the mock and the load generator used together.
     pub client_cpu: Option<f64>,
+    /// Fraction of one core the mock alone used.
+    pub mock_cpu: Option<f64>,
     /// CPU (in cores) that processes other than ours used on the two pinned cores meanwhile:
     /// interference from the rest of the machine.
     pub foreign_cpu: Option<f64>,
@@ -187,6 +220,15 @@ impl Report {
 // === impl LoadSpec ===
 
 impl LoadSpec {
+    /// The URL this load's requests go to at `addr`.
+    pub fn url(&self, addr: SocketAddr) -> String {
+        let path = match self.request {
+            RequestKind::OpenAi { .. } => "/v1/chat/completions",
+            RequestKind::AnthropicMessages { .. } => "/v1/messages",
+        };
+        format!("http://{addr}{path}")
+    }
+
     /// The `tollgate-loadgen` arguments for this load against `url`.
     pub fn args(&self, url: &str) -> Vec<String> {
         let mut args = vec![
@@ -207,11 +249,23 @@ impl LoadSpec {
         if self.stream {
             args.push("--stream".to_owned());
         }
+        match &self.request {
+            RequestKind::OpenAi { model } => args.extend([
+                "--header".to_owned(),
+                format!("Authorization: Bearer {DEMO_KEY}"),
+                "--model".to_owned(),
+                (*model).to_owned(),
+            ]),
+            RequestKind::AnthropicMessages { body_file } => args.extend([
+                "--header".to_owned(),
+                format!("x-api-key: {ANTHROPIC_KEY}"),
+                "--header".to_owned(),
+                "anthropic-version: 2023-06-01".to_owned(),
+                "--body-file".to_owned(),
+                body_file.display().to_string(),
+            ]),
+        }
         args.extend([
-            "--header".to_owned(),
-            format!("Authorization: Bearer {DEMO_KEY}"),
-            "--model".to_owned(),
-            MODEL.to_owned(),
             "--threads".to_owned(),
             "1".to_owned(),
             "--json".to_owned(),
@@ -279,7 +333,12 @@ pub fn measure(
         Err(e) => return Ok(Err(e.to_string())),
     };
     let after = CpuSnapshot::take(watch);
-    let (proxy_cpu, client_cpu, foreign_cpu) = cpu_use(&before, &after);
+    let CpuUse {
+        proxy: proxy_cpu,
+        client: client_cpu,
+        mock: mock_cpu,
+        foreign: foreign_cpu,
+    } = cpu_use(&before, &after);
     if !status.success() {
         return Ok(Err(format!(
             "tollgate-loadgen failed ({status}): {}",
@@ -300,22 +359,38 @@ pub fn measure(
         report,
         proxy_cpu,
         client_cpu,
+        mock_cpu,
         foreign_cpu,
     }))
 }
 
-/// Proxy, client (mock + load generator) and foreign CPU, each in cores, between two
+/// CPU used between two snapshots, each in cores.
+#[derive(Debug, Clone, Copy)]
+struct CpuUse {
+    proxy: Option<f64>,
+    client: Option<f64>,
+    mock: Option<f64>,
+    foreign: Option<f64>,
+}
+
+/// Proxy, client (mock + load generator), mock and foreign CPU, each in cores, between two
 /// snapshots. Foreign = what the two cores were busy with beyond our processes.
-fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> (Option<f64>, Option<f64>, Option<f64>) {
+fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuUse {
     let wall = after.at.duration_since(before.at).as_secs_f64();
     if wall <= 0.0 {
-        return (None, None, None);
+        return CpuUse {
+            proxy: None,
+            client: None,
+            mock: None,
+            foreign: None,
+        };
     }
     let delta =
         |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?).as_secs_f64());
     let proxy = delta(before.proxy, after.proxy);
     let loadgen = after.reaped.saturating_sub(before.reaped).as_secs_f64();
-    let client = delta(before.mock, after.mock).map(|m| m + loadgen);
+    let mock = delta(before.mock, after.mock);
+    let client = mock.map(|m| m + loadgen);
     let busy = |(b0, t0): (u64, u64), (b1, t1): (u64, u64)| {
         (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
     };
@@ -326,5 +401,10 @@ fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> (Option<f64>, Option<f6
         Some((cores_busy - ours).max(0.0))
     })();
     let frac = |v: Option<f64>| v.map(|v| v / wall);
-    (frac(proxy), frac(client), foreign)
+    CpuUse {
+        proxy: frac(proxy),
+        client: frac(client),
+        mock: frac(mock),
+        foreign,
+    }
 }

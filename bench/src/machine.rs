@@ -63,7 +63,8 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
         .ok()?;
     out.status
         .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        // Only the end is trimmed: `status --porcelain` lines start with a significant space.
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }
 
 /// `abc1234`, or `abc1234 (dirty: 5 files changed or untracked)`.

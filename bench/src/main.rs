@@ -3,8 +3,9 @@
 //! Builds the release binaries, then for each run starts the mock provider, a one-worker
 //! Tollgate and a one-worker nginx, and measures every scenario directly against the mock,
 //! through Tollgate and through nginx back to back, on pinned cores (proxies on CPU 0, mock and
-//! load generator on CPU 1). Writes medians, ratios against nginx and the goals to
-//! `bench/RESULTS.md`. Load only ever goes to 127.0.0.1, bounded in time and count; every
+//! load generator on CPU 1). Then, with a second gateway that serves one model pass-through and
+//! one translated to an Anthropic-format upstream, measures what translation costs (scenario f).
+//! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes to 127.0.0.1, bounded in time and count; every
 //! process it starts is stopped on the way out, on errors and on Ctrl-C too.
 
 mod idle;
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::loadgen::{LoadSpec, Outcome, Watch, MODEL};
+use crate::loadgen::{
+    LoadSpec, Outcome, RequestKind, Watch, ANTHROPIC_BODY, ANTHROPIC_KEY, MODEL, TRANSLATED_MODEL,
+};
 use crate::machine::Machine;
 use crate::nginx::Availability;
 use crate::procs::{Proc, Scratch, Spawn};
@@ -332,8 +335,26 @@ fn start_mock(
     Ok((proc, addr, spawn.command_line()))
 }
 
+/// Which configuration a gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GatewayRole {
+    /// Scenarios a–e: one OpenAI-format model in front of the mock.
+    PassThrough,
+    /// Scenario f: the same pass-through model, plus [`TRANSLATED_MODEL`] served by an
+    /// Anthropic-format provider pointing at the same mock (its `/v1/messages`).
+    Translation,
+}
+
 /// The gateway's configuration: one worker in front of the mock.
-fn gateway_config(listen: SocketAddr, mock: SocketAddr, max_connections: usize) -> String {
+fn gateway_config(
+    listen: SocketAddr,
+    mock: SocketAddr,
+    max_connections: usize,
+    role: GatewayRole,
+) -> String {
+    if role == GatewayRole::Translation {
+        return translation_gateway_config(listen, mock, max_connections);
+    }
     format!(
         r#"# Written by tollgate-bench: one worker in front of the mock provider.
 [server]
@@ -360,6 +381,50 @@ key = "{key}"
     )
 }
 
+/// Scenario f's configuration: two models on one worker, one per upstream format, both
+/// answered by the same mock process.
+fn translation_gateway_config(
+    listen: SocketAddr,
+    mock: SocketAddr,
+    max_connections: usize,
+) -> String {
+    format!(
+        r#"# Written by tollgate-bench (scenario f): one worker, one model passed through to the
+# mock's OpenAI API and one translated to the mock's Anthropic Messages API.
+[server]
+listen = "{listen}"
+workers = 1
+shutdown_grace = "1s"
+keepalive_timeout = "120s"
+max_connections_per_worker = {max_connections}
+
+[[providers]]
+name = "mock-openai"
+kind = "openai"
+base_url = "http://{mock}/v1"
+
+[[providers]]
+name = "mock-anthropic"
+kind = "anthropic"
+base_url = "http://{mock}"
+api_key = "{ANTHROPIC_KEY}"
+
+[[models]]
+name = "{MODEL}"
+deployments = [{{ provider = "mock-openai", model = "{MODEL}" }}]
+
+[[models]]
+name = "{TRANSLATED_MODEL}"
+deployments = [{{ provider = "mock-anthropic", model = "{TRANSLATED_MODEL}" }}]
+
+[[keys]]
+name = "bench"
+key = "{key}"
+"#,
+        key = loadgen::DEMO_KEY
+    )
+}
+
 /// A running gateway.
 #[derive(Debug)]
 struct Gateway {
@@ -376,11 +441,12 @@ fn start_gateway(
     mock: SocketAddr,
     dir: &Path,
     name: &str,
+    role: GatewayRole,
 ) -> Result<Gateway, BenchError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
     let config = dir.join(format!("{name}.toml"));
     let max_connections = (settings.idle_connections + 1_000).max(25_000);
-    let toml = gateway_config(addr, mock, max_connections);
+    let toml = gateway_config(addr, mock, max_connections, role);
     std::fs::write(&config, &toml)
         .map_err(|e| BenchError::io(format!("writing {}", config.display()), e))?;
     let mut spawn = Spawn::new(
@@ -467,16 +533,22 @@ fn one_run(
     let (mut mock, mock_addr, mock_cmd) = start_mock(bins, settings, dir, &format!("mock-{tag}"))?;
     results.note_command("mock", mock_cmd);
 
-    let mut gateway =
-        match start_gateway(bins, settings, mock_addr, dir, &format!("tollgate-{tag}")) {
-            Ok(g) => {
-                results.note_command("tollgate", g.command_line.clone());
-                results.note_gateway_config(g.config.clone());
-                Ok(g)
-            }
-            Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-            Err(e) => Err(e.to_string()),
-        };
+    let mut gateway = match start_gateway(
+        bins,
+        settings,
+        mock_addr,
+        dir,
+        &format!("tollgate-{tag}"),
+        GatewayRole::PassThrough,
+    ) {
+        Ok(g) => {
+            results.note_command("tollgate", g.command_line.clone());
+            results.note_gateway_config(g.config.clone());
+            Ok(g)
+        }
+        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+        Err(e) => Err(e.to_string()),
+    };
     let mut nginx = match nginx_bin {
         Availability::Ready { bin, .. } => {
             match nginx::start(
@@ -533,6 +605,9 @@ fn one_run(
                         let addr = if spec.stream { n.streaming } else { n.buffered };
                         (addr, Some(n.proc.pid()))
                     }
+                    Target::DirectAnthropic | Target::PassThrough | Target::Translated => {
+                        return Err("a target of scenario f only".into())
+                    }
                 };
                 let url = format!("http://{addr}/v1/chat/completions");
                 if run == 0 {
@@ -570,6 +645,11 @@ fn one_run(
         g.proc.stop();
     }
     drop(gateway);
+
+    // f. translation: its own gateway, so scenarios a–e keep their one-model configuration.
+    let translation = translation_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
+    out.load.extend(translation.load);
+    out.gateway_warnings.extend(translation.gateway_warnings);
     if let Some(Ok(n)) = nginx.as_mut() {
         out.nginx_errors = results::nginx_errors(&procs::tail(
             &dir.join(n.proc.name()).join("nginx-error.log"),
@@ -582,6 +662,7 @@ fn one_run(
         mock_addr,
         dir,
         &format!("tollgate-mem-{tag}"),
+        GatewayRole::PassThrough,
     ) {
         Ok(mut g) => {
             let r = idle::hold_idle(&mut g.proc, g.addr, settings.idle_connections);
@@ -607,6 +688,113 @@ fn one_run(
     Ok(out)
 }
 
+/// What scenario f measured in one run.
+#[derive(Debug, Default)]
+struct TranslationRun {
+    load: Vec<((Scenario, Target), Outcome)>,
+    gateway_warnings: Vec<String>,
+}
+
+/// Scenario f: a fresh two-model gateway ([`GatewayRole::Translation`]); closed-loop and
+/// streaming load through it to the pass-through and to the translated model, and straight to
+/// the mock in OpenAI and (non-streamed) Anthropic format, back to back in rotating order.
+fn translation_run(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    mock: &mut Proc,
+    mock_addr: SocketAddr,
+    dir: &Path,
+    results: &mut Results,
+) -> Result<TranslationRun, BenchError> {
+    let tag = format!("run{}", run + 1);
+    let body_file = dir.join("anthropic-messages.json");
+    std::fs::write(&body_file, ANTHROPIC_BODY)
+        .map_err(|e| BenchError::io(format!("writing {}", body_file.display()), e))?;
+    let mut gateway = match start_gateway(
+        bins,
+        settings,
+        mock_addr,
+        dir,
+        &format!("tollgate-translation-{tag}"),
+        GatewayRole::Translation,
+    ) {
+        Ok(g) => {
+            results.note_command("tollgate (scenario f)", g.command_line.clone());
+            results.note_translation_config(g.config.clone());
+            Ok(g)
+        }
+        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+        Err(e) => Err(e.to_string()),
+    };
+
+    let mut out = TranslationRun::default();
+    for scenario in Scenario::TRANSLATION {
+        let mut targets = scenario.targets();
+        // Rotate as the other scenarios do: neither model always runs first.
+        let shift = run % targets.len();
+        targets.rotate_left(shift);
+        for target in targets {
+            procs::check_interrupted()?;
+            let mut spec = settings.spec(scenario);
+            spec.request = match target {
+                Target::DirectAnthropic => RequestKind::AnthropicMessages {
+                    body_file: body_file.clone(),
+                },
+                Target::Translated => RequestKind::OpenAi {
+                    model: TRANSLATED_MODEL,
+                },
+                _ => RequestKind::OpenAi { model: MODEL },
+            };
+            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
+            let outcome: Outcome = (|| {
+                mock.check_alive()?;
+                let (addr, proxy) = match target {
+                    Target::Direct | Target::DirectAnthropic => (mock_addr, None),
+                    Target::PassThrough | Target::Translated => {
+                        let g = gateway.as_mut().map_err(|e| e.clone())?;
+                        g.proc.check_alive()?;
+                        (g.addr, Some(g.proc.pid()))
+                    }
+                    Target::Tollgate | Target::Nginx => {
+                        return Err("not a target of scenario f".into())
+                    }
+                };
+                let url = spec.url(addr);
+                if run == 0 {
+                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
+                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                }
+                let watch = Watch {
+                    proxy_core: PROXY_CPU,
+                    client_core: CLIENT_CPU,
+                    proxy_pid: proxy,
+                    mock_pid: mock.pid(),
+                };
+                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
+                    match e {
+                        BenchError::Interrupted => "interrupted".to_owned(),
+                        other => other.to_string(),
+                    }
+                })?
+            })();
+            procs::check_interrupted()?;
+            eprintln!(
+                "tollgate-bench:   {:<18} {:<16} {}",
+                scenario.slug(),
+                target.slug(),
+                results::one_line(scenario, &outcome)
+            );
+            out.load.push(((scenario, target), outcome));
+        }
+    }
+    if let Ok(g) = gateway.as_mut() {
+        out.gateway_warnings = results::warnings(&g.proc.stderr());
+        g.proc.stop();
+    }
+    Ok(out)
+}
+
 // === impl Settings ===
 
 impl Settings {
@@ -617,9 +805,10 @@ impl Settings {
             stream: false,
             duration: self.duration,
             warmup: self.warmup,
+            request: RequestKind::OpenAi { model: MODEL },
         };
         match scenario {
-            Scenario::Throughput => LoadSpec {
+            Scenario::Throughput | Scenario::Translation => LoadSpec {
                 connections: self.connections,
                 ..base
             },
@@ -629,7 +818,7 @@ impl Settings {
                 rate: Some(self.rate),
                 ..base
             },
-            Scenario::Streaming => LoadSpec {
+            Scenario::Streaming | Scenario::TranslationStreaming => LoadSpec {
                 connections: self.stream_connections,
                 stream: true,
                 ..base
@@ -692,11 +881,37 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
             30_000,
+            GatewayRole::PassThrough,
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);
         assert_eq!(config.server.max_connections_per_worker, 30_000);
         assert!(config.model(MODEL).is_some());
+        assert!(config.model(TRANSLATED_MODEL).is_none());
+    }
+
+    #[test]
+    fn translation_config_is_valid_toml() {
+        let conf = gateway_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            30_000,
+            GatewayRole::Translation,
+        );
+        let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
+        assert_eq!(config.server.workers, 1);
+        assert!(config.model(MODEL).is_some());
+        assert!(config.model(TRANSLATED_MODEL).is_some());
+        assert_eq!(config.providers.len(), 2);
+    }
+
+    #[test]
+    fn anthropic_body_is_a_messages_request() {
+        let body: serde_json::Value = serde_json::from_str(ANTHROPIC_BODY).unwrap();
+        assert_eq!(body["model"], TRANSLATED_MODEL);
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert!(body.get("stream").is_none());
     }
 
     #[test]
