@@ -278,11 +278,10 @@ pub(crate) async fn attempt_translated(
     canonical: &ChatRequest,
     info: AttemptInfo<'_>,
 ) -> Ended {
-    let mut req = canonical.clone();
-    req.model = info.upstream_model.to_owned();
-    req.stream = Some(ctx.streaming);
+    // Adapters take the model from the target, and the canonical request carries the client's
+    // own `stream`: no per-attempt copy of the request is needed.
     let target = info.provider.target(info.upstream_model, now_unix());
-    let request = match info.provider.adapter.encode_request(&req, &target) {
+    let request = match info.provider.adapter.encode_request(canonical, &target) {
         Ok(r) => r,
         Err(e) => {
             // The request cannot be expressed for this provider: a client error, not the
