@@ -20,9 +20,12 @@
 //! - `created` is 0 on decoded responses and chunks: Anthropic sends no timestamp and adapters
 //!   have no clock; the engine stamps it if it wants one.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{
     kind_for_status, looks_like_context_length, Adapter, ErrorKind, ProviderError, StreamDecoder,
@@ -30,7 +33,7 @@ use super::{
 };
 use crate::chat::{
     ChatChunk, ChatRequest, ChatResponse, ChatUsage, Choice, Content, ContentPart, Delta,
-    FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat, Role, ToolCall,
+    FinishReason, FunctionCall, FunctionCallDelta, Message, ResponseFormat, Role, Stop, ToolCall,
     ToolCallDelta, ToolChoice,
 };
 use crate::sse::SseDecoder;
@@ -51,11 +54,11 @@ pub const JSON_OBJECT_INSTRUCTION: &str =
 /// Anthropic tool names are at most this long.
 const MAX_TOOL_NAME: usize = 64;
 
+/// The Messages endpoint, after the target's base path.
+const MESSAGES_PATH: &str = "/v1/messages";
+
 /// Largest SSE block accepted from the upstream.
 const MAX_FRAME_BYTES: usize = 4 << 20;
-
-/// Top-level extras that mean the same to Anthropic and are passed through as sent.
-const PASSTHROUGH_EXTRAS: &[&str] = &["top_k", "thinking"];
 
 /// The Anthropic Messages API.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,10 +77,9 @@ impl Adapter for AnthropicAdapter {
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, TranslateError> {
         let body = encode_body(req, target.model)?;
-        let mut headers = vec![
-            ("host", target.authority.to_owned()),
-            ("content-type", "application/json".to_owned()),
-        ];
+        let mut headers = Vec::with_capacity(5);
+        headers.push(("host", target.authority.to_owned()));
+        headers.push(("content-type", "application/json".to_owned()));
         if let Some(key) = target.api_key {
             headers.push(("x-api-key", key.to_owned()));
         }
@@ -88,9 +90,12 @@ impl Adapter for AnthropicAdapter {
         if req.is_stream() {
             headers.push(("accept", "text/event-stream".to_owned()));
         }
+        let mut path = String::with_capacity(target.base_path.len() + MESSAGES_PATH.len());
+        path.push_str(target.base_path);
+        path.push_str(MESSAGES_PATH);
         Ok(UpstreamRequest {
             method: "POST",
-            path: format!("{}/v1/messages", target.base_path),
+            path,
             headers,
             body,
         })
@@ -179,6 +184,177 @@ fn truncate(text: &str, max: usize) -> &str {
 
 // === request ===
 
+// The request body is written straight from typed wire structs that borrow from the canonical
+// request, instead of building a `serde_json::Value` tree first. Fields are declared in
+// alphabetical order on purpose: that is the order the former `Value` (a `BTreeMap`) wrote, so
+// upstreams and recorded fixtures see byte-identical bodies.
+
+/// `POST /v1/messages` body.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    max_tokens: u64,
+    messages: Vec<WireTurn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
+}
+
+/// One Anthropic turn.
+#[derive(Serialize)]
+struct WireTurn<'a> {
+    content: Vec<WireBlockOut<'a>>,
+    role: &'static str,
+}
+
+/// A content block of a request turn; each variant writes its own `type`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireBlockOut<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Image {
+        source: WireImageSource<'a>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    /// An Anthropic-native block, sent as the client wrote it.
+    Native(&'a Value),
+    ToolUse {
+        id: &'a str,
+        input: Value,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolResult {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<WireToolResultContent<'a>>,
+        tool_use_id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+impl<'a> WireBlockOut<'a> {
+    fn text(text: &'a str) -> Self {
+        WireBlockOut::Text { text, kind: "text" }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireToolResultContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<WireBlockOut<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireImageSource<'a> {
+    Base64 {
+        data: &'a str,
+        media_type: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Url {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        url: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: WireSchema<'a>,
+    name: Cow<'a, str>,
+}
+
+/// A tool's `input_schema`.
+enum WireSchema<'a> {
+    Given(&'a Value),
+    /// `{"properties":{},"type":"object"}`: a function declared without parameters.
+    NoParameters,
+    /// `{"type":"object"}`: a `json_schema` format that carried no schema.
+    AnyObject,
+}
+
+impl Serialize for WireSchema<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WireSchema::Given(v) => v.serialize(serializer),
+            WireSchema::NoParameters => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("properties", &EmptyObject)?;
+                map.serialize_entry("type", "object")?;
+                map.end()
+            }
+            WireSchema::AnyObject => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("type", "object")?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// `{}`.
+struct EmptyObject;
+
+impl Serialize for EmptyObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_map(Some(0))?.end()
+    }
+}
+
+#[derive(Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Cow<'a, str>>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> WireToolChoice<'a> {
+    fn of(kind: &'static str) -> Self {
+        WireToolChoice {
+            disable_parallel_tool_use: None,
+            name: None,
+            kind,
+        }
+    }
+}
+
 fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> {
     if let Some(n) = req.extra.get("n").and_then(Value::as_u64) {
         if n > 1 {
@@ -188,61 +364,46 @@ fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> 
             ));
         }
     }
-    let mut body = Map::new();
-    body.insert("model".into(), Value::from(model));
-    body.insert(
-        "max_tokens".into(),
-        Value::from(req.output_cap().unwrap_or_else(|| default_max_tokens(req))),
-    );
+    let max_tokens = req.output_cap().unwrap_or_else(|| default_max_tokens(req));
 
     let (mut system, messages) = encode_messages(&req.messages)?;
     let mut tools = encode_tools(req)?;
     let mut tool_choice = encode_tool_choice(req, &tools);
 
     match &req.response_format {
-        Some(ResponseFormat::JsonObject) => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
+        Some(ResponseFormat::JsonObject) => system.push(Cow::Borrowed(JSON_OBJECT_INSTRUCTION)),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
-            let (tool, name) = json_schema_tool(json_schema);
+            let tool = json_schema_tool(json_schema);
             let client_tools = !tools.is_empty();
-            tools.push(tool);
-            let keep_client_choice = matches!(
-                tool_choice
-                    .as_ref()
-                    .and_then(|c| c.get("type"))
-                    .and_then(Value::as_str),
-                Some("tool" | "any")
-            );
-            if !keep_client_choice {
-                let mode = tool_choice
-                    .as_ref()
-                    .and_then(|c| c.get("type"))
-                    .and_then(Value::as_str);
+            let mode = tool_choice.as_ref().map(|c| c.kind);
+            if !matches!(mode, Some("tool" | "any")) {
                 tool_choice = Some(if client_tools && mode != Some("none") {
-                    json!({"type": "any"})
+                    WireToolChoice::of("any")
                 } else {
-                    json!({"type": "tool", "name": name})
+                    WireToolChoice {
+                        name: Some(tool.name.clone()),
+                        ..WireToolChoice::of("tool")
+                    }
                 });
             }
+            tools.push(tool);
         }
         Some(ResponseFormat::Text) | None => {}
     }
 
-    if !system.is_empty() {
-        body.insert("system".into(), Value::from(system.join("\n\n")));
+    let system = match system.len() {
+        0 => None,
+        1 => system.pop(),
+        _ => Some(Cow::Owned(system.join("\n\n"))),
+    };
+    if tools.is_empty() {
+        tool_choice = None;
     }
-    body.insert("messages".into(), Value::Array(messages));
-    if !tools.is_empty() {
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = tool_choice {
-            body.insert("tool_choice".into(), choice);
-        }
-    }
-    if let Some(stop) = &req.stop {
-        let stops = stop.to_vec();
-        if !stops.is_empty() {
-            body.insert("stop_sequences".into(), json!(stops));
-        }
-    }
+    let stop_sequences = match &req.stop {
+        Some(Stop::One(s)) => Some(std::slice::from_ref(s)),
+        Some(Stop::Many(v)) if !v.is_empty() => Some(v.as_slice()),
+        _ => None,
+    };
     if let Some(t) = req.temperature {
         // OpenAI allows 0..=2, Anthropic 0..=1; halving would change every other value's meaning.
         if !(0.0..=1.0).contains(&t) {
@@ -251,26 +412,40 @@ fn encode_body(req: &ChatRequest, model: &str) -> Result<Bytes, TranslateError> 
                 Some("temperature"),
             ));
         }
-        body.insert("temperature".into(), json!(t));
     }
-    if let Some(p) = req.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({ "user_id": user }));
-    }
-    for key in PASSTHROUGH_EXTRAS {
-        if let Some(v) = req.extra.get(*key) {
-            body.insert((*key).to_owned(), v.clone());
-        }
-    }
-    if req.is_stream() {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-    let mut out = BytesMut::with_capacity(256);
-    serde_json::to_writer((&mut out).writer(), &Value::Object(body))
+    let body = WireRequest {
+        max_tokens,
+        messages,
+        metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
+        model,
+        stop_sequences,
+        stream: req.is_stream().then_some(true),
+        system,
+        temperature: req.temperature,
+        // Top-level extras that mean the same to Anthropic are passed through as sent.
+        thinking: req.extra.get("thinking"),
+        tool_choice,
+        tools,
+        top_k: req.extra.get("top_k"),
+        top_p: req.top_p,
+    };
+    let mut out = Vec::with_capacity(body_capacity(req));
+    serde_json::to_writer(&mut out, &body)
         .map_err(|e| TranslateError::new(format!("cannot encode the request: {e}"), None))?;
-    Ok(out.freeze())
+    Ok(Bytes::from(out))
+}
+
+/// A first guess at the encoded size, so the common body is written without regrowing.
+fn body_capacity(req: &ChatRequest) -> usize {
+    let text: usize = req
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(Content::Text(t)) => t.len() + 48,
+            _ => 128,
+        })
+        .sum();
+    256 + text + text / 8
 }
 
 /// `max_tokens` when the client set no cap: [`DEFAULT_MAX_TOKENS`], or more when an extended
@@ -285,48 +460,48 @@ fn default_max_tokens(req: &ChatRequest) -> u64 {
     DEFAULT_MAX_TOKENS.saturating_add(budget)
 }
 
-/// The forced tool for a `json_schema` response format, and its name.
-fn json_schema_tool(json_schema: &Value) -> (Value, String) {
+/// The forced tool for a `json_schema` response format.
+fn json_schema_tool(json_schema: &Value) -> WireTool<'_> {
     let schema_name = json_schema
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("response");
-    let mut name = format!("{JSON_TOOL_PREFIX}{schema_name}");
-    name = truncate(&name, MAX_TOOL_NAME).to_owned();
-    let schema = json_schema
+    let name = format!("{JSON_TOOL_PREFIX}{schema_name}");
+    let name = truncate(&name, MAX_TOOL_NAME).to_owned();
+    let input_schema = json_schema
         .get("schema")
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object"}));
+        .map_or(WireSchema::AnyObject, WireSchema::Given);
     let description = json_schema
         .get("description")
         .and_then(Value::as_str)
         .unwrap_or("Give the final answer as the input of this tool.");
-    (
-        json!({"name": name, "description": description, "input_schema": schema}),
-        name,
-    )
+    WireTool {
+        description: Some(description),
+        input_schema,
+        name: Cow::Owned(name),
+    }
 }
 
-/// One Anthropic turn being built.
-struct Turn {
-    role: &'static str,
-    blocks: Vec<Value>,
-}
-
-fn push_turn(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<Value>) {
+fn push_turn<'a>(turns: &mut Vec<WireTurn<'a>>, role: &'static str, blocks: Vec<WireBlockOut<'a>>) {
     if blocks.is_empty() {
         return;
     }
     match turns.last_mut() {
-        Some(last) if last.role == role => last.blocks.extend(blocks),
-        _ => turns.push(Turn { role, blocks }),
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => turns.push(WireTurn {
+            content: blocks,
+            role,
+        }),
     }
 }
 
 /// (system pieces, Anthropic messages).
-fn encode_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>), TranslateError> {
+#[allow(clippy::type_complexity)]
+fn encode_messages(
+    messages: &[Message],
+) -> Result<(Vec<Cow<'_, str>>, Vec<WireTurn<'_>>), TranslateError> {
     let mut system = Vec::new();
-    let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
+    let mut turns: Vec<WireTurn<'_>> = Vec::with_capacity(messages.len());
     for (i, msg) in messages.iter().enumerate() {
         match msg.role {
             Role::System | Role::Developer => {
@@ -342,14 +517,16 @@ fn encode_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>), Tr
             Role::Assistant => {
                 let mut blocks = content_blocks(msg.content.as_ref(), i, false)?;
                 for (j, call) in msg.tool_calls.iter().flatten().enumerate() {
-                    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
-                    let input = tool_input(&call.function.arguments, &param)?;
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.function.name,
-                        "input": input,
-                    }));
+                    let input = tool_input(&call.function.arguments, "").map_err(|mut e| {
+                        e.param = Some(format!("messages[{i}].tool_calls[{j}].function.arguments"));
+                        e
+                    })?;
+                    blocks.push(WireBlockOut::ToolUse {
+                        id: &call.id,
+                        input,
+                        name: &call.function.name,
+                        kind: "tool_use",
+                    });
                 }
                 push_turn(&mut turns, "assistant", blocks);
             }
@@ -361,44 +538,44 @@ fn encode_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>), Tr
                         Some(&param),
                     ));
                 };
-                let mut block = json!({"type": "tool_result", "tool_use_id": id});
-                match &msg.content {
-                    Some(Content::Text(t)) if !t.is_empty() => {
-                        block["content"] = Value::from(t.as_str());
-                    }
+                let content = match &msg.content {
+                    Some(Content::Text(t)) if !t.is_empty() => Some(WireToolResultContent::Text(t)),
                     Some(Content::Parts(_)) => {
                         let inner = content_blocks(msg.content.as_ref(), i, true)?;
-                        if !inner.is_empty() {
-                            block["content"] = Value::Array(inner);
-                        }
+                        (!inner.is_empty()).then_some(WireToolResultContent::Blocks(inner))
                     }
-                    _ => {}
-                }
+                    _ => None,
+                };
+                let block = WireBlockOut::ToolResult {
+                    content,
+                    tool_use_id: id,
+                    kind: "tool_result",
+                };
                 push_turn(&mut turns, "user", vec![block]);
             }
         }
     }
-    let messages = turns
-        .into_iter()
-        .map(|t| json!({"role": t.role, "content": t.blocks}))
-        .collect();
-    Ok((system, messages))
+    Ok((system, turns))
 }
 
-fn system_text(msg: &Message, i: usize) -> Result<String, TranslateError> {
-    if let Some(Content::Parts(parts)) = &msg.content {
-        if let Some(j) = parts
-            .iter()
-            .position(|p| !matches!(p, ContentPart::Text { .. }))
-        {
-            let param = format!("messages[{i}].content[{j}]");
-            return Err(TranslateError::new(
-                "Anthropic system prompts take text only.",
-                Some(&param),
-            ));
+fn system_text(msg: &Message, i: usize) -> Result<Cow<'_, str>, TranslateError> {
+    match &msg.content {
+        None => Ok(Cow::Borrowed("")),
+        Some(Content::Text(t)) => Ok(Cow::Borrowed(t)),
+        Some(Content::Parts(parts)) => {
+            if let Some(j) = parts
+                .iter()
+                .position(|p| !matches!(p, ContentPart::Text { .. }))
+            {
+                let param = format!("messages[{i}].content[{j}]");
+                return Err(TranslateError::new(
+                    "Anthropic system prompts take text only.",
+                    Some(&param),
+                ));
+            }
+            Ok(Cow::Owned(msg.text_content()))
         }
     }
-    Ok(msg.text_content())
 }
 
 /// Content as Anthropic blocks; images only where `images` (user turns and tool results).
@@ -406,27 +583,35 @@ fn content_blocks(
     content: Option<&Content>,
     i: usize,
     images: bool,
-) -> Result<Vec<Value>, TranslateError> {
+) -> Result<Vec<WireBlockOut<'_>>, TranslateError> {
     let mut blocks = Vec::new();
     match content {
         None => {}
         Some(Content::Text(t)) if t.is_empty() => {}
-        Some(Content::Text(t)) => blocks.push(json!({"type": "text", "text": t})),
+        Some(Content::Text(t)) => blocks.push(WireBlockOut::text(t)),
         Some(Content::Parts(parts)) => {
+            blocks.reserve(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 match part {
                     ContentPart::Text { text } => {
                         if !text.is_empty() {
-                            blocks.push(json!({"type": "text", "text": text}));
+                            blocks.push(WireBlockOut::text(text));
                         }
                     }
                     ContentPart::ImageUrl { image_url } if images => {
                         let source = if let Some((media, data)) = image_url.as_data() {
-                            json!({"type": "base64", "media_type": media, "data": data})
+                            WireImageSource::Base64 {
+                                data,
+                                media_type: media,
+                                kind: "base64",
+                            }
                         } else if image_url.url.starts_with("https://")
                             || image_url.url.starts_with("http://")
                         {
-                            json!({"type": "url", "url": image_url.url})
+                            WireImageSource::Url {
+                                kind: "url",
+                                url: &image_url.url,
+                            }
                         } else {
                             let param = format!("messages[{i}].content[{j}].image_url.url");
                             return Err(TranslateError::new(
@@ -434,13 +619,16 @@ fn content_blocks(
                                 Some(&param),
                             ));
                         };
-                        blocks.push(json!({"type": "image", "source": source}));
+                        blocks.push(WireBlockOut::Image {
+                            source,
+                            kind: "image",
+                        });
                     }
                     ContentPart::Other(v)
                         if images && v.get("type").and_then(Value::as_str) == Some("document") =>
                     {
                         // An Anthropic-native block kept by the Anthropic front door.
-                        blocks.push(v.clone());
+                        blocks.push(WireBlockOut::Native(v));
                     }
                     _ => {
                         let param = format!("messages[{i}].content[{j}]");
@@ -474,9 +662,12 @@ fn tool_input(arguments: &str, param: &str) -> Result<Value, TranslateError> {
     }
 }
 
-fn encode_tools(req: &ChatRequest) -> Result<Vec<Value>, TranslateError> {
-    let mut tools = Vec::new();
-    for (i, tool) in req.tools.iter().flatten().enumerate() {
+fn encode_tools(req: &ChatRequest) -> Result<Vec<WireTool<'_>>, TranslateError> {
+    let Some(client_tools) = &req.tools else {
+        return Ok(Vec::new());
+    };
+    let mut tools = Vec::with_capacity(client_tools.len() + 1);
+    for (i, tool) in client_tools.iter().enumerate() {
         if tool.kind != "function" {
             let param = format!("tools[{i}].type");
             return Err(TranslateError::new(
@@ -485,41 +676,41 @@ fn encode_tools(req: &ChatRequest) -> Result<Vec<Value>, TranslateError> {
             ));
         }
         let f = &tool.function;
-        let mut t = Map::new();
-        t.insert("name".into(), Value::from(f.name.as_str()));
-        if let Some(d) = &f.description {
-            t.insert("description".into(), Value::from(d.as_str()));
-        }
-        t.insert(
-            "input_schema".into(),
-            f.parameters
-                .clone()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        );
-        tools.push(Value::Object(t));
+        tools.push(WireTool {
+            description: f.description.as_deref(),
+            input_schema: f
+                .parameters
+                .as_ref()
+                .map_or(WireSchema::NoParameters, WireSchema::Given),
+            name: Cow::Borrowed(&f.name),
+        });
     }
     Ok(tools)
 }
 
-fn encode_tool_choice(req: &ChatRequest, tools: &[Value]) -> Option<Value> {
+fn encode_tool_choice<'a>(
+    req: &'a ChatRequest,
+    tools: &[WireTool<'_>],
+) -> Option<WireToolChoice<'a>> {
     if tools.is_empty() {
         return None;
     }
     let no_parallel = req.parallel_tool_calls == Some(false);
     let mut choice = match &req.tool_choice {
-        None if no_parallel => json!({"type": "auto"}),
+        None if no_parallel => WireToolChoice::of("auto"),
         None => return None,
         Some(ToolChoice::Mode(mode)) => match mode.as_str() {
-            "none" => return Some(json!({"type": "none"})),
-            "required" => json!({"type": "any"}),
-            _ => json!({"type": "auto"}),
+            "none" => return Some(WireToolChoice::of("none")),
+            "required" => WireToolChoice::of("any"),
+            _ => WireToolChoice::of("auto"),
         },
-        Some(ToolChoice::Named(named)) => {
-            json!({"type": "tool", "name": named.function.name})
-        }
+        Some(ToolChoice::Named(named)) => WireToolChoice {
+            name: Some(Cow::Borrowed(&named.function.name)),
+            ..WireToolChoice::of("tool")
+        },
     };
     if no_parallel {
-        choice["disable_parallel_tool_use"] = Value::Bool(true);
+        choice.disable_parallel_tool_use = Some(true);
     }
     Some(choice)
 }
@@ -1013,6 +1204,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn error_types_classify() {
