@@ -20,9 +20,12 @@
 //! - `created` is 0 on decoded responses and chunks: Anthropic sends no timestamp and adapters
 //!   have no clock; the engine stamps it if it wants one.
 
-use std::borrow::Cow;
-
 use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -718,38 +721,223 @@ fn encode_tool_choice<'a>(
 // === wire types ===
 
 #[derive(Deserialize)]
-struct WireMessage {
+struct WireMessage<'a> {
     #[serde(default)]
     id: String,
-    #[serde(default)]
-    content: Vec<WireBlock>,
+    #[serde(default, borrow)]
+    content: Vec<WireBlock<'a>>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
     usage: WireUsage,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WireBlock {
+/// A content block of a response or of `content_block_start`. Read by hand in one pass
+/// (`type` may come in any position): a serde internally tagged enum would first buffer every
+/// block into an intermediate tree. Text borrows from the body when it has no escapes.
+enum WireBlock<'a> {
     Text {
-        #[serde(default)]
-        text: String,
+        text: Cow<'a, str>,
     },
     Thinking {
-        #[serde(default)]
-        thinking: String,
+        thinking: Cow<'a, str>,
     },
     ToolUse {
-        #[serde(default)]
         id: String,
-        #[serde(default)]
         name: String,
-        #[serde(default)]
         input: Value,
     },
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireBlockType {
+    Text,
+    Thinking,
+    ToolUse,
     #[serde(other)]
     Other,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum WireBlockKey {
+    Type,
+    Text,
+    Thinking,
+    Id,
+    Name,
+    Input,
+    #[serde(other)]
+    Other,
+}
+
+/// A field that must be a string for some block types and is ignored for the rest, so its
+/// value is read before the type may be known.
+enum LenientStr<'a> {
+    Str(Cow<'a, str>),
+    NotStr,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientStrVisitor(PhantomData))
+    }
+}
+
+struct LenientStrVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for LenientStrVisitor<'a> {
+    type Value = LenientStr<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(LenientStr::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(LenientStr::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(LenientStr::Str(Cow::Owned(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LenientStr::NotStr)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LenientStr::NotStr)
+    }
+}
+
+/// One string field of a block as read: absent, once, or more than once.
+struct Slot<'a> {
+    value: Option<LenientStr<'a>>,
+    repeated: bool,
+}
+
+impl<'a> Slot<'a> {
+    const EMPTY: Slot<'a> = Slot {
+        value: None,
+        repeated: false,
+    };
+
+    fn set(&mut self, value: LenientStr<'a>) {
+        self.repeated |= self.value.is_some();
+        self.value = Some(value);
+    }
+
+    /// The field for a block type that needs it: a string, `""` when absent.
+    fn take<E: de::Error>(self, field: &'static str) -> Result<Cow<'a, str>, E> {
+        if self.repeated {
+            return Err(E::duplicate_field(field));
+        }
+        match self.value {
+            None => Ok(Cow::Borrowed("")),
+            Some(LenientStr::Str(s)) => Ok(s),
+            Some(LenientStr::NotStr) => Err(E::invalid_type(
+                de::Unexpected::Other("a non-string value"),
+                &"a string",
+            )),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireBlock<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(WireBlockVisitor(PhantomData))
+    }
+}
+
+struct WireBlockVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for WireBlockVisitor<'a> {
+    type Value = WireBlock<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an Anthropic content block")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind = None;
+        let (mut text, mut thinking, mut id, mut name) =
+            (Slot::EMPTY, Slot::EMPTY, Slot::EMPTY, Slot::EMPTY);
+        let mut input: Option<Value> = None;
+        let mut input_repeated = false;
+        while let Some(key) = map.next_key::<WireBlockKey>()? {
+            match key {
+                WireBlockKey::Type => {
+                    if kind.is_some() {
+                        return Err(de::Error::duplicate_field("type"));
+                    }
+                    kind = Some(map.next_value::<WireBlockType>()?);
+                }
+                WireBlockKey::Text => text.set(map.next_value()?),
+                WireBlockKey::Thinking => thinking.set(map.next_value()?),
+                WireBlockKey::Id => id.set(map.next_value()?),
+                WireBlockKey::Name => name.set(map.next_value()?),
+                WireBlockKey::Input => {
+                    input_repeated |= input.is_some();
+                    input = Some(map.next_value()?);
+                }
+                WireBlockKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        match kind {
+            None => Err(de::Error::missing_field("type")),
+            Some(WireBlockType::Text) => Ok(WireBlock::Text {
+                text: text.take("text")?,
+            }),
+            Some(WireBlockType::Thinking) => Ok(WireBlock::Thinking {
+                thinking: thinking.take("thinking")?,
+            }),
+            Some(WireBlockType::ToolUse) => {
+                if input_repeated {
+                    return Err(de::Error::duplicate_field("input"));
+                }
+                Ok(WireBlock::ToolUse {
+                    id: id.take("id")?.into_owned(),
+                    name: name.take("name")?.into_owned(),
+                    input: input.unwrap_or(Value::Null),
+                })
+            }
+            Some(WireBlockType::Other) => Ok(WireBlock::Other),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -779,13 +967,14 @@ struct WireError {
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum WireEvent {
+enum WireEvent<'a> {
     MessageStart {
         message: WireStart,
     },
     ContentBlockStart {
         index: u32,
-        content_block: WireBlock,
+        #[serde(borrow)]
+        content_block: WireBlock<'a>,
     },
     ContentBlockDelta {
         index: u32,
@@ -877,14 +1066,14 @@ pub fn finish_reason(stop_reason: &str) -> FinishReason {
     }
 }
 
-fn response_from_wire(wire: WireMessage, model: &str) -> ChatResponse {
+fn response_from_wire(wire: WireMessage<'_>, model: &str) -> ChatResponse {
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
     for block in wire.content {
         match block {
-            WireBlock::Text { text: t } => text.push_str(&t),
-            WireBlock::Thinking { thinking } => reasoning.push_str(&thinking),
+            WireBlock::Text { text: t } => append(&mut text, t),
+            WireBlock::Thinking { thinking } => append(&mut reasoning, thinking),
             WireBlock::ToolUse { id, name, input } => {
                 let arguments = compact_json(&input);
                 if name.starts_with(JSON_TOOL_PREFIX) {
@@ -907,7 +1096,7 @@ fn response_from_wire(wire: WireMessage, model: &str) -> ChatResponse {
     }
     let mut message = Message::text(Role::Assistant, text);
     if !calls.is_empty() {
-        if message.text_content().is_empty() {
+        if matches!(&message.content, Some(Content::Text(t)) if t.is_empty()) {
             message.content = None;
         }
         message.tool_calls = Some(calls);
@@ -926,6 +1115,15 @@ fn response_from_wire(wire: WireMessage, model: &str) -> ChatResponse {
             finish_reason: finish,
         }],
         usage: Some(wire.usage.to_chat()),
+    }
+}
+
+/// Appends a block's text, taking it whole (one allocation at most) when it is the first.
+fn append(acc: &mut String, piece: Cow<'_, str>) {
+    if acc.is_empty() {
+        *acc = piece.into_owned();
+    } else {
+        acc.push_str(&piece);
     }
 }
 
@@ -1044,7 +1242,7 @@ impl AnthropicStreamDecoder {
                         if !text.is_empty() {
                             out.push(self.chunk(
                                 Delta {
-                                    content: Some(text),
+                                    content: Some(text.into_owned()),
                                     ..Delta::default()
                                 },
                                 None,
@@ -1056,7 +1254,7 @@ impl AnthropicStreamDecoder {
                         if !thinking.is_empty() {
                             out.push(self.chunk(
                                 Delta {
-                                    reasoning_content: Some(thinking),
+                                    reasoning_content: Some(thinking.into_owned()),
                                     ..Delta::default()
                                 },
                                 None,
