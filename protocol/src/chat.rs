@@ -6,11 +6,14 @@
 //! Fields the gateway does not model are kept in `extra` maps so a translation never silently
 //! drops what a client sent; an adapter decides what its provider can take.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A chat completion request (`POST /v1/chat/completions`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatRequest {
     /// The model the client asked for (the gateway rewrites it per deployment).
     pub model: String,
@@ -117,7 +120,7 @@ pub enum Role {
 }
 
 /// One message of the conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     /// Who said it.
     pub role: Role,
@@ -177,7 +180,7 @@ impl Message {
 }
 
 /// Message content: a string or a list of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
@@ -502,6 +505,282 @@ impl ChatChunk {
             choices: Vec::new(),
             usage: Some(usage),
         }
+    }
+}
+
+// === impl Deserialize for ChatRequest, Message ===
+//
+// Hand-written because `#[serde(flatten)]` on `extra` makes serde buffer every field (the
+// whole conversation) into an intermediate tree before reading it. Same contract as the
+// derive: required fields, `null` as absent for optional ones, a repeated known field is an
+// error, and every unknown field lands in `extra` (the last of repeated ones wins).
+
+/// A key of a JSON object: one of the struct's fields (by position) or an unknown name.
+enum FieldKey {
+    Known(usize),
+    Unknown(String),
+}
+
+/// Reads a key, matching it against a struct's field names.
+struct FieldKeySeed(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for FieldKeySeed {
+    type Value = FieldKey;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<FieldKey, D::Error> {
+        deserializer.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldKeySeed {
+    type Value = FieldKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
+        Ok(match self.0.iter().position(|name| *name == v) {
+            Some(i) => FieldKey::Known(i),
+            None => FieldKey::Unknown(v.to_owned()),
+        })
+    }
+}
+
+/// Reads the value of a known field into its slot, refusing a repeat.
+fn put_field<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "user",
+];
+
+impl<'de> Deserialize<'de> for ChatRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ChatRequestVisitor)
+    }
+}
+
+struct ChatRequestVisitor;
+
+impl<'de> Visitor<'de> for ChatRequestVisitor {
+    type Value = ChatRequest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct ChatRequest")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
+        let mut model = None;
+        let mut messages = None;
+        let mut stream = None;
+        let mut stream_options = None;
+        let mut temperature = None;
+        let mut top_p = None;
+        let mut max_tokens = None;
+        let mut max_completion_tokens = None;
+        let mut stop = None;
+        let mut tools = None;
+        let mut tool_choice = None;
+        let mut parallel_tool_calls = None;
+        let mut response_format = None;
+        let mut user = None;
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key_seed(FieldKeySeed(REQUEST_FIELDS))? {
+            let m = &mut map;
+            match key {
+                FieldKey::Known(0) => put_field(&mut model, "model", m)?,
+                FieldKey::Known(1) => put_field(&mut messages, "messages", m)?,
+                FieldKey::Known(2) => put_field(&mut stream, "stream", m)?,
+                FieldKey::Known(3) => put_field(&mut stream_options, "stream_options", m)?,
+                FieldKey::Known(4) => put_field(&mut temperature, "temperature", m)?,
+                FieldKey::Known(5) => put_field(&mut top_p, "top_p", m)?,
+                FieldKey::Known(6) => put_field(&mut max_tokens, "max_tokens", m)?,
+                FieldKey::Known(7) => {
+                    put_field(&mut max_completion_tokens, "max_completion_tokens", m)?
+                }
+                FieldKey::Known(8) => put_field(&mut stop, "stop", m)?,
+                FieldKey::Known(9) => put_field(&mut tools, "tools", m)?,
+                FieldKey::Known(10) => put_field(&mut tool_choice, "tool_choice", m)?,
+                FieldKey::Known(11) => {
+                    put_field(&mut parallel_tool_calls, "parallel_tool_calls", m)?
+                }
+                FieldKey::Known(12) => put_field(&mut response_format, "response_format", m)?,
+                FieldKey::Known(_) => put_field(&mut user, "user", m)?,
+                FieldKey::Unknown(name) => {
+                    extra.insert(name, m.next_value()?);
+                }
+            }
+        }
+        Ok(ChatRequest {
+            model: model.ok_or_else(|| de::Error::missing_field("model"))?,
+            messages: messages.ok_or_else(|| de::Error::missing_field("messages"))?,
+            stream: stream.flatten(),
+            stream_options: stream_options.flatten(),
+            temperature: temperature.flatten(),
+            top_p: top_p.flatten(),
+            max_tokens: max_tokens.flatten(),
+            max_completion_tokens: max_completion_tokens.flatten(),
+            stop: stop.flatten(),
+            tools: tools.flatten(),
+            tool_choice: tool_choice.flatten(),
+            parallel_tool_calls: parallel_tool_calls.flatten(),
+            response_format: response_format.flatten(),
+            user: user.flatten(),
+            extra,
+        })
+    }
+}
+
+const MESSAGE_FIELDS: &[&str] = &[
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "refusal",
+    "reasoning_content",
+];
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct Message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+        let mut role = None;
+        let mut content = None;
+        let mut name = None;
+        let mut tool_calls = None;
+        let mut tool_call_id = None;
+        let mut refusal = None;
+        let mut reasoning_content = None;
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key_seed(FieldKeySeed(MESSAGE_FIELDS))? {
+            let m = &mut map;
+            match key {
+                FieldKey::Known(0) => put_field(&mut role, "role", m)?,
+                FieldKey::Known(1) => put_field(&mut content, "content", m)?,
+                FieldKey::Known(2) => put_field(&mut name, "name", m)?,
+                FieldKey::Known(3) => put_field(&mut tool_calls, "tool_calls", m)?,
+                FieldKey::Known(4) => put_field(&mut tool_call_id, "tool_call_id", m)?,
+                FieldKey::Known(5) => put_field(&mut refusal, "refusal", m)?,
+                FieldKey::Known(_) => put_field(&mut reasoning_content, "reasoning_content", m)?,
+                FieldKey::Unknown(name) => {
+                    extra.insert(name, m.next_value()?);
+                }
+            }
+        }
+        Ok(Message {
+            role: role.ok_or_else(|| de::Error::missing_field("role"))?,
+            content: content.flatten(),
+            name: name.flatten(),
+            tool_calls: tool_calls.flatten(),
+            tool_call_id: tool_call_id.flatten(),
+            refusal: refusal.flatten(),
+            reasoning_content: reasoning_content.flatten(),
+            extra,
+        })
+    }
+}
+
+// === impl Deserialize for Content ===
+//
+// By hand for the same reason: `#[serde(untagged)]` buffers the value to try each variant in
+// turn, while the JSON type alone tells a string from a list of parts. Anything else gets
+// the untagged derive's error.
+
+const CONTENT_MISMATCH: &str = "data did not match any variant of untagged enum Content";
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+struct ContentVisitor;
+
+impl<'de> Visitor<'de> for ContentVisitor {
+    type Value = Content;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or a list of content parts")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+        Ok(Content::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+        Ok(Content::Text(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+        let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        loop {
+            match seq.next_element::<ContentPart>() {
+                Ok(Some(part)) => parts.push(part),
+                Ok(None) => return Ok(Content::Parts(parts)),
+                Err(_) => return Err(de::Error::custom(CONTENT_MISMATCH)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Content, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Err(de::Error::custom(CONTENT_MISMATCH))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Content, E> {
+        Err(E::custom(CONTENT_MISMATCH))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Content, E> {
+        Err(E::custom(CONTENT_MISMATCH))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Content, E> {
+        Err(E::custom(CONTENT_MISMATCH))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Content, E> {
+        Err(E::custom(CONTENT_MISMATCH))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+        Err(E::custom(CONTENT_MISMATCH))
     }
 }
 
