@@ -22,6 +22,7 @@ use crate::chat::{
     FunctionCall, FunctionDef, FunctionName, ImageUrl, Message, NamedToolChoice, Role, Stop,
     StreamOptions, Tool, ToolCall, ToolChoice,
 };
+use crate::providers::anthropic::WireUsage;
 use crate::sse::write_event;
 
 /// Prefix of the tool-result text when the client marked it `is_error`.
@@ -1033,53 +1034,17 @@ pub fn rewrite_model(body: &[u8], summary: &NativeSummary, new_model: &str, out:
     out.put_slice(after);
 }
 
-/// Anthropic usage counters as they appear on the wire.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct NativeCounts {
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
-}
-
-impl NativeCounts {
-    fn merge(&mut self, later: NativeCounts) {
-        self.input_tokens = later.input_tokens.or(self.input_tokens);
-        self.output_tokens = later.output_tokens.or(self.output_tokens);
-        self.cache_read_input_tokens = later
-            .cache_read_input_tokens
-            .or(self.cache_read_input_tokens);
-        self.cache_creation_input_tokens = later
-            .cache_creation_input_tokens
-            .or(self.cache_creation_input_tokens);
-    }
-
-    fn to_chat(self) -> ChatUsage {
-        let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = self
-            .input_tokens
-            .unwrap_or(0)
-            .saturating_add(cached)
-            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
-        ChatUsage::new(prompt, self.output_tokens.unwrap_or(0), cached)
-    }
-}
-
 #[derive(Deserialize)]
 struct NativeUsageOnly {
     #[serde(default)]
-    usage: Option<NativeCounts>,
+    usage: Option<WireUsage>,
 }
 
 /// Usage of a native non-streaming Messages response (prompt = input + cache read + cache
 /// creation tokens). `None` when the body has no readable `usage`.
 pub fn native_usage(body: &[u8]) -> Option<ChatUsage> {
     let r: NativeUsageOnly = serde_json::from_slice(body).ok()?;
-    r.usage.map(NativeCounts::to_chat)
+    r.usage.map(WireUsage::to_chat)
 }
 
 #[derive(Deserialize)]
@@ -1090,7 +1055,7 @@ enum NativeEvent {
     },
     MessageDelta {
         #[serde(default)]
-        usage: Option<NativeCounts>,
+        usage: Option<WireUsage>,
     },
     #[serde(other)]
     Other,
@@ -1100,7 +1065,7 @@ enum NativeEvent {
 /// the input and cache counts, `message_delta` the (cumulative) output count.
 #[derive(Debug, Clone, Default)]
 pub struct NativeUsageTracker {
-    counts: NativeCounts,
+    counts: WireUsage,
     seen: bool,
 }
 

@@ -940,8 +940,10 @@ impl<'de: 'a, 'a> Visitor<'de> for WireBlockVisitor<'a> {
     }
 }
 
+/// Anthropic usage counters as they appear on the wire (also read by the front door's
+/// native pass-through accounting).
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     #[serde(default)]
     input_tokens: Option<u64>,
     #[serde(default)]
@@ -1032,7 +1034,7 @@ struct WireMessageDelta {
 
 impl WireUsage {
     /// Later values (message_delta) override earlier ones (message_start) where present.
-    fn merge(&mut self, later: WireUsage) {
+    pub(crate) fn merge(&mut self, later: WireUsage) {
         self.input_tokens = later.input_tokens.or(self.input_tokens);
         self.output_tokens = later.output_tokens.or(self.output_tokens);
         self.cache_read_input_tokens = later
@@ -1043,7 +1045,7 @@ impl WireUsage {
             .or(self.cache_creation_input_tokens);
     }
 
-    fn to_chat(self) -> ChatUsage {
+    pub(crate) fn to_chat(self) -> ChatUsage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
         let prompt = self
             .input_tokens
