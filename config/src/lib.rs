@@ -40,6 +40,7 @@
 
 mod base_url;
 mod error;
+pub mod governance;
 mod interpolate;
 mod raw;
 mod secret;

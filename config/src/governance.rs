@@ -1,0 +1,303 @@
+//! Governance vocabulary shared by config, policy and the store: money amounts, budget periods,
+//! limits and the org > team > user > key hierarchy as declared in the file. Parsing of the
+//! compact text forms (`"50usd/month"`, `"$0.001"`) lives here so the CLI, the admin API and the
+//! config file accept exactly the same spellings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Money in nanodollars (1e-9 USD). Integers keep budgets exact; a u64 holds about $18 billion.
+pub type Nanos = u64;
+
+/// Nanodollars in one dollar.
+pub const NANOS_PER_USD: u64 = 1_000_000_000;
+
+/// How long a budget's spend accumulates before it starts again. Periods are calendar periods
+/// in UTC: a day starts at 00:00, a week on Monday, a month on the 1st.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    /// One UTC calendar day.
+    Day,
+    /// One ISO week (Monday to Sunday, UTC).
+    Week,
+    /// One UTC calendar month.
+    Month,
+    /// Never resets.
+    Total,
+}
+
+impl BudgetPeriod {
+    /// Lowercase name, as written in config (`day`, `week`, `month`, `total`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Day => "day",
+            BudgetPeriod::Week => "week",
+            BudgetPeriod::Month => "month",
+            BudgetPeriod::Total => "total",
+        }
+    }
+}
+
+/// A money limit over a period. Hard budgets refuse requests that could exceed them; soft ones
+/// only raise an alert when crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The limit, in nanodollars.
+    pub amount: Nanos,
+    /// When spend starts again from zero.
+    pub period: BudgetPeriod,
+    /// Alert only; never refuse.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}usd/{}", format_usd(self.amount), self.period.as_str())
+    }
+}
+
+/// Which tokens a tokens-per-minute limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenCount {
+    /// Prompt tokens only.
+    Input,
+    /// Completion tokens only.
+    Output,
+    /// Prompt and completion tokens.
+    #[default]
+    Total,
+}
+
+impl TokenCount {
+    /// Lowercase name, as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenCount::Input => "input",
+            TokenCount::Output => "output",
+            TokenCount::Total => "total",
+        }
+    }
+}
+
+/// Rate limits and budgets of one org, team, user or key. `models` holds tighter limits for one
+/// client-facing model, on top of these; a per-model entry has no `models` of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute, counted as `tpm_counts` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Which tokens `tpm` counts (default `total`).
+    #[serde(default)]
+    pub tpm_counts: TokenCount,
+    /// Requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u64>,
+    /// Money limits; every one must pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+    /// Limits for one model (by the name clients send), on top of these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, Limits>,
+}
+
+impl Limits {
+    /// True when nothing is limited, here or for any model.
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.max_parallel.is_none()
+            && self.budgets.is_empty()
+            && self.models.values().all(Limits::is_empty)
+    }
+}
+
+/// `[[orgs]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgConfig {
+    /// Unique org name.
+    pub name: String,
+    /// Its limits and budgets.
+    pub limits: Limits,
+}
+
+/// `[[teams]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamConfig {
+    /// Unique team name.
+    pub name: String,
+    /// The org it belongs to, if any.
+    pub org: Option<String>,
+    /// Its limits and budgets.
+    pub limits: Limits,
+}
+
+/// `[[users]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// Unique user name.
+    pub name: String,
+    /// The team it belongs to, if any (the team gives the org).
+    pub team: Option<String>,
+    /// The org it belongs to directly, when it has no team.
+    pub org: Option<String>,
+    /// Its limits and budgets.
+    pub limits: Limits,
+}
+
+/// Who a key belongs to. The owner's chain (user > team > org) is resolved by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOwner {
+    /// Owning user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Owning team (when no user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Owning org (when no user or team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+/// Parse a money amount: `"50usd"`, `"$50"`, `"0.001"`, `"12.5 usd"`. At most nine decimals.
+pub fn parse_usd(text: &str) -> Result<Nanos, String> {
+    let t = text.trim();
+    let t = t.strip_prefix('$').unwrap_or(t);
+    let t = t
+        .strip_suffix("usd")
+        .or_else(|| t.strip_suffix("USD"))
+        .unwrap_or(t)
+        .trim();
+    let bad =
+        || format!("expected an amount in dollars like \"50usd\" or \"0.001usd\", got {text:?}");
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    if frac.len() > 9 {
+        return Err(format!(
+            "{text:?} has more than nine decimals; the smallest amount is 0.000000001usd"
+        ));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let mut frac_nanos: u64 = 0;
+    for (i, digit) in frac.bytes().enumerate() {
+        frac_nanos += u64::from(digit - b'0') * 10u64.pow(8 - i as u32);
+    }
+    whole
+        .checked_mul(NANOS_PER_USD)
+        .and_then(|n| n.checked_add(frac_nanos))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parse a budget: `"50usd/month"`, `"0.001usd/total"`, `"$5/day"`; `"usd/week"` periods are
+/// `day`, `week`, `month`, `total`.
+pub fn parse_budget(text: &str) -> Result<Budget, String> {
+    let Some((amount, period)) = text.split_once('/') else {
+        return Err(format!(
+            "expected a budget like \"50usd/month\" (periods: day, week, month, total), got {text:?}"
+        ));
+    };
+    let period = match period.trim() {
+        "day" | "daily" => BudgetPeriod::Day,
+        "week" | "weekly" => BudgetPeriod::Week,
+        "month" | "monthly" => BudgetPeriod::Month,
+        "total" => BudgetPeriod::Total,
+        other => {
+            return Err(format!(
+                "unknown budget period {other:?}; expected day, week, month or total"
+            ))
+        }
+    };
+    Ok(Budget {
+        amount: parse_usd(amount)?,
+        period,
+        soft: false,
+    })
+}
+
+/// Format nanodollars as a plain decimal number of dollars without trailing zeros
+/// (`1500000` -> `"0.0015"`).
+pub fn format_usd(nanos: Nanos) -> String {
+    let whole = nanos / NANOS_PER_USD;
+    let frac = nanos % NANOS_PER_USD;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:09}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// A key declared in the file: its secret and who it belongs to.
+#[derive(Debug, Clone)]
+pub struct DeclaredKey {
+    /// The secret clients send.
+    pub key: Secret<String>,
+    /// Owner.
+    pub owner: KeyOwner,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_round_trips() {
+        assert_eq!(parse_usd("50usd").unwrap(), 50 * NANOS_PER_USD);
+        assert_eq!(parse_usd("$0.001").unwrap(), 1_000_000);
+        assert_eq!(parse_usd("0.15").unwrap(), 150_000_000);
+        assert_eq!(parse_usd(".5usd").unwrap(), 500_000_000);
+        assert_eq!(parse_usd("12.5 USD").unwrap(), 12_500_000_000);
+        assert!(parse_usd("ten").is_err());
+        assert!(parse_usd("-1").is_err());
+        assert!(parse_usd("0.0000000001").is_err());
+        assert!(parse_usd("99999999999999999999").is_err());
+        assert_eq!(format_usd(1_500_000), "0.0015");
+        assert_eq!(format_usd(50 * NANOS_PER_USD), "50");
+    }
+
+    #[test]
+    fn budgets_parse() {
+        let b = parse_budget("50usd/month").unwrap();
+        assert_eq!(
+            (b.amount, b.period),
+            (50 * NANOS_PER_USD, BudgetPeriod::Month)
+        );
+        assert_eq!(
+            parse_budget("0.001usd/total").unwrap().to_string(),
+            "0.001usd/total"
+        );
+        assert!(parse_budget("50usd").is_err());
+        assert!(parse_budget("50usd/year").is_err());
+    }
+
+    #[test]
+    fn limits_serialize_flat() {
+        let limits = Limits {
+            rpm: Some(600),
+            ..Limits::default()
+        };
+        let json = serde_json::to_string(&limits).unwrap();
+        assert_eq!(json, r#"{"rpm":600,"tpm_counts":"total"}"#);
+        let back: Limits = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, limits);
+    }
+}
