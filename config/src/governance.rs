@@ -8,8 +8,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
-
 /// Money in nanodollars (1e-9 USD). Integers keep budgets exact; a u64 holds about $18 billion.
 pub type Nanos = u64;
 
@@ -245,13 +243,68 @@ pub fn format_usd(nanos: Nanos) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// A key declared in the file: its secret and who it belongs to.
-#[derive(Debug, Clone)]
-pub struct DeclaredKey {
-    /// The secret clients send.
-    pub key: Secret<String>,
-    /// Owner.
-    pub owner: KeyOwner,
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parse a UTC time: `"2027-01-31"` (midnight) or `"2027-01-31T12:00:00Z"`. Unix seconds.
+pub fn parse_timestamp(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("expected a UTC date like \"2027-01-31\" or \"2027-01-31T12:00:00Z\", got {text:?}")
+    };
+    let t = text.trim();
+    let (date, time) = match t.split_once(['T', ' ']) {
+        Some((d, rest)) => (d, Some(rest.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (t, None),
+    };
+    let number = |s: &str, len: usize| -> Result<u32, String> {
+        if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (year, month, day) = (number(y, 4)?, number(m, 2)?, number(d, 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if year < 1970 || day == 0 || day > days_in_month {
+        return Err(bad());
+    }
+    let mut seconds = 0u64;
+    if let Some(time) = time {
+        let mut parts = time.split(':');
+        let (Some(h), Some(mi), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (h, mi, s) = (number(h, 2)?, number(mi, 2)?, number(s, 2)?);
+        if h > 23 || mi > 59 || s > 59 {
+            return Err(bad());
+        }
+        seconds = u64::from(h * 3600 + mi * 60 + s);
+    }
+    let days = days_from_civil(year as i32, month, day);
+    Ok(days as u64 * 86_400 + seconds)
 }
 
 #[cfg(test)]
@@ -287,6 +340,20 @@ mod tests {
         );
         assert!(parse_budget("50usd").is_err());
         assert!(parse_budget("50usd/year").is_err());
+    }
+
+    #[test]
+    fn timestamps_parse() {
+        assert_eq!(parse_timestamp("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_timestamp("2000-03-01").unwrap(), 951_868_800);
+        assert_eq!(
+            parse_timestamp("2026-11-21T12:30:05Z").unwrap(),
+            1_795_264_205
+        );
+        assert!(parse_timestamp("2026-02-29").is_err());
+        assert!(parse_timestamp("2024-02-29").is_ok());
+        assert!(parse_timestamp("2026-11-21T12:30:05").is_err());
+        assert!(parse_timestamp("tomorrow").is_err());
     }
 
     #[test]

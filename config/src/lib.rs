@@ -54,8 +54,9 @@ pub use base_url::BaseUrl;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 pub use types::{
-    AwsCredentials, Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig,
-    Preset, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
+    AdminConfig, AwsCredentials, Config, DeploymentConfig, GovernanceConfig, IoDriver, KeyConfig,
+    MockSettings, ModelConfig, Preset, PriceConfig, ProviderConfig, ProviderKind, RoutingConfig,
+    ServerConfig, StoreConfig, Strategy, TlsRoots, UnknownPrice,
 };
 
 // === impl Config: entry points ===

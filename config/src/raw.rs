@@ -15,6 +15,13 @@ pub(crate) struct RawConfig {
     pub models: Option<Value>,
     pub keys: Option<Value>,
     pub routing: Option<Value>,
+    pub orgs: Option<Value>,
+    pub teams: Option<Value>,
+    pub users: Option<Value>,
+    pub prices: Option<Value>,
+    pub governance: Option<Value>,
+    pub store: Option<Value>,
+    pub admin: Option<Value>,
 }
 
 /// `[server]`.
@@ -97,6 +104,70 @@ pub(crate) struct RawDeployment {
 pub(crate) struct RawKey {
     pub name: Option<Value>,
     pub key: Option<Value>,
+    pub user: Option<Value>,
+    pub team: Option<Value>,
+    pub org: Option<Value>,
+    pub models: Option<Value>,
+    pub expires: Option<Value>,
+    pub limits: Option<Value>,
+}
+
+/// One `[[orgs]]`, `[[teams]]` or `[[users]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEntity {
+    pub name: Option<Value>,
+    pub team: Option<Value>,
+    pub org: Option<Value>,
+    pub limits: Option<Value>,
+}
+
+/// A `limits` table (of an org, team, user or key, or one model within it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub rpm: Option<Value>,
+    pub tpm: Option<Value>,
+    pub tpm_counts: Option<Value>,
+    pub max_parallel: Option<Value>,
+    pub budget: Option<Value>,
+    pub soft_budget: Option<Value>,
+    pub models: Option<Value>,
+}
+
+/// One `[[prices]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrice {
+    pub model: Option<Value>,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub cached_input: Option<Value>,
+}
+
+/// `[governance]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGovernance {
+    pub unknown_price: Option<Value>,
+    pub default_max_tokens: Option<Value>,
+    pub reconcile_interval: Option<Value>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub path: Option<Value>,
+    pub flush_interval: Option<Value>,
+    pub queue: Option<Value>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub master_key: Option<Value>,
 }
 
 /// `[routing]`.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
+use crate::governance::{KeyOwner, Limits, Nanos, OrgConfig, TeamConfig, UserConfig};
 use crate::secret::Secret;
 
 /// A complete, validated gateway configuration.
@@ -21,6 +22,20 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// Retries, back-off and cooldown of failing deployments (`[routing]`).
     pub routing: RoutingConfig,
+    /// Orgs declared in the file (`[[orgs]]`); more live in the store.
+    pub orgs: Vec<OrgConfig>,
+    /// Teams declared in the file (`[[teams]]`).
+    pub teams: Vec<TeamConfig>,
+    /// Users declared in the file (`[[users]]`).
+    pub users: Vec<UserConfig>,
+    /// Price overrides (`[[prices]]`), on top of the built-in table.
+    pub prices: Vec<PriceConfig>,
+    /// Budget and limit behaviour (`[governance]`).
+    pub governance: GovernanceConfig,
+    /// The embedded store (`[store]`).
+    pub store: StoreConfig,
+    /// The admin API (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 impl Config {
@@ -485,4 +500,84 @@ pub struct KeyConfig {
     /// The key clients send (`Authorization: Bearer` or `x-api-key`): unique, at least 8
     /// characters, printable ASCII without spaces.
     pub key: Secret<String>,
+    /// The user, team or org it belongs to.
+    pub owner: KeyOwner,
+    /// Client-facing models it may use; `None` = every model.
+    pub models: Option<Vec<String>>,
+    /// Unix seconds after which it is refused.
+    pub expires_at: Option<u64>,
+    /// Its own limits and budgets.
+    pub limits: Limits,
+}
+
+/// `[[prices]]`: what one upstream model costs, in nanodollars per million tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceConfig {
+    /// Upstream model name (as sent to the provider), or `provider/model`.
+    pub model: String,
+    /// Input (prompt) tokens.
+    pub input: Nanos,
+    /// Output (completion) tokens.
+    pub output: Nanos,
+    /// Cached input tokens, when the provider discounts them.
+    pub cached_input: Option<Nanos>,
+}
+
+/// What to do with a request routed to a model whose price is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownPrice {
+    /// Serve it, record cost 0 and flag the usage record `price_unknown` (`"allow"`).
+    #[default]
+    Allow,
+    /// Refuse it before calling the upstream (`"block"`).
+    Block,
+}
+
+/// `[governance]`: how limits and budgets are enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceConfig {
+    /// Requests to unpriced models. Default `allow` (flagged).
+    pub unknown_price: UnknownPrice,
+    /// Output tokens reserved for a request that sends no `max_tokens`. Default 4096.
+    pub default_max_tokens: u64,
+    /// How often the reconciler reclaims idle leases and refreshes state. Default 100ms.
+    pub reconcile_interval: Duration,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            unknown_price: UnknownPrice::Allow,
+            default_max_tokens: 4096,
+            reconcile_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `[store]`: the embedded store holding identities, keys and the usage ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Directory of the store. Default `tollgate-data`.
+    pub path: PathBuf,
+    /// Longest time a usage record waits before it is durable. Default 200ms.
+    pub flush_interval: Duration,
+    /// Usage records that may wait for the storage thread. Default 1,000,000.
+    pub queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("tollgate-data"),
+            flush_interval: Duration::from_millis(200),
+            queue: 1_000_000,
+        }
+    }
+}
+
+/// `[admin]`: the admin API under `/admin/`.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// The master key (`Authorization: Bearer`); without one the admin API answers 403.
+    pub master_key: Option<Secret<String>>,
 }

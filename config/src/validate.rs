@@ -23,6 +23,8 @@ use crate::types::{
 };
 use crate::units::{format_duration, format_size, parse_duration, parse_size, quote};
 
+mod governance;
+
 const MIN_KEY_CHARS: usize = 8;
 
 /// Kinds that talk HTTP to an upstream (every kind but the in-process mock).
@@ -184,6 +186,13 @@ impl Validator<'_> {
             models.push(model);
         }
 
+        let model_names: Vec<String> = models.iter().flatten().map(|m| m.name.clone()).collect();
+        let hierarchy = self.hierarchy(raw.orgs, raw.teams, raw.users, &model_names);
+        let prices = self.prices(raw.prices);
+        let governance = self.governance(raw.governance);
+        let store = self.store(raw.store);
+        let admin = self.admin(raw.admin);
+
         let raw_keys = self.array_of_tables("keys", raw.keys);
         let mut keys = Vec::with_capacity(raw_keys.len());
         let mut seen_key_names: HashMap<String, usize> = HashMap::new();
@@ -192,7 +201,7 @@ impl Validator<'_> {
             let path = format!("keys[{i}]");
             let key = self
                 .shape::<RawKey>(&path, value)
-                .and_then(|raw| self.key(&path, raw));
+                .and_then(|raw| self.key(&path, raw, &hierarchy, &model_names));
             if let Some(key) = &key {
                 if let Some(first) = seen_key_names.get(&key.name) {
                     self.error(
@@ -223,6 +232,13 @@ impl Validator<'_> {
             providers: providers.into_iter().collect::<Option<Vec<_>>>()?,
             models: models.into_iter().collect::<Option<Vec<_>>>()?,
             keys: keys.into_iter().collect::<Option<Vec<_>>>()?,
+            orgs: hierarchy.orgs,
+            teams: hierarchy.teams,
+            users: hierarchy.users,
+            prices,
+            governance: governance?,
+            store: store?,
+            admin: admin?,
         })
     }
 
@@ -949,7 +965,13 @@ impl Validator<'_> {
         }
     }
 
-    fn key(&mut self, path: &str, raw: RawKey) -> Option<KeyConfig> {
+    fn key(
+        &mut self,
+        path: &str,
+        raw: RawKey,
+        hierarchy: &governance::Hierarchy,
+        models: &[String],
+    ) -> Option<KeyConfig> {
         let p = |key: &str| join(path, key);
         let name = self.required(&p("name"), raw.name);
         let name = self.name(&p("name"), name);
@@ -965,9 +987,24 @@ impl Validator<'_> {
                 Some(key)
             }
         });
+        let (owner, models, expires_at, limits) = self.key_governance(
+            path,
+            raw.user,
+            raw.team,
+            raw.org,
+            raw.models,
+            raw.expires,
+            raw.limits,
+            hierarchy,
+            models,
+        )?;
         Some(KeyConfig {
             name: name?,
             key: Secret::new(key?),
+            owner,
+            models,
+            expires_at,
+            limits,
         })
     }
 }
@@ -1126,6 +1163,14 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// Like `secret`, but an empty string (an unset `${VAR:-}`) is accepted as empty.
+    fn secret_or_empty(&mut self, path: &str, value: Option<Value>) -> Option<String> {
+        match self.interpolated(path, value?)? {
+            Value::String(text) if text.is_empty() => Some(text),
+            other => self.secret(path, Some(other)),
         }
     }
 

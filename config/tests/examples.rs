@@ -444,3 +444,31 @@ fn reference_toml_blocks_parse() {
         [(1, 0, None), (1, 0, None)]
     );
 }
+
+#[test]
+fn governance_example() {
+    let config = parse_with(
+        &read("examples/governance.toml"),
+        &[
+            ("UPSTREAM_BASE_URL", "http://127.0.0.1:18000/v1"),
+            ("TOLLGATE_MASTER_KEY", "master-key-for-tests-0123456789"),
+        ],
+    );
+    assert_eq!(config.prices.len(), 1);
+    assert_eq!(config.prices[0].input, 150_000_000);
+    assert_eq!(config.prices[0].output, 600_000_000);
+    assert_eq!(
+        config.governance.unknown_price,
+        tollgate_config::UnknownPrice::Block
+    );
+    assert!(config.admin.master_key.is_some());
+    assert_eq!(config.teams[0].org.as_deref(), Some("acme"));
+    let key = |name: &str| config.keys.iter().find(|k| k.name == name).unwrap();
+    assert_eq!(key("demo").owner.team.as_deref(), Some("bench"));
+    assert_eq!(key("tiny").limits.budgets[0].amount, 1_000_000);
+    assert_eq!(key("rpm").limits.rpm, Some(600));
+    assert_eq!(key("rpm").key.expose(), "sk-tollgate-rpm");
+    let org = &config.orgs[0].limits;
+    assert_eq!(org.budgets.len(), 2);
+    assert!(org.budgets[1].soft);
+}

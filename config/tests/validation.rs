@@ -1374,3 +1374,127 @@ fn routing_errors() {
         "{message}"
     );
 }
+
+// === governance ===
+
+#[test]
+fn governance_hierarchy_and_limits() {
+    let src = format!(
+        r#"{BASE}
+[[orgs]]
+name = "acme"
+limits = {{ budget = ["5usd/day", "100usd/month"], tpm = 1000, tpm_counts = "output" }}
+
+[[teams]]
+name = "ml"
+org = "acme"
+limits = {{ rpm = 60, models = {{ "gpt-4o-mini" = {{ rpm = 10 }} }} }}
+
+[[users]]
+name = "alice"
+team = "ml"
+
+[[keys]]
+name = "alice-1"
+key = "sk-alice-000001"
+user = "alice"
+models = ["gpt-4o-mini"]
+expires = "2030-01-01"
+limits = {{ max_parallel = 4, soft_budget = "1usd/week" }}
+"#
+    );
+    let config = ok(&src);
+    let acme = &config.orgs[0].limits;
+    assert_eq!(acme.budgets.len(), 2);
+    assert_eq!(acme.tpm, Some(1000));
+    assert_eq!(
+        acme.tpm_counts,
+        tollgate_config::governance::TokenCount::Output
+    );
+    assert_eq!(config.teams[0].limits.models["gpt-4o-mini"].rpm, Some(10));
+    assert_eq!(config.users[0].team.as_deref(), Some("ml"));
+    let key = &config.keys[1];
+    assert_eq!(key.owner.user.as_deref(), Some("alice"));
+    assert_eq!(key.models.as_deref(), Some(&["gpt-4o-mini".to_owned()][..]));
+    assert_eq!(key.expires_at, Some(1_893_456_000));
+    assert_eq!(key.limits.max_parallel, Some(4));
+    assert!(key.limits.budgets[0].soft);
+}
+
+#[test]
+fn governance_errors_name_their_paths() {
+    let src = format!(
+        r#"{BASE}
+[[teams]]
+name = "ml"
+org = "nowhere"
+limits = {{ rpm = 0, budget = "5usd/year", models = {{ "gpt-9" = {{ rpm = 1 }} }} }}
+
+[[keys]]
+name = "k2"
+key = "sk-k2-00000000"
+team = "ml"
+user = "bob"
+models = ["gpt-9"]
+expires = "soon"
+"#
+    );
+    let mut errors = errors(&src);
+    errors.sort();
+    let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "keys[1]",
+            "keys[1].expires",
+            "keys[1].models[0]",
+            "keys[1].user",
+            "teams[0].limits.budget",
+            "teams[0].limits.models.gpt-9",
+            "teams[0].limits.rpm",
+            "teams[0].org",
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[7].1.contains("unknown org \"nowhere\""),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn prices_store_and_admin() {
+    let src = format!(
+        r#"{BASE}
+[[prices]]
+model = "local/gpt-4o-mini"
+input = "0.2usd"
+output = 0.8
+
+[store]
+path = "/var/lib/tollgate"
+flush_interval = "50ms"
+
+[admin]
+master_key = "${{MASTER:-}}"
+"#
+    );
+    let config = ok(&src);
+    assert_eq!(config.prices[0].input, 200_000_000);
+    assert_eq!(config.prices[0].output, 800_000_000);
+    assert_eq!(config.store.flush_interval, Duration::from_millis(50));
+    assert!(config.admin.master_key.is_none());
+    let with_key = parse_env(&src, &[("MASTER", "a-master-key-long-enough")]).unwrap();
+    assert_eq!(
+        with_key.admin.master_key.unwrap().expose(),
+        "a-master-key-long-enough"
+    );
+    let short = parse_env(&src, &[("MASTER", "short")]);
+    assert_eq!(
+        errors_of(short),
+        [(
+            "admin.master_key".to_owned(),
+            "must be at least 16 characters long".to_owned()
+        )]
+    );
+}
