@@ -601,7 +601,7 @@ fn key_names_and_values_are_unique() {
 fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(
         one_error(&format!("bogus = 1\n{BASE}"), "bogus"),
-        "unknown field, expected one of `server`, `providers`, `models`, `keys`, `routing`"
+        "unknown field, expected one of `server`, `providers`, `models`, `keys`, `routing`, `orgs`, `teams`, `users`, `prices`, `governance`, `store`, `admin`"
     );
     let message = one_error(&server("listen_addr = \"0.0.0.0:1\""), "server.listen_addr");
     assert!(

@@ -17,6 +17,9 @@ use crate::secret::Secret;
 use crate::types::{AdminConfig, GovernanceConfig, PriceConfig, StoreConfig, UnknownPrice};
 use crate::units::quote;
 
+/// What `[[keys]]` adds for governance: owner, model allow-list, expiry (unix seconds), limits.
+pub(super) type KeyGovernance = (KeyOwner, Option<Vec<String>>, Option<u64>, Limits);
+
 /// The declared entities, by name, for resolving references.
 pub(super) struct Hierarchy {
     pub orgs: Vec<OrgConfig>,
@@ -146,7 +149,7 @@ impl Validator<'_> {
         limits: Option<Value>,
         hierarchy: &Hierarchy,
         models: &[String],
-    ) -> Option<(KeyOwner, Option<Vec<String>>, Option<u64>, Limits)> {
+    ) -> Option<KeyGovernance> {
         let owner = KeyOwner {
             user: self.name(&join(path, "user"), user),
             team: self.name(&join(path, "team"), team),
