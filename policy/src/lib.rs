@@ -3,3 +3,5 @@
 //! allocates per byte on the request path.
 
 pub mod keys;
+pub mod price;
+mod price_table;
