@@ -3,5 +3,6 @@
 //! allocates per byte on the request path.
 
 pub mod keys;
+pub mod period;
 pub mod price;
 mod price_table;
