@@ -59,6 +59,16 @@ pub use types::{
     ServerConfig, StoreConfig, Strategy, TlsRoots, UnknownPrice,
 };
 
+/// Validate a `limits` table that did not come from a file (the admin API's JSON, the CLI's
+/// flags), with the same rules and messages as `[[keys]] limits`. `models` are the configured
+/// client-facing model names that per-model limits may name.
+pub fn parse_limits(
+    value: toml::Value,
+    models: &[String],
+) -> Result<governance::Limits, ConfigErrors> {
+    validate::limits(value, models)
+}
+
 // === impl Config: entry points ===
 
 impl Config {

@@ -70,6 +70,25 @@ pub(crate) fn validate(
     }
 }
 
+/// Validates a `limits` table given outside a file (the admin API, the CLI), against the
+/// configured model names; errors carry paths under `limits`.
+pub(crate) fn limits(
+    value: Value,
+    models: &[String],
+) -> Result<crate::governance::Limits, ConfigErrors> {
+    let mut validator = Validator {
+        env: &|_| None,
+        errors: Vec::new(),
+    };
+    let limits = validator.limits_value(value, models);
+    match limits {
+        Some(limits) if validator.errors.is_empty() => Ok(limits),
+        _ => Err(ConfigErrors {
+            errors: validator.errors,
+        }),
+    }
+}
+
 /// Whether a zero duration makes sense for a key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Zero {

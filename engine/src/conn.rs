@@ -221,14 +221,9 @@ impl Downstream {
                 &mut body,
             ),
         }
-        let allow;
-        let extra: &[(&str, &[u8])] = match e {
-            GatewayError::MethodNotAllowed { allow: a, .. } => {
-                allow = [("allow", a.as_bytes())];
-                &allow
-            }
-            _ => &[],
-        };
+        let headers = e.headers();
+        let extra: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+        let extra = &extra[..];
         self.write_head(
             e.status(),
             b"application/json",

@@ -126,6 +126,53 @@ pub enum GatewayError {
         /// What was wrong.
         reason: String,
     },
+    /// The key exists but may not be used (revoked, expired, rotated away).
+    #[error("{message}")]
+    KeyInactive {
+        /// Client-facing explanation.
+        message: &'static str,
+        /// `key_revoked`, `key_expired`, `key_rotated`.
+        code: &'static str,
+    },
+    /// The key may not do this (a model outside its allow-list, an unpriced model).
+    #[error("{message}")]
+    Forbidden {
+        /// Client-facing explanation.
+        message: String,
+        /// Machine-readable code.
+        code: &'static str,
+        /// The field at fault.
+        param: Option<&'static str>,
+    },
+    /// A rate limit or budget refused the request before any upstream call.
+    #[error("{}", .0.message)]
+    Limited(Box<LimitRefusal>),
+    /// The admin API was called without a valid master key, or with a bad request.
+    #[error("{message}")]
+    Admin {
+        /// HTTP status.
+        status: u16,
+        /// Client-facing explanation.
+        message: String,
+        /// Machine-readable code.
+        code: &'static str,
+        /// The field at fault.
+        param: Option<String>,
+    },
+}
+
+/// A 429 from governance: the body and the `x-ratelimit-*` / `retry-after` headers naming the
+/// limit that refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRefusal {
+    /// Client-facing explanation naming the scope and limit.
+    pub message: String,
+    /// OpenAI error type: `requests`, `tokens`, `parallel_requests` or `insufficient_quota`.
+    pub error_type: &'static str,
+    /// `rate_limit_exceeded` or `budget_exceeded`.
+    pub code: &'static str,
+    /// Response headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 // === impl GatewayError ===
@@ -149,12 +196,20 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamClosed { .. }
             | GatewayError::UpstreamProtocol { .. } => 502,
+            GatewayError::KeyInactive { .. } => 401,
+            GatewayError::Forbidden { .. } => 403,
+            GatewayError::Limited(_) => 429,
+            GatewayError::Admin { status, .. } => *status,
         }
     }
 
     /// The OpenAI error `type`.
     pub fn error_type(&self) -> &'static str {
+        if let GatewayError::Limited(refusal) = self {
+            return refusal.error_type;
+        }
         match self.status() {
+            403 => "permission_error",
             401 => "invalid_request_error",
             429 => "rate_limit_error",
             500.. => "api_error",
@@ -180,6 +235,10 @@ impl GatewayError {
             GatewayError::ClientTimeout(_) => Some("request_timeout"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            GatewayError::KeyInactive { code, .. } => Some(code),
+            GatewayError::Forbidden { code, .. } => Some(code),
+            GatewayError::Limited(refusal) => Some(refusal.code),
+            GatewayError::Admin { code, .. } => Some(code),
         }
     }
 
@@ -188,6 +247,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest(e) => e.param,
             GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::Forbidden { param, .. } => *param,
             _ => None,
         }
     }
@@ -234,17 +294,41 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "upstream_status",
             GatewayError::UpstreamStreamError { .. } => "upstream_stream_error",
             GatewayError::ClientGone => "client_gone",
+            GatewayError::KeyInactive { .. } => "key_inactive",
+            GatewayError::Forbidden { .. } => "forbidden",
+            GatewayError::Limited(r) if r.code == "budget_exceeded" => "budget_exceeded",
+            GatewayError::Limited(_) => "rate_limited",
+            GatewayError::Admin { .. } => "admin",
         }
     }
 
     fn with_body<R>(&self, f: impl FnOnce(&ErrorBody<'_>) -> R) -> R {
         let message = self.to_string();
+        let param = match self {
+            GatewayError::Admin { param, .. } => param.as_deref(),
+            _ => self.param(),
+        };
         f(&ErrorBody {
             message: &message,
             error_type: self.error_type(),
-            param: self.param(),
+            param,
             code: self.code(),
         })
+    }
+
+    /// Headers that go with this error's response (`allow`, `retry-after`, `x-ratelimit-*`).
+    pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
+        match self {
+            GatewayError::MethodNotAllowed { allow, .. } => {
+                vec![("allow", allow.as_bytes().to_vec())]
+            }
+            GatewayError::Limited(refusal) => refusal
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_bytes().to_vec()))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Append the OpenAI-style JSON body.

@@ -4,13 +4,17 @@
 //! or the legacy epoll driver where io_uring cannot be set up). Workers share nothing mutable;
 //! the control side reaches them through channels and reads their atomics.
 
+pub mod admin;
 pub mod builtin_mock;
 pub mod conn;
 pub mod error;
+pub mod governor;
 pub mod io;
 pub mod pipeline;
 pub mod router;
 pub mod shared;
+pub mod storage;
+pub mod store;
 pub mod translate;
 pub mod upstream;
 pub mod worker;
@@ -48,6 +52,14 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The store could not be opened or read.
+    #[error("store {path}: {reason}")]
+    Store {
+        /// The store directory.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A worker could not start its runtime.
     #[error("worker {worker}: {reason}")]
     Worker {
@@ -72,6 +84,9 @@ pub struct Gateway {
     threads: Vec<JoinHandle<()>>,
     statuses: Vec<Arc<WorkerStatus>>,
     grace: Duration,
+    gov: Arc<governor::Governance>,
+    storage_thread: Option<JoinHandle<()>>,
+    reconciler: Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>,
 }
 
 // === impl Gateway ===
@@ -89,6 +104,8 @@ impl Gateway {
             n => n,
         };
         let listeners = bind_listeners(requested, workers)?;
+        let (gov, storage_thread) = open_governance(&shared.config, workers)?;
+        let reconciler = spawn_reconciler(gov.clone(), shared.config.governance.reconcile_interval);
         let addr = listeners
             .first()
             .and_then(|l| l.local_addr().ok())
@@ -103,6 +120,8 @@ impl Gateway {
             let status = Arc::new(WorkerStatus::default());
             let cpu = cpus.get(id % cpus.len().max(1)).copied();
             let shared = shared.clone();
+            let gov = gov.clone();
+            gov.subscribe(tx.clone());
             let ready = ready_tx.clone();
             let worker_status = status.clone();
             let thread = std::thread::Builder::new()
@@ -136,6 +155,9 @@ impl Gateway {
                         mock_requests: Default::default(),
                         draining: Default::default(),
                         status: worker_status,
+                        directory: RefCell::new(Rc::new(gov.directory())),
+                        gov,
+                        request_seq: Default::default(),
                     });
                     runtime.block_on(async move {
                         let listener = match monoio::net::TcpListener::from_std(listener) {
@@ -166,6 +188,9 @@ impl Gateway {
             threads,
             statuses,
             grace,
+            gov,
+            storage_thread: Some(storage_thread),
+            reconciler: Some(reconciler),
         };
         let mut drivers = Vec::with_capacity(workers);
         for worker in 0..workers {
@@ -212,12 +237,77 @@ impl Gateway {
         self.stop();
     }
 
-    fn stop(self) {
+    /// Governance state (the storage thread, the directory in force).
+    pub fn governance(&self) -> &Arc<governor::Governance> {
+        &self.gov
+    }
+
+    fn stop(mut self) {
         for tx in &self.controls {
             let _ = tx.send(Control::Shutdown { grace: self.grace });
         }
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
+        }
+        if let Some((stop, thread)) = self.reconciler.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        // Every worker has settled its requests: write what the ledger holds and close.
+        self.gov.storage.shutdown();
+        if let Some(thread) = self.storage_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Open the store, load identities (stored and declared), compile the first directory and
+/// start the storage thread.
+fn open_governance(
+    config: &Config,
+    cores: usize,
+) -> Result<(Arc<governor::Governance>, JoinHandle<()>), StartError> {
+    let path = config.store.path.clone();
+    let fail = |reason: String| StartError::Store {
+        path: path.clone(),
+        reason,
+    };
+    let store = store::sled_store::SledStore::open(&path).map_err(|e| fail(e.to_string()))?;
+    let records = governor::load_records(&store, config).map_err(|e| fail(e.to_string()))?;
+    let now = governor::now_ms();
+    let directory = governor::compile(&store, &records, None, cores, now);
+    let (storage, thread) = storage::spawn_storage(
+        Box::new(store),
+        config.store.flush_interval,
+        config.store.queue,
+    )
+    .map_err(|e| fail(format!("cannot start the storage thread: {e}")))?;
+    let gov = governor::Governance::new(config, records, directory, storage, cores);
+    Ok((Arc::new(gov), thread))
+}
+
+/// The reconciler: returns idle cores' rate-limit leases to the shared pools every
+/// `interval`, so a core that stopped serving a key does not hold its share.
+fn spawn_reconciler(
+    gov: Arc<governor::Governance>,
+    interval: Duration,
+) -> (Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let idle_ms = (interval.as_millis() as u64).max(1);
+    let thread = std::thread::Builder::new()
+        .name("tollgate-reconcile".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(interval);
+                gov.directory().reclaim_idle(governor::now_ms(), idle_ms);
+            }
+        });
+    match thread {
+        Ok(t) => (stop, t),
+        Err(e) => {
+            tracing::error!(%e, "cannot start the reconciler; idle leases are not reclaimed");
+            (stop, std::thread::spawn(|| {}))
         }
     }
 }

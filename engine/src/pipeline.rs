@@ -16,7 +16,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tollgate_policy::keys::{presented_token, KeyRecord};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use tollgate_config::UnknownPrice;
+use tollgate_policy::governance::{admit, Directory, Estimate, KeyEntry, KeyRefusal};
+use tollgate_policy::keys::presented_token;
 use tollgate_protocol::anthropic_api;
 use tollgate_protocol::chat::ChatRequest;
 use tollgate_protocol::http::{Method, RequestHead, Version};
@@ -90,7 +95,13 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         Route::Live => health(conn, 200, "live", keep_alive, version).await,
         Route::Ready if core.draining.get() => health(conn, 503, "draining", false, version).await,
         Route::Ready => health(conn, 200, "ready", keep_alive, version).await,
-        Route::Models => match authenticate(&core.shared, &head) {
+        Route::Models => match authenticate(
+            &core.directory.borrow().clone(),
+            &head,
+            crate::governor::now_ms() / 1000,
+        )
+        .map(|_| ())
+        {
             Ok(_) => conn
                 .respond(
                     200,
@@ -190,17 +201,36 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Phase 3: the presented key -> its record.
-fn authenticate<'a>(shared: &'a Shared, head: &RequestHead) -> Result<&'a KeyRecord, GatewayError> {
+/// Phase 3: the presented key -> its entry (record and limit chain), or 401.
+fn authenticate<'d>(
+    directory: &'d Directory,
+    head: &RequestHead,
+    now_s: u64,
+) -> Result<&'d Arc<KeyEntry>, GatewayError> {
     let token = presented_token(head.header("authorization"), head.header("x-api-key")).ok_or(
         GatewayError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
         ),
     )?;
-    shared
-        .keys
-        .authenticate(token)
-        .ok_or(GatewayError::Unauthorized("Incorrect API key provided."))
+    directory
+        .authenticate(token, now_s)
+        .map_err(|refusal| match refusal {
+            KeyRefusal::Unknown | KeyRefusal::ModelNotAllowed => {
+                GatewayError::Unauthorized("Incorrect API key provided.")
+            }
+            KeyRefusal::Revoked => GatewayError::KeyInactive {
+                message: "This API key has been revoked.",
+                code: "key_revoked",
+            },
+            KeyRefusal::Expired => GatewayError::KeyInactive {
+                message: "This API key has expired.",
+                code: "key_expired",
+            },
+            KeyRefusal::Rotated => GatewayError::KeyInactive {
+                message: "This API key was rotated and its grace period is over; use the new key.",
+                code: "key_rotated",
+            },
+        })
 }
 
 /// Largest upstream error body kept to pass through to the client.
@@ -227,6 +257,59 @@ pub(crate) struct RequestCtx<'a> {
     native: Option<anthropic_api::NativeSummary>,
     /// The canonical form, parsed on the first translated attempt.
     canonical: std::cell::OnceCell<Result<ChatRequest, String>>,
+    /// What the attempts learn about usage, for settlement.
+    pub(crate) meter: Meter,
+}
+
+/// What a request's attempts learn about its usage: the upstream's own report when it sends
+/// one, else the output events the gateway forwarded.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    pub(crate) usage: Cell<Option<Usage>>,
+    pub(crate) counted_output: Cell<u64>,
+    pub(crate) served_by: Cell<Option<(usize, usize)>>,
+    pub(crate) status: Cell<u16>,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter {
+            usage: Cell::new(None),
+            counted_output: Cell::new(0),
+            served_by: Cell::new(None),
+            status: Cell::new(200),
+        }
+    }
+}
+
+impl Meter {
+    /// The upstream reported usage.
+    pub(crate) fn report(&self, usage: Usage) {
+        self.usage.set(Some(usage));
+    }
+
+    /// The upstream reported usage in canonical form.
+    pub(crate) fn report_chat(&self, usage: &tollgate_protocol::chat::ChatUsage) {
+        self.report(Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens,
+            cached_tokens: usage
+                .prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens),
+        });
+    }
+
+    /// One more output event went to the client (counted when no usage is reported).
+    pub(crate) fn count_output(&self) {
+        self.counted_output.set(self.counted_output.get() + 1);
+    }
+
+    /// The status the client got, when not 200.
+    pub(crate) fn set_status(&self, status: u16) {
+        self.status.set(status);
+    }
 }
 
 impl RequestCtx<'_> {
@@ -357,10 +440,17 @@ async fn proxy(
     keep_alive: bool,
 ) -> Result<Outcome, GatewayError> {
     let shared = &*core.shared;
-    let _key = authenticate(shared, head)?;
+    let directory = core.directory.borrow().clone();
+    let now = crate::governor::now_ms();
+    let entry = authenticate(&directory, head, now / 1000)?;
 
     // Phase 4: inspect. The scratch borrow ends before any await.
     let summary = inspect_request(endpoint, &body, &mut core.scratch.borrow_mut())?;
+    let max_tokens = if endpoint == Endpoint::Embeddings {
+        Some(0)
+    } else {
+        summary.max_tokens
+    };
 
     // Phase 5: resolve.
     let primary = *shared
@@ -379,8 +469,9 @@ async fn proxy(
         openai: Some(summary),
         native: None,
         canonical: std::cell::OnceCell::new(),
+        meter: Meter::default(),
     };
-    run_chain(core, conn, &ctx, primary).await
+    governed(core, conn, &ctx, primary, entry, max_tokens, now).await
 }
 
 /// `POST /v1/messages`: the Anthropic-format front door.
@@ -392,7 +483,9 @@ async fn messages(
     keep_alive: bool,
 ) -> Result<Outcome, GatewayError> {
     let shared = &*core.shared;
-    let _key = authenticate(shared, head)?;
+    let directory = core.directory.borrow().clone();
+    let now = crate::governor::now_ms();
+    let entry = authenticate(&directory, head, now / 1000)?;
     let native = anthropic_api::inspect_native(&body).map_err(|e| {
         GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
             message: e.message,
@@ -404,6 +497,7 @@ async fn messages(
         .models
         .get(native.model.as_str())
         .ok_or_else(|| GatewayError::ModelNotFound(truncate(&native.model, 256).to_owned()))?;
+    let max_tokens = native.max_tokens;
     let ctx = RequestCtx {
         head,
         format: ClientFormat::Anthropic,
@@ -416,8 +510,85 @@ async fn messages(
         openai: None,
         native: Some(native),
         canonical: std::cell::OnceCell::new(),
+        meter: Meter::default(),
     };
-    run_chain(core, conn, &ctx, primary).await
+    governed(core, conn, &ctx, primary, entry, Some(max_tokens), now).await
+}
+
+/// Prompt tokens assumed before the call: a quarter of the request body, rounded up. The body
+/// holds the prompt plus JSON syntax, so this over-estimates English text (about four
+/// characters a token); actual usage replaces it at settlement.
+fn estimate_input_tokens(body_len: usize) -> u64 {
+    body_len.div_ceil(4) as u64
+}
+
+/// Phase 5b: policy. Model access, then every level's limits and budgets (reserving the
+/// worst-case cost); then the chain of attempts; then settlement against actual usage and one
+/// ledger record, whatever happened.
+async fn governed(
+    core: &Core,
+    conn: &mut Downstream,
+    ctx: &RequestCtx<'_>,
+    primary: usize,
+    entry: &Arc<KeyEntry>,
+    max_tokens: Option<u64>,
+    started_ms: u64,
+) -> Result<Outcome, GatewayError> {
+    let gov = &*core.gov;
+    if !entry.allows(&ctx.model) {
+        return Err(GatewayError::Forbidden {
+            message: format!(
+                "The key `{}` may not use the model `{}`.",
+                entry.record.name,
+                truncate(&ctx.model, 256)
+            ),
+            code: "model_not_allowed",
+            param: Some("model"),
+        });
+    }
+    let pricing = &gov.pricing[primary];
+    if gov.settings.unknown_price == UnknownPrice::Block && !pricing.all_priced {
+        return Err(GatewayError::Forbidden {
+            message: format!(
+                "No price is known for a deployment of `{}`, and this gateway refuses unpriced models.",
+                ctx.model
+            ),
+            code: "model_price_unknown",
+            param: Some("model"),
+        });
+    }
+    let input_tokens = estimate_input_tokens(ctx.body.len());
+    let max_output_tokens = max_tokens.unwrap_or(gov.settings.default_max_tokens);
+    let estimate = Estimate {
+        input_tokens,
+        max_output_tokens,
+        worst_cost: pricing
+            .reserve
+            .map_or(0, |p| p.worst_case(input_tokens, max_output_tokens)),
+    };
+    let admission = match admit(entry, &ctx.model, estimate, core.id, started_ms) {
+        Ok(a) => a,
+        Err(denial) => {
+            let e = crate::governor::refusal(&denial, started_ms);
+            ctx.meter.set_status(429);
+            crate::governor::record(core, ctx, entry, None, estimate, started_ms, false);
+            return Err(e);
+        }
+    };
+    let result = run_chain(core, conn, ctx, primary).await;
+    if let Err(e) = &result {
+        ctx.meter.set_status(e.status());
+    }
+    crate::governor::record(
+        core,
+        ctx,
+        entry,
+        Some(admission),
+        estimate,
+        started_ms,
+        true,
+    );
+    result
 }
 
 /// Phase 6: attempts, retries and fallbacks, only while nothing has been written.
@@ -472,6 +643,7 @@ async fn run_chain(
                     status,
                 });
             }
+            ctx.meter.set_status(status);
             let attempts_text = attempts.to_string();
             let extra = [("x-tollgate-attempts", attempts_text.as_bytes())];
             conn.respond(
@@ -503,6 +675,7 @@ async fn attempt(
     let shared = &*core.shared;
     let deployment = &shared.config.models[model].deployments[deployment_index];
     let provider_index = deployment.provider;
+    ctx.meter.served_by.set(Some((model, deployment_index)));
     let Some(provider) = shared.providers.get(provider_index) else {
         return AttemptEnd::Failed(Failure {
             kind: FailureKind::Gateway(GatewayError::ModelNotFound(ctx.model.clone())),
@@ -672,6 +845,7 @@ async fn attempt(
             });
         }
         // The request itself is wrong: no other deployment will do better.
+        ctx.meter.set_status(status);
         let labels = ResponseLabels::new(shared, model, deployment_index, attempt_number);
         let content_type = response
             .head
@@ -712,6 +886,7 @@ async fn attempt(
         .is_some_and(|ct| ct.starts_with(b"text/event-stream"));
     if ctx.streaming && is_sse {
         let stream = StreamCtx {
+            meter: &ctx.meter,
             provider: &provider.name,
             client_wants_usage: ctx.client_wants_usage,
             keep_alive: ctx.keep_alive,
@@ -771,6 +946,7 @@ async fn attempt(
 }
 
 fn answer_error(conn: &mut Downstream, e: &GatewayError, ctx: &RequestCtx<'_>) -> Outcome {
+    ctx.meter.set_status(e.status());
     let keep_alive = ctx.keep_alive && !e.closes_connection();
     conn.write_error(e, keep_alive, ctx.head.version, ctx.format);
     Outcome { keep_alive }
@@ -823,11 +999,13 @@ async fn whole_response(
 ) -> Result<Outcome, GatewayError> {
     let body = response.collect(&core.pools).await?;
     let status = response.head.status;
-    let _usage: Option<Usage> = if status == 200 {
-        response_usage(&body, &mut core.scratch.borrow_mut())
+    if status == 200 {
+        if let Some(usage) = response_usage(&body, &mut core.scratch.borrow_mut()) {
+            ctx.meter.report(usage);
+        }
     } else {
-        None
-    };
+        ctx.meter.set_status(status);
+    }
     let content_type = response
         .head
         .content_type
@@ -855,7 +1033,8 @@ fn is_json_content_type(content_type: &[u8]) -> bool {
 }
 
 /// Per-stream forwarding state: which events go to the client, and the usage seen.
-struct SseRelay {
+struct SseRelay<'m> {
+    meter: &'m Meter,
     client_wants_usage: bool,
     saw_done: bool,
     usage: Option<Usage>,
@@ -865,15 +1044,19 @@ struct SseRelay {
     events: usize,
 }
 
-impl SseRelay {
+impl SseRelay<'_> {
     fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, scratch: &mut Vec<u8>) {
         self.events += 1;
         if frame.is_done() {
             self.saw_done = true;
         } else if let Some(data) = frame.data.as_deref() {
             if let Some(info) = inspect_stream_chunk(data.as_bytes(), scratch) {
-                if info.usage.is_some() {
-                    self.usage = info.usage;
+                if let Some(usage) = info.usage {
+                    self.usage = Some(usage);
+                    self.meter.report(usage);
+                }
+                if !info.usage_only {
+                    self.meter.count_output();
                 }
                 // The gateway asked for usage on the client's behalf: do not send the client an
                 // event it did not ask for.
@@ -887,6 +1070,7 @@ impl SseRelay {
 }
 
 struct StreamCtx<'a> {
+    meter: &'a Meter,
     provider: &'a str,
     client_wants_usage: bool,
     keep_alive: bool,
@@ -1066,6 +1250,7 @@ async fn stream_response(
 ) -> StreamEnd {
     let mut reader = SseReader::new();
     let mut relay = SseRelay {
+        meter: ctx.meter,
         client_wants_usage: ctx.client_wants_usage,
         saw_done: false,
         usage: None,

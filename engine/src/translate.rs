@@ -341,6 +341,9 @@ async fn translated_whole(
         .decode_response(&body, info.upstream_model)
     {
         Ok(mut r) => {
+            if let Some(usage) = &r.usage {
+                ctx.meter.report_chat(usage);
+            }
             // Providers that report no time leave `created` at 0.
             if r.created == 0 {
                 r.created = now_unix();
@@ -484,6 +487,12 @@ async fn translated_stream(
             }
         };
         for mut chunk in chunks.drain(..) {
+            if let Some(usage) = &chunk.usage {
+                ctx.meter.report_chat(usage);
+            }
+            if !chunk.choices.is_empty() {
+                ctx.meter.count_output();
+            }
             client.push(&mut chunk, created, &mut out);
         }
         let finished = ended || failure.is_some();
@@ -609,7 +618,9 @@ pub(crate) async fn attempt_native_anthropic(
         match response.collect(&core.pools).await {
             Err(e) => failed(e, AttemptResult::Failure),
             Ok(body) => {
-                let _usage = anthropic_api::native_usage(&body);
+                if let Some(usage) = anthropic_api::native_usage(&body) {
+                    ctx.meter.report_chat(&usage);
+                }
                 let sent = conn
                     .respond(
                         status,
@@ -661,6 +672,7 @@ async fn native_stream(
                 events += 1;
                 match frame.event.as_deref() {
                     Some("message_stop") => stopped = true,
+                    Some("content_block_delta") => ctx.meter.count_output(),
                     Some("error") => {
                         // Forwarded as is; the stream is over for the router's purposes.
                         error_event = true;
@@ -674,6 +686,9 @@ async fn native_stream(
                 batch.extend_from_slice(&frame.raw);
             })
             .await;
+        if let Some(u) = usage.usage() {
+            ctx.meter.report_chat(&u);
+        }
         if error_event {
             failure.get_or_insert(GatewayError::UpstreamStreamError {
                 provider: provider.clone(),
@@ -709,7 +724,6 @@ async fn native_stream(
         if done {
             conn.end_stream(framing);
             let flushed = conn.flush().await.is_ok();
-            let _ = usage.usage();
             let result = if failure.is_some() {
                 AttemptResult::Failure
             } else {

@@ -26,6 +26,8 @@ pub enum Control {
         /// Longest time in-flight requests get to finish.
         grace: Duration,
     },
+    /// Authenticate against this directory from now on (an admin change was made).
+    Directory(Arc<tollgate_policy::governance::Directory>),
 }
 
 /// Which I/O driver a worker's runtime uses.
@@ -89,6 +91,13 @@ pub struct Core {
     pub draining: Cell<bool>,
     /// Counters visible to other threads.
     pub status: Arc<WorkerStatus>,
+    /// Governance: pricing, settings, the storage thread.
+    pub gov: Arc<crate::governor::Governance>,
+    /// The key directory in force on this core (`Rc` so a request's clone is not an atomic
+    /// operation shared with other cores).
+    pub directory: RefCell<Rc<Arc<tollgate_policy::governance::Directory>>>,
+    /// Requests seen on this core, for request ids.
+    pub request_seq: Cell<u64>,
 }
 
 /// Marks a request in flight for the drain; decremented on drop.
@@ -217,19 +226,29 @@ async fn control_loop(
 ) {
     loop {
         monoio::time::sleep(CONTROL_TICK).await;
-        match control.try_recv() {
-            Ok(Control::Shutdown { grace: g }) => {
-                grace.set(g);
-                stop.fire();
-                return;
+        let mut stopping = false;
+        loop {
+            match control.try_recv() {
+                Ok(Control::Shutdown { grace: g }) => {
+                    grace.set(g);
+                    stopping = true;
+                }
+                Ok(Control::Directory(directory)) => {
+                    *core.directory.borrow_mut() = Rc::new(directory);
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    // The control side is gone: nobody can stop us cleanly any more.
+                    grace.set(Duration::ZERO);
+                    stopping = true;
+                }
             }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                // The control side is gone: nobody can stop us cleanly any more.
-                grace.set(Duration::ZERO);
-                stop.fire();
-                return;
-            }
+            break;
+        }
+        if stopping {
+            stop.fire();
+            return;
         }
         let shared = &core.shared;
         core.pools.reap(|p| {

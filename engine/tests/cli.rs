@@ -76,6 +76,8 @@ fn version_flag() {
 
 #[test]
 fn quickstart_serves_and_stops_on_sigterm() {
+    let store = tempfile::tempdir().unwrap();
+    let data = store.path().join("data");
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -88,6 +90,7 @@ fn quickstart_serves_and_stops_on_sigterm() {
         ])
         .env("TOLLGATE_LOG", "info")
         .env("NO_COLOR", "1")
+        .env("TOLLGATE_DATA", &data)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -28,10 +28,29 @@ pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
     }
 }
 
-/// Start a gateway on 127.0.0.1:0 with `workers` workers.
+/// Start a gateway on 127.0.0.1:0 with `workers` workers. A config that leaves the store at
+/// its default path gets a fresh store under the temp dir, so parallel tests never share one.
 pub fn start(mut cfg: Config, workers: usize) -> Gateway {
     cfg.apply_overrides(Some("127.0.0.1:0".parse().unwrap()), Some(workers));
+    if cfg.store.path == tollgate_config::StoreConfig::default().path {
+        cfg.store.path = temp_store();
+    }
     Gateway::start(cfg).expect("gateway starts")
+}
+
+/// A fresh, empty directory for a store.
+pub fn temp_store() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-test-{}-{n}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// A response as the client saw it.

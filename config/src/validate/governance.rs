@@ -216,6 +216,11 @@ impl Validator<'_> {
         Some(out)
     }
 
+    /// A standalone `limits` table (admin API, CLI).
+    pub(super) fn limits_value(&mut self, value: Value, models: &[String]) -> Option<Limits> {
+        self.limits_table("limits", Some(value), models, true)
+    }
+
     /// A `limits` table; `nested` allows a `models` sub-table (not within one).
     fn limits_table(
         &mut self,
