@@ -51,6 +51,7 @@ enum Route {
     Models,
     Live,
     Ready,
+    Admin,
 }
 
 /// How a request ended, for the caller's bookkeeping.
@@ -118,6 +119,7 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         },
         Route::Proxy(endpoint) => proxy(core, conn, &head, endpoint, body, keep_alive).await,
         Route::Messages => messages(core, conn, &head, body, keep_alive).await,
+        Route::Admin => admin(core, conn, &head, body, keep_alive).await,
     };
     match result {
         Ok(outcome) => outcome.keep_alive,
@@ -160,10 +162,92 @@ async fn health(
     Ok(Outcome { keep_alive })
 }
 
+/// `/admin/...`: master key, then the operation, run on the storage thread when it touches
+/// the store. Admin traffic is rare; the worker polls for the answer rather than block.
+async fn admin(
+    core: &Core,
+    conn: &mut Downstream,
+    head: &RequestHead,
+    body: Bytes,
+    keep_alive: bool,
+) -> Result<Outcome, GatewayError> {
+    use crate::admin::{self, AdminError};
+    let gov = core.gov.clone();
+    let token = presented_token(head.header("authorization"), head.header("x-api-key"));
+    match token.map(|t| gov.is_master(t)) {
+        _ if gov.is_master(b"").is_none() => {
+            return Err(AdminError {
+                status: 403,
+                message: "The admin API is off: set [admin] master_key.".into(),
+                code: "admin_disabled",
+                param: None,
+            }
+            .into())
+        }
+        Some(Some(true)) => {}
+        _ => {
+            return Err(AdminError {
+                status: 401,
+                message: "The admin API needs `Authorization: Bearer <master key>`.".into(),
+                code: "invalid_master_key",
+                param: None,
+            }
+            .into())
+        }
+    }
+    let op = admin::parse(head.method_str(), head.path(), &body, &gov.model_names)?;
+    let answer = match gov.read(|records| admin::read(records, &op)) {
+        Some(read) => read.map(|v| (200, v)),
+        None => {
+            let g = gov.clone();
+            let reply = gov.storage.call(move |store| {
+                if let Some(report) = admin::report(store, &op) {
+                    return report.map(|v| (200, v));
+                }
+                g.change(store, |records| admin::apply(records, op))
+            });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match reply.try_recv() {
+                    Ok(answer) => break answer,
+                    Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < deadline => {
+                        monoio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => {
+                        break Err(AdminError {
+                            status: 503,
+                            message: "The storage thread did not answer.".into(),
+                            code: "store_unavailable",
+                            param: None,
+                        })
+                    }
+                }
+            }
+        }
+    };
+    let (status, value) = answer?;
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    conn.respond(
+        status,
+        b"application/json",
+        &[],
+        Bytes::from(body),
+        keep_alive,
+        head.version,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientGone)?;
+    Ok(Outcome { keep_alive })
+}
+
 /// Phase 1: method + path (query ignored) -> route. `method_text` is the method as sent, for
 /// error messages.
 fn route(method: Method, method_text: &str, target: &str) -> Result<Route, GatewayError> {
     let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if path.starts_with("/admin/") {
+        // Methods are checked per admin route.
+        return Ok(Route::Admin);
+    }
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::Proxy(Endpoint::ChatCompletions), Method::Post),
         "/v1/completions" => (Route::Proxy(Endpoint::Completions), Method::Post),

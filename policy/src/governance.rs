@@ -360,6 +360,10 @@ pub enum KeyRefusal {
     ModelNotAllowed,
 }
 
+/// Spend already recorded for `(level, name, model or all, budget)` in the budget's current
+/// period: how a new directory learns what the ledger holds.
+pub type SpentInPeriod<'a> = dyn Fn(Level, &str, Option<&str>, &Budget) -> Nanos + 'a;
+
 /// The compiled, immutable table every core authenticates against.
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -377,7 +381,7 @@ impl Directory {
         records: &Records,
         previous: Option<&Directory>,
         cores: usize,
-        spent: &dyn Fn(Level, &str, Option<&str>, &Budget) -> Nanos,
+        spent: &SpentInPeriod<'_>,
         now_ms: u64,
     ) -> Directory {
         let mut scopes: HashMap<(Level, String), Arc<ScopeState>> = HashMap::new();

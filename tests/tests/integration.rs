@@ -4,6 +4,7 @@
 
 mod builtin;
 mod framing;
+mod governance;
 mod providers;
 mod routing;
 mod sdk;
