@@ -96,13 +96,7 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         Route::Live => health(conn, 200, "live", keep_alive, version).await,
         Route::Ready if core.draining.get() => health(conn, 503, "draining", false, version).await,
         Route::Ready => health(conn, 200, "ready", keep_alive, version).await,
-        Route::Models => match authenticate(
-            &core.directory.borrow().clone(),
-            &head,
-            crate::governor::now_ms() / 1000,
-        )
-        .map(|_| ())
-        {
+        Route::Models => match models_auth(core, &head) {
             Ok(_) => conn
                 .respond(
                     200,
@@ -131,6 +125,12 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
             format,
         ),
     }
+}
+
+/// `/v1/models` needs a valid key, nothing more.
+fn models_auth(core: &Core, head: &RequestHead) -> Result<(), GatewayError> {
+    let directory = core.directory.borrow().clone();
+    authenticate(&directory, head, crate::governor::now_ms() / 1000).map(|_| ())
 }
 
 fn fail(

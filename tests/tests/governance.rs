@@ -162,7 +162,7 @@ fn team_budget_never_over_admits_and_ledger_matches_the_mock() {
     // output tokens. The budget fits a known number of worst cases.
     let b = body(100);
     let input = (b.len() as u64).div_ceil(4);
-    let worst = (input * 150 + 100 * 600) as u64; // nanodollars
+    let worst = input * 150 + 100 * 600; // nanodollars
     let fits = 25u64;
     let budget_nanos = worst * fits;
     let toml = governed_toml(
