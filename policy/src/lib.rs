@@ -3,6 +3,7 @@
 //! allocates per byte on the request path.
 
 pub mod keys;
+pub mod limits;
 pub mod period;
 pub mod price;
 mod price_table;
