@@ -1,0 +1,889 @@
+//! `SledStore`: the `Store` trait on sled 0.34. Records and aggregates share ONE tree so a
+//! single `Tree::apply_batch` writes a usage batch and every aggregate it changes atomically;
+//! entities and alerts live in trees of their own. sled's background flusher is off: we flush
+//! when the storage thread says so. Never share a `SledStore` with a worker's request path.
+//!
+//! Keys in the `ledger` tree:
+//! - `r` + time_ms (u64 BE) + id (u64 BE, `Db::generate_id`) -> `UsageRecord` encoding
+//! - `a` + scope byte + name + 0 + model part + 0 + period -> `Totals` encoding, where the model
+//!   part is `1` (all models) or `2` + model, and the period is `L` (lifetime) or `D` + day
+//!   (u32 BE), so one name/model's days are contiguous and in order.
+//! - `mv` -> `[format version]`
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use sled::{Batch, Db, Tree};
+
+use super::record::{AlertRecord, Totals, UsageRecord};
+use super::{check_name, day_of, printable_key, EntityKind, ReportRow, Scope, Store, StoreError};
+
+/// Format version of the ledger tree's key layout.
+const FORMAT_VERSION: u8 = 1;
+const FORMAT_KEY: &[u8] = b"mv";
+
+const RECORD: u8 = b'r';
+const AGGREGATE: u8 = b'a';
+const ALL_MODELS: u8 = 1;
+const ONE_MODEL: u8 = 2;
+const LIFETIME: u8 = b'L';
+const DAY: u8 = b'D';
+
+/// The sled-backed store.
+#[derive(Debug)]
+pub struct SledStore {
+    db: Db,
+    ledger: Tree,
+    entities: Tree,
+    alerts: Tree,
+}
+
+// === impl SledStore ===
+
+impl SledStore {
+    /// Open (or create) the store in directory `path`. Automatic flushing is off: writes become
+    /// durable when a `Store` method says so or `flush` is called.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A store in a temporary directory, deleted on drop (for tests).
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .flush_every_ms(None)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: Db) -> Result<Self, StoreError> {
+        let ledger = db.open_tree("ledger")?;
+        let entities = db.open_tree("entities")?;
+        let alerts = db.open_tree("alerts")?;
+        match ledger.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
+            Some(v) => {
+                return Err(StoreError::Format {
+                    found: v.first().copied().unwrap_or(0),
+                    supported: FORMAT_VERSION,
+                })
+            }
+            None => {
+                ledger.insert(FORMAT_KEY, &[FORMAT_VERSION])?;
+                db.flush()?;
+            }
+        }
+        Ok(SledStore {
+            db,
+            ledger,
+            entities,
+            alerts,
+        })
+    }
+
+    /// Recompute every aggregate from the records and compare with what is stored. Errors with
+    /// `StoreError::Verify` on any difference (wrong, missing or extra aggregate), or with
+    /// `Corrupt` if a key or value does not decode.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        let mut expected = HashMap::new();
+        let mut scratch = Vec::new();
+        for item in self.ledger.scan_prefix([RECORD]) {
+            let (k, v) = item?;
+            let r = UsageRecord::decode(&v).map_err(|e| e.at_key(&k))?;
+            add_aggregates(&mut expected, &r, &mut scratch);
+        }
+        let mut mismatches = 0usize;
+        let mut first = None;
+        let mut note = |what: String| {
+            mismatches += 1;
+            first.get_or_insert(what);
+        };
+        for item in self.ledger.scan_prefix([AGGREGATE]) {
+            let (k, v) = item?;
+            let stored = Totals::decode(&v).map_err(|e| e.at_key(&k))?;
+            match expected.remove(k.as_ref()) {
+                Some(want) if want == stored => {}
+                Some(want) => note(format!(
+                    "{}: stored {stored:?}, records sum to {want:?}",
+                    printable_key(&k)
+                )),
+                None => note(format!("{}: stored but no record", printable_key(&k))),
+            }
+        }
+        for k in expected.keys() {
+            note(format!("{}: missing", printable_key(k)));
+        }
+        match first {
+            None => Ok(()),
+            Some(first) => Err(StoreError::Verify { mismatches, first }),
+        }
+    }
+
+    fn totals_at(&self, key: &[u8]) -> Result<Totals, StoreError> {
+        match self.ledger.get(key)? {
+            None => Ok(Totals::default()),
+            Some(v) => Totals::decode(&v).map_err(|e| e.at_key(key)),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn entities(&self, kind: EntityKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = entity_key(kind, "");
+        let mut out = Vec::new();
+        for item in self.entities.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let name =
+                std::str::from_utf8(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
+                    key: printable_key(&k),
+                    reason: "entity name is not UTF-8",
+                })?;
+            out.push((name.to_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn put_entity(&self, kind: EntityKind, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_name("entity", name)?;
+        self.entities.insert(entity_key(kind, name), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn delete_entity(&self, kind: EntityKind, name: &str) -> Result<bool, StoreError> {
+        check_name("entity", name)?;
+        let existed = self.entities.remove(entity_key(kind, name))?.is_some();
+        if existed {
+            self.db.flush()?;
+        }
+        Ok(existed)
+    }
+
+    fn append_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records {
+            r.check_names()?;
+        }
+        // Sum the batch per aggregate key first: one read-modify-write per distinct key.
+        let mut deltas = HashMap::new();
+        let mut scratch = Vec::with_capacity(64);
+        for r in records {
+            add_aggregates(&mut deltas, r, &mut scratch);
+        }
+        let mut batch = Batch::default();
+        for (key, delta) in deltas {
+            let mut total = self.totals_at(&key)?;
+            total.merge(&delta);
+            batch.insert(key, &total.encode()[..]);
+        }
+        // Ids are drawn before `apply_batch`: sled may persist its id counter while handing one
+        // out, which must not happen inside a write batch.
+        let mut value = Vec::with_capacity(128);
+        for r in records {
+            let id = self.db.generate_id()?;
+            let mut key = Vec::with_capacity(17);
+            key.push(RECORD);
+            key.extend_from_slice(&r.time_ms.to_be_bytes());
+            key.extend_from_slice(&id.to_be_bytes());
+            value.clear();
+            r.encode(&mut value);
+            batch.insert(key, value.as_slice());
+        }
+        // sled logs a batch behind a manifest naming its last entry; recovery drops a batch
+        // whose entries did not all reach the log, so the records and their aggregates land
+        // together or not at all. The flush makes it durable before we report success.
+        self.ledger.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn totals(
+        &self,
+        scope: Scope,
+        name: &str,
+        model: Option<&str>,
+        from_day: u32,
+        to_day: u32,
+    ) -> Result<Totals, StoreError> {
+        check_query_names(name, model)?;
+        let mut sum = Totals::default();
+        if from_day > to_day {
+            return Ok(sum);
+        }
+        let mut lo = Vec::new();
+        agg_key(&mut lo, scope, name, model, Period::Day(from_day));
+        let mut hi = Vec::new();
+        agg_key(&mut hi, scope, name, model, Period::Day(to_day));
+        for item in self.ledger.range(lo..=hi) {
+            let (k, v) = item?;
+            sum.merge(&Totals::decode(&v).map_err(|e| e.at_key(&k))?);
+        }
+        Ok(sum)
+    }
+
+    fn lifetime(
+        &self,
+        scope: Scope,
+        name: &str,
+        model: Option<&str>,
+    ) -> Result<Totals, StoreError> {
+        check_query_names(name, model)?;
+        let mut key = Vec::new();
+        agg_key(&mut key, scope, name, model, Period::Lifetime);
+        self.totals_at(&key)
+    }
+
+    fn report(
+        &self,
+        scope: Scope,
+        name: Option<&str>,
+        by_model: bool,
+        per_day: bool,
+        from_day: u32,
+        to_day: u32,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        if from_day > to_day {
+            return Ok(Vec::new());
+        }
+        let mut prefix = vec![AGGREGATE, scope_byte(scope)];
+        if let Some(name) = name {
+            check_name("report", name)?;
+            prefix.extend_from_slice(name.as_bytes());
+            prefix.push(0);
+            if !by_model {
+                prefix.push(ALL_MODELS);
+                prefix.push(0);
+            }
+        }
+        let mut rows: BTreeMap<(String, Option<String>, Option<u32>), Totals> = BTreeMap::new();
+        for item in self.ledger.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let parsed = parse_agg_key(&k).ok_or_else(|| StoreError::Corrupt {
+                key: printable_key(&k),
+                reason: "malformed aggregate key",
+            })?;
+            let Period::Day(day) = parsed.period else {
+                continue;
+            };
+            if parsed.model.is_some() != by_model || day < from_day || day > to_day {
+                continue;
+            }
+            let t = Totals::decode(&v).map_err(|e| e.at_key(&k))?;
+            rows.entry((
+                parsed.name.to_owned(),
+                parsed.model.map(str::to_owned),
+                per_day.then_some(day),
+            ))
+            .or_default()
+            .merge(&t);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|((name, model, day), totals)| ReportRow {
+                scope,
+                name,
+                model,
+                day,
+                totals,
+            })
+            .collect())
+    }
+
+    fn records(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut out = Vec::new();
+        if from_ms >= to_ms || limit == 0 {
+            return Ok(out);
+        }
+        let bound = |ms: u64| {
+            let mut k = Vec::with_capacity(9);
+            k.push(RECORD);
+            k.extend_from_slice(&ms.to_be_bytes());
+            k
+        };
+        // Record keys carry an id after the time, so `r+from` sorts before every record at
+        // `from` and `r+to` before every record at `to`: a half-open range is exact.
+        for item in self.ledger.range(bound(from_ms)..bound(to_ms)).take(limit) {
+            let (k, v) = item?;
+            out.push(UsageRecord::decode(&v).map_err(|e| e.at_key(&k))?);
+        }
+        Ok(out)
+    }
+
+    fn append_alert(&self, alert: &AlertRecord) -> Result<(), StoreError> {
+        let id = self.db.generate_id()?;
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&alert.time_ms.to_be_bytes());
+        key.extend_from_slice(&id.to_be_bytes());
+        let mut value = Vec::with_capacity(64);
+        alert.encode(&mut value);
+        self.alerts.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.alerts.iter().rev().take(limit) {
+            let (k, v) = item?;
+            out.push(AlertRecord::decode(&v).map_err(|e| e.at_key(&k))?);
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+// === keys ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Lifetime,
+    Day(u32),
+}
+
+struct AggKey<'a> {
+    name: &'a str,
+    model: Option<&'a str>,
+    period: Period,
+}
+
+fn scope_byte(scope: Scope) -> u8 {
+    match scope {
+        Scope::Key => b'k',
+        Scope::User => b'u',
+        Scope::Team => b't',
+        Scope::Org => b'o',
+        Scope::Model => b'm',
+        Scope::All => b'*',
+    }
+}
+
+fn entity_key(kind: EntityKind, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.as_str().len() + 1 + name.len());
+    k.extend_from_slice(kind.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn check_query_names(name: &str, model: Option<&str>) -> Result<(), StoreError> {
+    check_name("query", name)?;
+    if let Some(model) = model {
+        check_name("model", model)?;
+    }
+    Ok(())
+}
+
+fn agg_key(out: &mut Vec<u8>, scope: Scope, name: &str, model: Option<&str>, period: Period) {
+    out.push(AGGREGATE);
+    out.push(scope_byte(scope));
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    match model {
+        None => out.push(ALL_MODELS),
+        Some(m) => {
+            out.push(ONE_MODEL);
+            out.extend_from_slice(m.as_bytes());
+        }
+    }
+    out.push(0);
+    match period {
+        Period::Lifetime => out.push(LIFETIME),
+        Period::Day(d) => {
+            out.push(DAY);
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+    }
+}
+
+/// Split an aggregate key; `None` if it is not one `agg_key` could have written.
+fn parse_agg_key(key: &[u8]) -> Option<AggKey<'_>> {
+    let rest = key.strip_prefix(&[AGGREGATE])?;
+    let (_scope, rest) = rest.split_first()?;
+    let sep = rest.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&rest[..sep]).ok()?;
+    let rest = &rest[sep + 1..];
+    let sep = rest.iter().position(|&b| b == 0)?;
+    let model = match rest[..sep].split_first()? {
+        (&ALL_MODELS, []) => None,
+        (&ONE_MODEL, m) => Some(std::str::from_utf8(m).ok()?),
+        _ => return None,
+    };
+    let period = match &rest[sep + 1..] {
+        [LIFETIME] => Period::Lifetime,
+        [DAY, a, b, c, d] => Period::Day(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => return None,
+    };
+    Some(AggKey {
+        name,
+        model,
+        period,
+    })
+}
+
+/// Add `r` to every aggregate it touches: scopes key, user/team/org (when set), model and all;
+/// each for all models and for `r.model`; each per day and lifetime.
+fn add_aggregates(map: &mut HashMap<Vec<u8>, Totals>, r: &UsageRecord, scratch: &mut Vec<u8>) {
+    let day = day_of(r.time_ms);
+    let names = [
+        (Scope::Key, Some(r.key.as_str())),
+        (Scope::User, r.user.as_deref()),
+        (Scope::Team, r.team.as_deref()),
+        (Scope::Org, r.org.as_deref()),
+        (Scope::Model, Some(r.model.as_str())),
+        (Scope::All, Some("")),
+    ];
+    for (scope, name) in names {
+        let Some(name) = name else { continue };
+        for model in [None, Some(r.model.as_str())] {
+            for period in [Period::Lifetime, Period::Day(day)] {
+                scratch.clear();
+                agg_key(scratch, scope, name, model, period);
+                match map.get_mut(scratch.as_slice()) {
+                    Some(t) => t.add(r),
+                    None => {
+                        let mut t = Totals::default();
+                        t.add(r);
+                        map.insert(scratch.clone(), t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::MS_PER_DAY;
+
+    const DAY0: u64 = 20_000; // 2024-10-04
+
+    pub(crate) fn rec(day: u64, key: &str, model: &str, input: u64, cost: u64) -> UsageRecord {
+        UsageRecord {
+            time_ms: day * MS_PER_DAY + 1000,
+            request_id: format!("req-{key}-{day}-{input}"),
+            key: key.into(),
+            user: (key != "anon").then(|| format!("user-{key}")),
+            team: Some("ml".into()),
+            org: Some("acme".into()),
+            model: model.into(),
+            deployment: format!("local/{model}"),
+            input_tokens: input,
+            output_tokens: input / 2,
+            cached_tokens: 0,
+            cost,
+            latency_us: 1000,
+            status: 200,
+            estimated: input % 2 == 1,
+            price_unknown: false,
+        }
+    }
+
+    fn t(requests: u64, input: u64, cost: u64) -> (u64, u64, u64) {
+        (requests, input, cost)
+    }
+
+    fn short(x: Totals) -> (u64, u64, u64) {
+        (x.requests, x.input_tokens, x.cost)
+    }
+
+    fn fill(s: &SledStore) {
+        s.append_usage(&[
+            rec(DAY0, "k1", "gpt", 100, 10),
+            rec(DAY0, "k1", "claude", 200, 20),
+            rec(DAY0 + 1, "k2", "gpt", 300, 30),
+        ])
+        .unwrap();
+        s.append_usage(&[rec(DAY0 + 2, "anon", "gpt", 401, 40)])
+            .unwrap();
+    }
+
+    #[test]
+    fn aggregates_for_every_scope() {
+        let s = SledStore::temporary().unwrap();
+        fill(&s);
+        let d = DAY0 as u32;
+        let all = |scope, name: &str| short(s.lifetime(scope, name, None).unwrap());
+        assert_eq!(all(Scope::All, ""), t(4, 1001, 100));
+        assert_eq!(all(Scope::Key, "k1"), t(2, 300, 30));
+        assert_eq!(all(Scope::Key, "k2"), t(1, 300, 30));
+        assert_eq!(all(Scope::User, "user-k1"), t(2, 300, 30));
+        assert_eq!(all(Scope::User, "user-anon"), t(0, 0, 0));
+        assert_eq!(all(Scope::Team, "ml"), t(4, 1001, 100));
+        assert_eq!(all(Scope::Org, "acme"), t(4, 1001, 100));
+        assert_eq!(all(Scope::Model, "gpt"), t(3, 801, 80));
+        assert_eq!(all(Scope::Model, "claude"), t(1, 200, 20));
+        assert_eq!(all(Scope::Key, "nobody"), t(0, 0, 0));
+        let full = s.lifetime(Scope::All, "", None).unwrap();
+        assert_eq!(full.output_tokens, 50 + 100 + 150 + 200);
+        assert_eq!(full.estimated_requests, 1);
+
+        // Per model inside another scope.
+        let km = short(s.lifetime(Scope::Key, "k1", Some("gpt")).unwrap());
+        assert_eq!(km, t(1, 100, 10));
+        let tm = short(s.lifetime(Scope::Team, "ml", Some("gpt")).unwrap());
+        assert_eq!(tm, t(3, 801, 80));
+        // "gp" is a prefix of "gpt" but a different model.
+        assert_eq!(
+            short(s.lifetime(Scope::All, "", Some("gp")).unwrap()),
+            t(0, 0, 0)
+        );
+
+        // Day ranges.
+        let range = |from, to| short(s.totals(Scope::All, "", None, from, to).unwrap());
+        assert_eq!(range(d, d), t(2, 300, 30));
+        assert_eq!(range(d, d + 1), t(3, 600, 60));
+        assert_eq!(range(d + 1, d + 2), t(2, 701, 70));
+        assert_eq!(range(0, u32::MAX), t(4, 1001, 100));
+        assert_eq!(range(d + 3, u32::MAX), t(0, 0, 0));
+        assert_eq!(range(d + 1, d), t(0, 0, 0));
+        let gpt = s.totals(Scope::Org, "acme", Some("gpt"), d, d + 1).unwrap();
+        assert_eq!(short(gpt), t(2, 400, 40));
+        s.verify().unwrap();
+    }
+
+    #[test]
+    fn reports() {
+        let s = SledStore::temporary().unwrap();
+        fill(&s);
+        let d = DAY0 as u32;
+        let rows = s.report(Scope::Key, None, false, false, d, d + 2).unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.model.as_deref(), r.day, short(r.totals)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("anon", None, None, t(1, 401, 40)),
+                ("k1", None, None, t(2, 300, 30)),
+                ("k2", None, None, t(1, 300, 30)),
+            ]
+        );
+        assert!(rows.iter().all(|r| r.scope == Scope::Key));
+
+        let rows = s
+            .report(Scope::Key, None, false, false, d + 1, d + 1)
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "k2");
+
+        let rows = s
+            .report(Scope::Team, Some("ml"), true, true, d, d + 2)
+            .unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.model.as_deref(), r.day, short(r.totals)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ml", Some("claude"), Some(d), t(1, 200, 20)),
+                ("ml", Some("gpt"), Some(d), t(1, 100, 10)),
+                ("ml", Some("gpt"), Some(d + 1), t(1, 300, 30)),
+                ("ml", Some("gpt"), Some(d + 2), t(1, 401, 40)),
+            ]
+        );
+
+        let rows = s
+            .report(Scope::All, Some(""), false, true, d, d + 5)
+            .unwrap();
+        let days: Vec<_> = rows.iter().map(|r| (r.day, r.totals.requests)).collect();
+        assert_eq!(days, vec![(Some(d), 2), (Some(d + 1), 1), (Some(d + 2), 1)]);
+
+        let rows = s.report(Scope::Model, None, true, false, d, d + 5).unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.model.as_deref(), r.totals.requests))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("claude", Some("claude"), 1), ("gpt", Some("gpt"), 3)]
+        );
+        assert!(s
+            .report(Scope::User, Some("nobody"), false, false, 0, u32::MAX)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn records_in_time_order_with_limit() {
+        let s = SledStore::temporary().unwrap();
+        fill(&s);
+        let all = s.records(0, u64::MAX, usize::MAX).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.windows(2).all(|w| w[0].time_ms <= w[1].time_ms));
+        assert_eq!(all[3], rec(DAY0 + 2, "anon", "gpt", 401, 40));
+        assert_eq!(s.records(0, u64::MAX, 2).unwrap().len(), 2);
+        let t0 = DAY0 * MS_PER_DAY + 1000;
+        // Half-open: [t0, t0+1) holds exactly the two records of day 0.
+        assert_eq!(s.records(t0, t0 + 1, 10).unwrap().len(), 2);
+        assert_eq!(s.records(t0 + 1, t0 + MS_PER_DAY, 10).unwrap().len(), 0);
+        assert_eq!(s.records(t0, t0, 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn reopen_from_disk_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let before;
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            fill(&s);
+            s.put_entity(EntityKind::Key, "k1", br#"{"budget":1}"#)
+                .unwrap();
+            s.put_entity(EntityKind::Team, "ml", b"{}").unwrap();
+            s.append_alert(&AlertRecord {
+                time_ms: 1,
+                scope: "team".into(),
+                name: "ml".into(),
+                model: None,
+                budget: "daily".into(),
+                committed: 9,
+                limit: 10,
+            })
+            .unwrap();
+            before = s.lifetime(Scope::All, "", None).unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.lifetime(Scope::All, "", None).unwrap(), before);
+        assert_eq!(s.records(0, u64::MAX, 100).unwrap().len(), 4);
+        assert_eq!(
+            s.entities(EntityKind::Key).unwrap(),
+            vec![("k1".to_owned(), br#"{"budget":1}"#.to_vec())]
+        );
+        assert_eq!(s.entities(EntityKind::Team).unwrap().len(), 1);
+        assert_eq!(s.alerts(10).unwrap().len(), 1);
+        s.verify().unwrap();
+        // Appending after reopen keeps ids unique and aggregates consistent.
+        fill(&s);
+        assert_eq!(s.records(0, u64::MAX, 100).unwrap().len(), 8);
+        assert_eq!(s.lifetime(Scope::All, "", None).unwrap().requests, 8);
+        s.verify().unwrap();
+    }
+
+    #[test]
+    fn entities_and_alerts() {
+        let s = SledStore::temporary().unwrap();
+        s.put_entity(EntityKind::User, "alice", b"1").unwrap();
+        s.put_entity(EntityKind::User, "bob", b"2").unwrap();
+        s.put_entity(EntityKind::User, "alice", b"3").unwrap();
+        s.put_entity(EntityKind::Org, "alice", b"org").unwrap();
+        let users = s.entities(EntityKind::User).unwrap();
+        assert_eq!(
+            users,
+            vec![
+                ("alice".into(), b"3".to_vec()),
+                ("bob".into(), b"2".to_vec())
+            ]
+        );
+        assert!(s.delete_entity(EntityKind::User, "alice").unwrap());
+        assert!(!s.delete_entity(EntityKind::User, "alice").unwrap());
+        assert_eq!(s.entities(EntityKind::User).unwrap().len(), 1);
+        assert_eq!(s.entities(EntityKind::Org).unwrap().len(), 1);
+        assert!(s.entities(EntityKind::Key).unwrap().is_empty());
+        assert!(matches!(
+            s.put_entity(EntityKind::Key, "a\0b", b""),
+            Err(StoreError::InvalidName { .. })
+        ));
+
+        for (i, time_ms) in [30u64, 10, 20].into_iter().enumerate() {
+            s.append_alert(&AlertRecord {
+                time_ms,
+                scope: "key".into(),
+                name: format!("k{i}"),
+                model: None,
+                budget: "monthly".into(),
+                committed: 1,
+                limit: 2,
+            })
+            .unwrap();
+        }
+        let times: Vec<_> = s.alerts(10).unwrap().iter().map(|a| a.time_ms).collect();
+        assert_eq!(times, vec![30, 20, 10]);
+        assert_eq!(s.alerts(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn nul_in_a_name_rejects_the_whole_batch() {
+        let s = SledStore::temporary().unwrap();
+        let mut bad = rec(DAY0, "k\0x", "gpt", 1, 1);
+        let err = s.append_usage(&[rec(DAY0, "ok", "gpt", 1, 1), bad.clone()]);
+        assert!(matches!(
+            err,
+            Err(StoreError::InvalidName { what: "key", .. })
+        ));
+        bad.key = "k".into();
+        bad.model = "m\0".into();
+        assert!(s.append_usage(&[bad]).is_err());
+        assert!(s.records(0, u64::MAX, 10).unwrap().is_empty());
+        assert_eq!(s.lifetime(Scope::All, "", None).unwrap(), Totals::default());
+        assert!(s.totals(Scope::Key, "a\0", None, 0, 1).is_err());
+    }
+
+    #[test]
+    fn verify_detects_a_tampered_aggregate() {
+        let s = SledStore::temporary().unwrap();
+        fill(&s);
+        s.verify().unwrap();
+        let mut key = Vec::new();
+        agg_key(&mut key, Scope::Key, "k1", None, Period::Lifetime);
+        let mut tampered = s.totals_at(&key).unwrap();
+        tampered.cost += 1;
+        s.ledger.insert(&key, &tampered.encode()[..]).unwrap();
+        match s.verify() {
+            Err(StoreError::Verify {
+                mismatches: 1,
+                first,
+            }) => {
+                assert!(first.starts_with("ak"), "{first}")
+            }
+            other => panic!("expected one mismatch, got {other:?}"),
+        }
+        s.ledger.insert(&key, &b"junk"[..]).unwrap();
+        assert!(matches!(s.verify(), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn agg_keys_parse_back() {
+        let mut k = Vec::new();
+        agg_key(&mut k, Scope::Team, "ml", Some("gpt-4o"), Period::Day(77));
+        let p = parse_agg_key(&k).unwrap();
+        assert_eq!(
+            (p.name, p.model, p.period),
+            ("ml", Some("gpt-4o"), Period::Day(77))
+        );
+        k.clear();
+        agg_key(&mut k, Scope::All, "", None, Period::Lifetime);
+        let p = parse_agg_key(&k).unwrap();
+        assert_eq!((p.name, p.model, p.period), ("", None, Period::Lifetime));
+        assert!(parse_agg_key(b"ax").is_none());
+        assert!(parse_agg_key(b"akname\0\x03\0L").is_none());
+    }
+
+    /// Env var that turns the crash test's child into a writer on the store at this path.
+    const CRASH_WRITER_ENV: &str = "TOLLGATE_STORE_CRASH_WRITER";
+
+    /// Append batches forever; prints "ready" once the first batch is durable.
+    fn crash_writer(path: &Path) -> ! {
+        let s = SledStore::open(path).unwrap();
+        let models = ["gpt", "claude", "gemini"];
+        let mut n: u64 = 0;
+        loop {
+            let batch: Vec<_> = (0..200)
+                .map(|i| {
+                    n += 1;
+                    let key = format!("k{}", n % 37);
+                    rec(DAY0 + n % 5, &key, models[(n % 3) as usize], n, n * 7 + i)
+                })
+                .collect();
+            s.append_usage(&batch).unwrap();
+            if n == 200 {
+                println!("ready");
+            }
+        }
+    }
+
+    #[test]
+    fn crash_kill9_keeps_aggregates_consistent() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        if let Some(path) = std::env::var_os(CRASH_WRITER_ENV) {
+            crash_writer(Path::new(&path));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut last = 0;
+        for round in 0..3 {
+            let mut child = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::sled_store::tests::crash_kill9_keeps_aggregates_consistent",
+                    "--nocapture",
+                ])
+                .env(CRASH_WRITER_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let ready = BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|line| line.trim() == "ready");
+            assert!(ready, "round {round}: writer never became ready");
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            child.kill().unwrap(); // SIGKILL on Unix
+            let status = child.wait().unwrap();
+            assert!(!status.success(), "round {round}: writer exited by itself");
+
+            let s = SledStore::open(dir.path()).unwrap();
+            s.verify().unwrap();
+            let n = s.records(0, u64::MAX, usize::MAX).unwrap().len();
+            assert!(n > last, "round {round}: {n} records, had {last}");
+            assert_eq!(n % 200, 0, "round {round}: a partial batch survived ({n})");
+            assert_eq!(s.lifetime(Scope::All, "", None).unwrap().requests, n as u64);
+            eprintln!("crash round {round}: {n} records recovered, verify ok");
+            last = n;
+        }
+    }
+
+    /// Timing, not a test: `cargo test --release -p tollgate-engine --lib -- --ignored
+    /// bench_append_usage --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_append_usage_1000() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let models = ["gpt", "claude", "gemini", "llama"];
+        let mut times = Vec::new();
+        for round in 0..50u64 {
+            let batch: Vec<_> = (0..1000u64)
+                .map(|i| {
+                    let mut r = rec(
+                        DAY0,
+                        &format!("k{}", i % 100),
+                        models[(i % 4) as usize],
+                        i,
+                        i,
+                    );
+                    r.user = Some(format!("u{}", i % 10));
+                    r.team = Some(format!("t{}", i % 3));
+                    r.request_id = format!("req-{round}-{i}");
+                    r
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            s.append_usage(&batch).unwrap();
+            times.push(start.elapsed());
+        }
+        times.sort();
+        eprintln!(
+            "append_usage(1000): min {:?} median {:?} max {:?}",
+            times[0],
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+        let start = std::time::Instant::now();
+        s.verify().unwrap();
+        eprintln!("verify over 50k records: {:?}", start.elapsed());
+    }
+}
