@@ -1,7 +1,9 @@
-//! Tollgate policy: decisions without I/O. Today this is key authentication; limits, budgets
-//! and guardrails join it as later capabilities land. Nothing here blocks, performs I/O or
+//! Tollgate policy: decisions without I/O: key authentication, the identity directory,
+//! lock-free rate-limit and budget counters, prices and budget periods. Guardrails join it
+//! later. Nothing here blocks, performs I/O or
 //! allocates per byte on the request path.
 
+pub mod governance;
 pub mod keys;
 pub mod limits;
 pub mod period;
