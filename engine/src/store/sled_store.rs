@@ -781,7 +781,7 @@ mod tests {
     /// Env var that turns the crash test's child into a writer on the store at this path.
     const CRASH_WRITER_ENV: &str = "TOLLGATE_STORE_CRASH_WRITER";
 
-    /// Append batches forever; prints "ready" once the first batch is durable.
+    /// Append batches forever, printing `acked N` after each durable batch.
     fn crash_writer(path: &Path) -> ! {
         let s = SledStore::open(path).unwrap();
         let models = ["gpt", "claude", "gemini"];
@@ -795,9 +795,8 @@ mod tests {
                 })
                 .collect();
             s.append_usage(&batch).unwrap();
-            if n == 200 {
-                println!("ready");
-            }
+            // Acknowledged = durable: the parent checks that at least this many survive.
+            println!("acked {n}");
         }
     }
 
@@ -824,24 +823,47 @@ mod tests {
                 .stderr(Stdio::inherit())
                 .spawn()
                 .unwrap();
+            // Read acks on a thread so the child never blocks on a full pipe.
             let stdout = child.stdout.take().unwrap();
-            let ready = BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .any(|line| line.trim() == "ready");
-            assert!(ready, "round {round}: writer never became ready");
+            let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<u64>();
+            let reader = std::thread::spawn(move || {
+                let mut last = 0;
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(n) = line.trim().strip_prefix("acked ") {
+                        last = n.parse().unwrap();
+                        let _ = ack_tx.send(last);
+                    }
+                }
+                last
+            });
+            let first = ack_rx.recv_timeout(std::time::Duration::from_secs(30));
+            assert!(
+                first.is_ok(),
+                "round {round}: writer never acknowledged a batch"
+            );
             std::thread::sleep(std::time::Duration::from_millis(1000));
             child.kill().unwrap(); // SIGKILL on Unix
             let status = child.wait().unwrap();
             assert!(!status.success(), "round {round}: writer exited by itself");
+            let acked = reader.join().unwrap() as usize;
 
             let s = SledStore::open(dir.path()).unwrap();
             s.verify().unwrap();
             let n = s.records(0, u64::MAX, usize::MAX).unwrap().len();
             assert!(n > last, "round {round}: {n} records, had {last}");
+            // Each child counts from 0, so its acks are on top of what earlier rounds left.
+            assert!(
+                n >= last + acked,
+                "round {round}: {n} records, but {last} + {acked} were acknowledged"
+            );
+            // The child writes one batch at a time: at most one was unacknowledged.
+            assert!(
+                n <= last + acked + 200,
+                "round {round}: {n} records from nowhere"
+            );
             assert_eq!(n % 200, 0, "round {round}: a partial batch survived ({n})");
             assert_eq!(s.lifetime(Scope::All, "", None).unwrap().requests, n as u64);
-            eprintln!("crash round {round}: {n} records recovered, verify ok");
+            eprintln!("crash round {round}: {n} records recovered ({acked} acked), verify ok");
             last = n;
         }
     }
