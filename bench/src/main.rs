@@ -4,9 +4,12 @@
 //! Tollgate and a one-worker nginx, and measures every scenario directly against the mock,
 //! through Tollgate and through nginx back to back, on pinned cores (proxies on CPU 0, mock and
 //! load generator on CPU 1). Then, with a second gateway that serves one model pass-through and
-//! one translated to an Anthropic-format upstream, measures what translation costs (scenario f).
-//! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes to 127.0.0.1, bounded in time and count; every
-//! process it starts is stopped on the way out, on errors and on Ctrl-C too.
+//! one translated to an Anthropic-format upstream, measures what translation costs (scenario f);
+//! with a fresh plain gateway and one enforcing key and team limits and writing the usage ledger,
+//! what governance costs (scenario g). `--only` picks scenarios by letter.
+//! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes
+//! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
+//! on errors and on Ctrl-C too, and the governed gateway's store directory is removed.
 
 mod idle;
 mod loadgen;
@@ -56,7 +59,8 @@ struct Cli {
     /// --runs, --duration, --warmup and --idle-connections).
     #[arg(long)]
     quick: bool,
-    /// Where to write the results (default: bench/RESULTS.md in the workspace).
+    /// Where to write the results (default: bench/RESULTS.md in the workspace; with --only,
+    /// bench/RESULTS-<letters>.md).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Do not measure nginx (and do not install it).
@@ -65,7 +69,7 @@ struct Cli {
     /// Idle keep-alive connections held open for the memory scenario.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
-    /// Connections of the closed-loop throughput scenario.
+    /// Connections of the closed-loop throughput scenarios (a, f and g).
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Request rate of the open-loop scenario (requests per second).
@@ -74,6 +78,43 @@ struct Cli {
     /// Concurrent streams in the streaming scenario.
     #[arg(long, default_value_t = 16)]
     stream_connections: usize,
+    /// Run only these scenarios, by letter, comma-separated (default: all): a throughput,
+    /// b latency, c open loop, d streaming, e memory, f translation, g governance; e.g.
+    /// `--only g`. A partial run writes bench/RESULTS-<letters>.md unless --out is given, so the
+    /// full results are not overwritten; nginx is only started (and installed) for a–d.
+    #[arg(long, visible_alias = "scenarios", value_delimiter = ',', value_parser = parse_scenario_letter)]
+    only: Vec<char>,
+}
+
+/// Every scenario letter `--only` accepts.
+const SCENARIO_LETTERS: &str = "abcdefg";
+
+fn parse_scenario_letter(s: &str) -> Result<char, String> {
+    let s = s.trim().to_ascii_lowercase();
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if SCENARIO_LETTERS.contains(c) => Ok(c),
+        _ => Err(format!(
+            "unknown scenario {s:?}: expected letters a to g (a throughput, b latency, c open loop, d streaming, e memory, f translation, g governance)"
+        )),
+    }
+}
+
+/// `--only`'s letters sorted, without repeats, comma-separated (`"a,g"`); `None` for all.
+fn selection(only: &[char]) -> Option<String> {
+    let mut letters: Vec<char> = only.to_vec();
+    letters.sort_unstable();
+    letters.dedup();
+    if letters.is_empty() || letters.len() == SCENARIO_LETTERS.len() {
+        return None;
+    }
+    Some(
+        letters
+            .iter()
+            .map(char::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Why the runner stopped.
@@ -150,10 +191,14 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
         .map_err(|e| BenchError::io("installing signal handlers", e))?;
     let root = workspace_root();
     let settings = Settings::from_cli(&cli);
-    let out = cli
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join("bench").join("RESULTS.md"));
+    // A partial run must not replace the full results.
+    let out = cli.out.clone().unwrap_or_else(|| {
+        let name = match &settings.only {
+            None => "RESULTS.md".to_owned(),
+            Some(only) => format!("RESULTS-{}.md", only.replace(',', "")),
+        };
+        root.join("bench").join(name)
+    });
 
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if cpus <= CLIENT_CPU {
@@ -187,6 +232,8 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
     let bins = build(&root)?;
     let nginx = if cli.skip_nginx {
         Availability::Unavailable("skipped (--skip-nginx)".into())
+    } else if !"abcd".chars().any(|c| settings.includes(c)) {
+        Availability::Unavailable("no scenario a–d selected (--only)".into())
     } else {
         nginx::ensure()
     };
@@ -288,8 +335,10 @@ fn build(root: &Path) -> Result<Binaries, BenchError> {
     if !status.success() {
         return Err(BenchError::Failed(format!("cargo build failed ({status})")));
     }
+    // Absolute (a relative CARGO_TARGET_DIR is relative to the root cargo ran in): children
+    // run in the scratch directory.
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+        .map(|d| root.join(d))
         .unwrap_or_else(|| root.join("target"))
         .join("release");
     let bins = Binaries {
@@ -336,13 +385,20 @@ fn start_mock(
 }
 
 /// Which configuration a gateway runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum GatewayRole {
-    /// Scenarios a–e: one OpenAI-format model in front of the mock.
+    /// Scenarios a–e (and g's plain gateway): one OpenAI-format model in front of the mock.
     PassThrough,
     /// Scenario f: the same pass-through model, plus [`TRANSLATED_MODEL`] served by an
     /// Anthropic-format provider pointing at the same mock (its `/v1/messages`).
     Translation,
+    /// Scenario g: the pass-through configuration with governance: the key belongs to a team
+    /// with a budget, RPM and TPM limits, the key has RPM and TPM limits, the model has a
+    /// price, and usage is written to a store in `store`.
+    Governed {
+        /// The store's directory (fresh, inside the scratch directory).
+        store: PathBuf,
+    },
 }
 
 /// The gateway's configuration: one worker in front of the mock.
@@ -350,11 +406,19 @@ fn gateway_config(
     listen: SocketAddr,
     mock: SocketAddr,
     max_connections: usize,
-    role: GatewayRole,
+    role: &GatewayRole,
 ) -> String {
-    if role == GatewayRole::Translation {
-        return translation_gateway_config(listen, mock, max_connections);
+    match role {
+        GatewayRole::PassThrough => plain_gateway_config(listen, mock, max_connections),
+        GatewayRole::Translation => translation_gateway_config(listen, mock, max_connections),
+        GatewayRole::Governed { store } => {
+            governed_gateway_config(listen, mock, max_connections, store)
+        }
     }
+}
+
+/// Scenarios a–e's configuration: one model passed through to the mock, one key.
+fn plain_gateway_config(listen: SocketAddr, mock: SocketAddr, max_connections: usize) -> String {
     format!(
         r#"# Written by tollgate-bench: one worker in front of the mock provider.
 [server]
@@ -376,6 +440,72 @@ deployments = [{{ provider = "mock", model = "{MODEL}" }}]
 [[keys]]
 name = "bench"
 key = "{key}"
+"#,
+        key = loadgen::DEMO_KEY
+    )
+}
+
+/// Far above anything the load reaches: scenario g measures what enforcing limits costs, not
+/// what refusing costs.
+const GOVERNED_BUDGET: &str = "1000000usd/month";
+/// Requests per minute of the governed key and team (see [`GOVERNED_BUDGET`]).
+const GOVERNED_RPM: u64 = 100_000_000;
+/// Tokens per minute of the governed key and team (see [`GOVERNED_BUDGET`]).
+const GOVERNED_TPM: u64 = 100_000_000_000;
+
+/// Scenario g's governed configuration: the plain one with its key moved into a team with a
+/// budget, RPM and TPM limits, limits on the key itself, a price for the model (so every
+/// request is charged) and the store holding the usage ledger.
+fn governed_gateway_config(
+    listen: SocketAddr,
+    mock: SocketAddr,
+    max_connections: usize,
+    store: &Path,
+) -> String {
+    // A JSON string is a valid TOML basic string (same escapes), whatever the path holds.
+    let store = serde_json::Value::String(store.display().to_string()).to_string();
+    format!(
+        r#"# Written by tollgate-bench (scenario g): the plain gateway plus governance: the key
+# belongs to a team with a budget, RPM and TPM limits, every request is priced and charged,
+# and usage records go to the store. The limits are never reached: this measures their cost.
+[server]
+listen = "{listen}"
+workers = 1
+shutdown_grace = "1s"
+keepalive_timeout = "120s"
+max_connections_per_worker = {max_connections}
+
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "http://{mock}/v1"
+
+[[models]]
+name = "{MODEL}"
+deployments = [{{ provider = "mock", model = "{MODEL}" }}]
+
+[store]
+path = {store}
+flush_interval = "200ms"
+
+[[orgs]]
+name = "bench-org"
+
+[[teams]]
+name = "bench"
+org = "bench-org"
+limits = {{ budget = "{GOVERNED_BUDGET}", rpm = {GOVERNED_RPM}, tpm = {GOVERNED_TPM} }}
+
+[[keys]]
+name = "bench"
+key = "{key}"
+team = "bench"
+limits = {{ rpm = {GOVERNED_RPM}, tpm = {GOVERNED_TPM} }}
+
+[[prices]]
+model = "{MODEL}"
+input = 0.15
+output = 0.60
 "#,
         key = loadgen::DEMO_KEY
     )
@@ -434,14 +564,16 @@ struct Gateway {
     config: String,
 }
 
-/// Starts a one-worker gateway pinned to the proxy CPU and waits for `/health/ready`.
+/// Starts a one-worker gateway pinned to the proxy CPU and waits for `/health/ready`. It runs
+/// in `cwd`, else in `dir`.
 fn start_gateway(
     bins: &Binaries,
     settings: &Settings,
     mock: SocketAddr,
     dir: &Path,
     name: &str,
-    role: GatewayRole,
+    role: &GatewayRole,
+    cwd: Option<&Path>,
 ) -> Result<Gateway, BenchError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
     let config = dir.join(format!("{name}.toml"));
@@ -463,6 +595,7 @@ fn start_gateway(
         ("TOLLGATE_LOG".into(), "info".into()),
         ("NO_COLOR".into(), "1".into()),
     ];
+    spawn.cwd = cwd.map(Path::to_path_buf);
     let mut proc = Proc::start(&spawn, dir)?;
     wait_ready(&mut proc, addr, Duration::from_secs(15))?;
     Ok(Gateway {
@@ -533,14 +666,24 @@ fn one_run(
     let (mut mock, mock_addr, mock_cmd) = start_mock(bins, settings, dir, &format!("mock-{tag}"))?;
     results.note_command("mock", mock_cmd);
 
-    let mut gateway = match start_gateway(
-        bins,
-        settings,
-        mock_addr,
-        dir,
-        &format!("tollgate-{tag}"),
-        GatewayRole::PassThrough,
-    ) {
+    let load_scenarios: Vec<Scenario> = Scenario::LOAD
+        .into_iter()
+        .filter(|s| settings.includes(s.letter()))
+        .collect();
+    let started = if load_scenarios.is_empty() {
+        Err(BenchError::Failed("no scenario a–d selected".into()))
+    } else {
+        start_gateway(
+            bins,
+            settings,
+            mock_addr,
+            dir,
+            &format!("tollgate-{tag}"),
+            &GatewayRole::PassThrough,
+            None,
+        )
+    };
+    let mut gateway = match started {
         Ok(g) => {
             results.note_command("tollgate", g.command_line.clone());
             results.note_gateway_config(g.config.clone());
@@ -581,7 +724,7 @@ fn one_run(
     let shift = run % targets.len();
     targets.rotate_left(shift);
 
-    for scenario in Scenario::LOAD {
+    for scenario in load_scenarios {
         let spec = settings.spec(scenario);
         for &target in &targets {
             procs::check_interrupted()?;
@@ -605,9 +748,11 @@ fn one_run(
                         let addr = if spec.stream { n.streaming } else { n.buffered };
                         (addr, Some(n.proc.pid()))
                     }
-                    Target::DirectAnthropic | Target::PassThrough | Target::Translated => {
-                        return Err("a target of scenario f only".into())
-                    }
+                    Target::DirectAnthropic
+                    | Target::PassThrough
+                    | Target::Translated
+                    | Target::Plain
+                    | Target::Governed => return Err("a target of scenario f or g only".into()),
                 };
                 let url = format!("http://{addr}/v1/chat/completions");
                 if run == 0 {
@@ -647,23 +792,39 @@ fn one_run(
     drop(gateway);
 
     // f. translation: its own gateway, so scenarios a–e keep their one-model configuration.
-    let translation = translation_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
-    out.load.extend(translation.load);
-    out.gateway_warnings.extend(translation.gateway_warnings);
+    if settings.includes('f') {
+        let translation = translation_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
+        out.load.extend(translation.load);
+        out.gateway_warnings.extend(translation.gateway_warnings);
+    }
+    // g. governance: two fresh gateways of their own, plain and governed.
+    if settings.includes('g') {
+        let governance = governance_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
+        out.load.extend(governance.load);
+        out.gateway_warnings.extend(governance.gateway_warnings);
+        out.governance_store_bytes = governance.store_bytes;
+        out.governance_plain_cwd_bytes = governance.plain_cwd_bytes;
+    }
     if let Some(Ok(n)) = nginx.as_mut() {
         out.nginx_errors = results::nginx_errors(&procs::tail(
             &dir.join(n.proc.name()).join("nginx-error.log"),
             4096,
         ));
     }
-    out.memory = match start_gateway(
-        bins,
-        settings,
-        mock_addr,
-        dir,
-        &format!("tollgate-mem-{tag}"),
-        GatewayRole::PassThrough,
-    ) {
+    let started = if settings.includes('e') {
+        start_gateway(
+            bins,
+            settings,
+            mock_addr,
+            dir,
+            &format!("tollgate-mem-{tag}"),
+            &GatewayRole::PassThrough,
+            None,
+        )
+    } else {
+        Err(BenchError::Failed("not selected (--only)".into()))
+    };
+    out.memory = match started {
         Ok(mut g) => {
             let r = idle::hold_idle(&mut g.proc, g.addr, settings.idle_connections);
             out.gateway_warnings
@@ -675,6 +836,7 @@ fn one_run(
     };
     procs::check_interrupted()?;
     match &out.memory {
+        Err(_) if !settings.includes('e') => {}
         Ok(m) => eprintln!(
             "tollgate-bench:   memory      tollgate {} idle connections: VmRSS {:.1} MiB ({:.1} MiB before)",
             m.opened,
@@ -717,7 +879,8 @@ fn translation_run(
         mock_addr,
         dir,
         &format!("tollgate-translation-{tag}"),
-        GatewayRole::Translation,
+        &GatewayRole::Translation,
+        None,
     ) {
         Ok(g) => {
             results.note_command("tollgate (scenario f)", g.command_line.clone());
@@ -756,7 +919,7 @@ fn translation_run(
                         g.proc.check_alive()?;
                         (g.addr, Some(g.proc.pid()))
                     }
-                    Target::Tollgate | Target::Nginx => {
+                    Target::Tollgate | Target::Nginx | Target::Plain | Target::Governed => {
                         return Err("not a target of scenario f".into())
                     }
                 };
@@ -795,6 +958,188 @@ fn translation_run(
     Ok(out)
 }
 
+/// What scenario g measured in one run.
+#[derive(Debug, Default)]
+struct GovernanceRun {
+    load: Vec<((Scenario, Target), Outcome)>,
+    gateway_warnings: Vec<String>,
+    /// Bytes in the governed gateway's store once it stopped.
+    store_bytes: Option<u64>,
+    /// Bytes the plain gateway left in its own working directory (should be none).
+    plain_cwd_bytes: Option<u64>,
+}
+
+/// Scenario g: a fresh plain gateway ([`GatewayRole::PassThrough`]) and a fresh governed one
+/// ([`GatewayRole::Governed`]), both on the proxy CPU; the throughput scenario's load to each and
+/// straight to the mock, back to back in rotating order. The governed gateway's store is a fresh
+/// directory in the scratch directory, removed once the gateway has stopped.
+fn governance_run(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    mock: &mut Proc,
+    mock_addr: SocketAddr,
+    dir: &Path,
+    results: &mut Results,
+) -> Result<GovernanceRun, BenchError> {
+    let tag = format!("run{}", run + 1);
+    // Declared before the gateways so it is dropped (removed) after they are (stopped), on
+    // every path out of this function.
+    let store = StoreDir::create(dir.join(format!("governance-store-{tag}")))?;
+    // The plain gateway runs in an empty directory of its own, so that anything it writes
+    // there (a store it opens by default) shows: the baseline must not keep a ledger either.
+    let plain_cwd = StoreDir::create(dir.join(format!("governance-plain-cwd-{tag}")))?;
+    let mut start =
+        |name: String, role: GatewayRole, kind: &str, cwd: Option<&Path>| match start_gateway(
+            bins, settings, mock_addr, dir, &name, &role, cwd,
+        ) {
+            Ok(g) => {
+                results.note_command(kind, g.command_line.clone());
+                match role {
+                    GatewayRole::Governed { .. } => {
+                        results.note_governance_config(g.config.clone())
+                    }
+                    _ => results.note_gateway_config(g.config.clone()),
+                }
+                Ok(Ok(g))
+            }
+            Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
+            Err(e) => Ok(Err(e.to_string())),
+        };
+    let mut plain = start(
+        format!("tollgate-plain-{tag}"),
+        GatewayRole::PassThrough,
+        "tollgate (scenario g, plain)",
+        Some(&plain_cwd.path),
+    )?;
+    let mut governed = start(
+        format!("tollgate-governed-{tag}"),
+        GatewayRole::Governed {
+            store: store.path.clone(),
+        },
+        "tollgate (scenario g, governed)",
+        None,
+    )?;
+
+    let mut out = GovernanceRun::default();
+    for scenario in Scenario::GOVERNANCE {
+        let mut targets = scenario.targets();
+        // Rotate as the other scenarios do: neither gateway always runs first.
+        let shift = run % targets.len();
+        targets.rotate_left(shift);
+        for target in targets {
+            procs::check_interrupted()?;
+            let spec = settings.spec(scenario);
+            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
+            let outcome: Outcome = (|| {
+                mock.check_alive()?;
+                let (addr, proxy) = match target {
+                    Target::Direct => (mock_addr, None),
+                    Target::Plain | Target::Governed => {
+                        let g = if target == Target::Plain {
+                            &mut plain
+                        } else {
+                            &mut governed
+                        };
+                        let g = g.as_mut().map_err(|e| e.clone())?;
+                        g.proc.check_alive()?;
+                        (g.addr, Some(g.proc.pid()))
+                    }
+                    _ => return Err("not a target of scenario g".into()),
+                };
+                let url = spec.url(addr);
+                if run == 0 {
+                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
+                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                }
+                let watch = Watch {
+                    proxy_core: PROXY_CPU,
+                    client_core: CLIENT_CPU,
+                    proxy_pid: proxy,
+                    mock_pid: mock.pid(),
+                };
+                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
+                    match e {
+                        BenchError::Interrupted => "interrupted".to_owned(),
+                        other => other.to_string(),
+                    }
+                })?
+            })();
+            procs::check_interrupted()?;
+            eprintln!(
+                "tollgate-bench:   {:<18} {:<16} {}",
+                scenario.slug(),
+                target.slug(),
+                results::one_line(scenario, &outcome)
+            );
+            out.load.push(((scenario, target), outcome));
+        }
+    }
+    for g in [&mut plain, &mut governed].into_iter().flatten() {
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
+        g.proc.stop();
+    }
+    if governed.is_ok() {
+        out.store_bytes = store.bytes();
+    }
+    if plain.is_ok() {
+        out.plain_cwd_bytes = plain_cwd.bytes();
+    }
+    drop((plain, governed));
+    drop((store, plain_cwd));
+    Ok(out)
+}
+
+/// The governed gateway's store directory: created empty, removed (with everything the
+/// gateway wrote) on drop, also when the run fails or is interrupted. Kept out of the scratch
+/// directory's fate: a failed run keeps its logs, never a ledger.
+#[derive(Debug)]
+struct StoreDir {
+    path: PathBuf,
+}
+
+impl StoreDir {
+    fn create(path: PathBuf) -> Result<Self, BenchError> {
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| BenchError::io(format!("clearing {}", path.display()), e))?;
+        }
+        std::fs::create_dir_all(&path)
+            .map_err(|e| BenchError::io(format!("creating {}", path.display()), e))?;
+        Ok(Self { path })
+    }
+
+    /// Bytes of every file under the directory (`None` if it could not be read).
+    fn bytes(&self) -> Option<u64> {
+        fn walk(dir: &Path) -> std::io::Result<u64> {
+            let mut total = 0;
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                total += if meta.is_dir() {
+                    walk(&entry.path())?
+                } else {
+                    meta.len()
+                };
+            }
+            Ok(total)
+        }
+        walk(&self.path).ok()
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!(
+                "tollgate-bench: could not remove the governed gateway's store {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
 // === impl Settings ===
 
 impl Settings {
@@ -808,7 +1153,8 @@ impl Settings {
             request: RequestKind::OpenAi { model: MODEL },
         };
         match scenario {
-            Scenario::Throughput | Scenario::Translation => LoadSpec {
+            // g must be exactly a's load: its plain gateway stands in for a's Tollgate target.
+            Scenario::Throughput | Scenario::Translation | Scenario::Governance => LoadSpec {
                 connections: self.connections,
                 ..base
             },
@@ -855,6 +1201,7 @@ impl Settings {
             mock_chunk_delay: Duration::from_millis(1),
             proxy_cpu: PROXY_CPU,
             client_cpu: CLIENT_CPU,
+            only: selection(&cli.only),
         }
     }
 }
@@ -881,7 +1228,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
             30_000,
-            GatewayRole::PassThrough,
+            &GatewayRole::PassThrough,
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);
@@ -896,13 +1243,107 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
             30_000,
-            GatewayRole::Translation,
+            &GatewayRole::Translation,
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);
         assert!(config.model(MODEL).is_some());
         assert!(config.model(TRANSLATED_MODEL).is_some());
         assert_eq!(config.providers.len(), 2);
+    }
+
+    #[test]
+    fn governed_config_is_valid_toml() {
+        use tollgate_config::governance::{BudgetPeriod, NANOS_PER_USD};
+
+        // A path that needs escaping in TOML, to check it survives the round trip.
+        let store = PathBuf::from("/tmp/tollgate-bench-1/governance \"store\" run1");
+        let conf = gateway_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            30_000,
+            &GatewayRole::Governed {
+                store: store.clone(),
+            },
+        );
+        let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
+        assert_eq!(config.server.workers, 1);
+        assert_eq!(config.server.max_connections_per_worker, 30_000);
+        assert!(config.model(MODEL).is_some());
+        assert_eq!(config.store.path, store);
+        assert_eq!(config.store.flush_interval, Duration::from_millis(200));
+
+        assert_eq!(config.orgs.len(), 1);
+        assert_eq!(config.teams.len(), 1);
+        let team = &config.teams[0];
+        assert_eq!(team.name, "bench");
+        assert_eq!(team.org.as_deref(), Some("bench-org"));
+        assert_eq!(team.limits.rpm, Some(GOVERNED_RPM));
+        assert_eq!(team.limits.tpm, Some(GOVERNED_TPM));
+        assert_eq!(team.limits.budgets.len(), 1);
+        assert_eq!(team.limits.budgets[0].amount, 1_000_000 * NANOS_PER_USD);
+        assert_eq!(team.limits.budgets[0].period, BudgetPeriod::Month);
+        assert!(!team.limits.budgets[0].soft);
+
+        // The key the load generator sends is the governed one, and it is the only key.
+        assert_eq!(config.keys.len(), 1);
+        let key = &config.keys[0];
+        assert_eq!(key.key.expose(), loadgen::DEMO_KEY);
+        assert_eq!(key.owner.team.as_deref(), Some("bench"));
+        assert_eq!(key.limits.rpm, Some(GOVERNED_RPM));
+        assert_eq!(key.limits.tpm, Some(GOVERNED_TPM));
+
+        assert_eq!(config.prices.len(), 1);
+        assert_eq!(config.prices[0].model, MODEL);
+        assert!(config.prices[0].input > 0 && config.prices[0].output > 0);
+    }
+
+    #[test]
+    fn governed_store_is_removed_on_drop() {
+        let base = std::env::temp_dir().join(format!("tollgate-bench-test-{}", std::process::id()));
+        let store = StoreDir::create(base.join("store")).unwrap();
+        std::fs::create_dir_all(store.path.join("db")).unwrap();
+        std::fs::write(store.path.join("db").join("ledger"), [0u8; 100]).unwrap();
+        assert_eq!(store.bytes(), Some(100));
+        let path = store.path.clone();
+        drop(store);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn scenario_selection() {
+        let cli = Cli::try_parse_from(["tollgate-bench", "--only", "g"]).unwrap();
+        let settings = Settings::from_cli(&cli);
+        assert_eq!(settings.only.as_deref(), Some("g"));
+        assert!(settings.includes('g'));
+        assert!(!settings.includes('a') && !settings.includes('e') && !settings.includes('f'));
+
+        let cli =
+            Cli::try_parse_from(["tollgate-bench", "--scenarios", "g,A", "--only", "g"]).unwrap();
+        assert_eq!(Settings::from_cli(&cli).only.as_deref(), Some("a,g"));
+
+        // Default, and every letter named: everything runs.
+        for args in [
+            &["tollgate-bench"][..],
+            &["tollgate-bench", "--only", "a,b,c,d,e,f,g"][..],
+        ] {
+            let settings = Settings::from_cli(&Cli::try_parse_from(args).unwrap());
+            assert_eq!(settings.only, None);
+            assert!(SCENARIO_LETTERS.chars().all(|c| settings.includes(c)));
+        }
+        assert!(Cli::try_parse_from(["tollgate-bench", "--only", "h"]).is_err());
+        assert!(Cli::try_parse_from(["tollgate-bench", "--only", "ab"]).is_err());
+    }
+
+    #[test]
+    fn governance_load_is_the_throughput_load() {
+        let settings = Settings::from_cli(&Cli::try_parse_from(["tollgate-bench"]).unwrap());
+        let a = settings.spec(Scenario::Throughput);
+        let g = settings.spec(Scenario::Governance);
+        assert_eq!(format!("{a:?}"), format!("{g:?}"));
+        assert_eq!(g.connections, 64);
+        assert!(!g.stream);
     }
 
     #[test]

@@ -154,6 +154,8 @@ pub struct Spawn {
     pub args: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Working directory (default: the directory [`Proc::start`] writes the logs into).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Spawn {
@@ -170,6 +172,7 @@ impl Spawn {
             program: program.to_path_buf(),
             args,
             env: Vec::new(),
+            cwd: None,
         }
     }
 
@@ -215,7 +218,10 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `spec` with stdout and stderr going to `<dir>/<name>.stdout` and `.stderr`.
+    /// Starts `spec` with stdout and stderr going to `<dir>/<name>.stdout` and `.stderr`. The
+    /// child runs in `spec.cwd`, else in `dir`: whatever it writes relative to its working
+    /// directory (a gateway's default `tollgate-data` store) stays out of the workspace and goes
+    /// with the scratch directory.
     pub fn start(spec: &Spawn, dir: &Path) -> Result<Self, BenchError> {
         let stdout = dir.join(format!("{}.stdout", spec.name));
         let stderr = dir.join(format!("{}.stderr", spec.name));
@@ -231,6 +237,7 @@ impl Proc {
             None => Command::new(&spec.program),
         };
         cmd.args(&spec.args)
+            .current_dir(spec.cwd.as_deref().unwrap_or(dir))
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(open(&stdout)?)

@@ -1,6 +1,7 @@
 //! What the runs measured and how it is reported: medians across runs, latency added over the
-//! direct-to-mock baseline of the same run, ratios against nginx and (scenario f) of translated
-//! against pass-through, the goals met or missed, and the problems seen. Renders `bench/RESULTS.md` and the stdout summary; does no I/O itself.
+//! direct-to-mock baseline of the same run, ratios against nginx, of translated against
+//! pass-through (scenario f) and of governed against plain (scenario g), the goals met or missed,
+//! and the problems seen. Renders `bench/RESULTS.md` and the stdout summary; does no I/O itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +24,9 @@ const THROUGHPUT_RATIO_GOAL: f64 = 1.0;
 /// Translation goal: translated req/s over pass-through req/s, same gateway, same run.
 const TRANSLATION_RATIO_GOAL: f64 = 0.85;
 
+/// Governance goal: req/s of the governed gateway over the plain one, same run.
+const GOVERNANCE_RATIO_GOAL: f64 = 0.90;
+
 /// An open-loop run that achieved less than this fraction of its rate is flagged.
 const OPEN_LOOP_MIN_ACHIEVED: f64 = 0.95;
 
@@ -42,6 +46,11 @@ pub enum Target {
     /// Scenario f: through Tollgate to a `kind = "anthropic"` provider (OpenAI in, Anthropic
     /// upstream, OpenAI out).
     Translated,
+    /// Scenario g: a fresh gateway with the scenario-a configuration (no governance).
+    Plain,
+    /// Scenario g: a fresh gateway with a key, team budget, RPM and TPM limits, prices and the
+    /// usage ledger's store.
+    Governed,
 }
 
 /// A load scenario.
@@ -59,6 +68,8 @@ pub enum Scenario {
     Translation,
     /// f. streaming, pass-through vs translated (informational).
     TranslationStreaming,
+    /// g. closed-loop throughput, plain gateway vs one enforcing key and team limits.
+    Governance,
 }
 
 /// What every run used.
@@ -92,6 +103,8 @@ pub struct Settings {
     pub proxy_cpu: usize,
     /// CPU of the mock and the load generator.
     pub client_cpu: usize,
+    /// `--only`: the letters of the scenarios to run (sorted, no repeats); `None` runs all.
+    pub only: Option<String>,
 }
 
 /// Everything one run measured.
@@ -105,6 +118,12 @@ pub struct RunResult {
     pub gateway_driver: Option<String>,
     /// WARN/ERROR lines the gateways logged.
     pub gateway_warnings: Vec<String>,
+    /// Scenario g: bytes in the governed gateway's store directory once it stopped (`None`
+    /// when scenario g did not run or the size could not be read).
+    pub governance_store_bytes: Option<u64>,
+    /// Scenario g: bytes the plain gateway left in its own (initially empty) working directory,
+    /// e.g. a store it opened by default; anything but 0 means the baseline was not plain.
+    pub governance_plain_cwd_bytes: Option<u64>,
     /// error-level lines in nginx's error log.
     pub nginx_errors: Vec<String>,
 }
@@ -160,6 +179,8 @@ pub struct Results {
     gateway_config: Option<String>,
     /// The scenario-f gateway's configuration file of the first run.
     translation_config: Option<String>,
+    /// The scenario-g governed gateway's configuration file of the first run.
+    governance_config: Option<String>,
 }
 
 // === impl Target / Scenario ===
@@ -177,6 +198,8 @@ impl Target {
             Target::DirectAnthropic => "direct-anthropic",
             Target::PassThrough => "pass-through",
             Target::Translated => "translated",
+            Target::Plain => "plain",
+            Target::Governed => "governed",
         }
     }
 
@@ -188,6 +211,8 @@ impl Target {
             Target::DirectAnthropic => "direct to mock, Anthropic format",
             Target::PassThrough => "Tollgate pass-through (`openai` provider)",
             Target::Translated => "Tollgate translated (`anthropic` provider)",
+            Target::Plain => "Tollgate plain (no governance)",
+            Target::Governed => "Tollgate governed (key + team limits, ledger)",
         }
     }
 }
@@ -204,6 +229,9 @@ impl Scenario {
     /// Scenario f's loads, run after a–d with their own gateway.
     pub const TRANSLATION: [Scenario; 2] = [Scenario::Translation, Scenario::TranslationStreaming];
 
+    /// Scenario g's load, run after f with its own two gateways.
+    pub const GOVERNANCE: [Scenario; 1] = [Scenario::Governance];
+
     /// Short lowercase name.
     pub fn slug(self) -> &'static str {
         match self {
@@ -213,6 +241,19 @@ impl Scenario {
             Scenario::Streaming => "streaming",
             Scenario::Translation => "translation",
             Scenario::TranslationStreaming => "translation-stream",
+            Scenario::Governance => "governance",
+        }
+    }
+
+    /// The letter `--only` selects it by (the memory scenario, e, is not a load).
+    pub fn letter(self) -> char {
+        match self {
+            Scenario::Throughput => 'a',
+            Scenario::Latency => 'b',
+            Scenario::OpenLoop => 'c',
+            Scenario::Streaming => 'd',
+            Scenario::Translation | Scenario::TranslationStreaming => 'f',
+            Scenario::Governance => 'g',
         }
     }
 
@@ -235,8 +276,18 @@ impl Scenario {
             Scenario::TranslationStreaming => {
                 vec![Target::Direct, Target::PassThrough, Target::Translated]
             }
+            Scenario::Governance => vec![Target::Direct, Target::Plain, Target::Governed],
             _ => Target::ALL.to_vec(),
         }
+    }
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// Whether the scenario with this letter runs (`--only`; every scenario without it).
+    pub fn includes(&self, letter: char) -> bool {
+        self.only.as_deref().is_none_or(|o| o.contains(letter))
     }
 }
 
@@ -249,6 +300,8 @@ impl Default for RunResult {
             memory: Err("not run".into()),
             gateway_driver: None,
             gateway_warnings: Vec::new(),
+            governance_store_bytes: None,
+            governance_plain_cwd_bytes: None,
             nginx_errors: Vec::new(),
         }
     }
@@ -281,6 +334,7 @@ impl Results {
             loadgen_commands: BTreeMap::new(),
             gateway_config: None,
             translation_config: None,
+            governance_config: None,
         }
     }
 
@@ -297,6 +351,11 @@ impl Results {
     /// Records the scenario-f gateway's configuration file (the first time only).
     pub fn note_translation_config(&mut self, toml: String) {
         self.translation_config.get_or_insert(toml);
+    }
+
+    /// Records the scenario-g governed gateway's configuration file (the first time only).
+    pub fn note_governance_config(&mut self, toml: String) {
+        self.governance_config.get_or_insert(toml);
     }
 
     /// Records a load generator command line (the first time only).
@@ -496,7 +555,19 @@ impl Results {
                     }
                 }
             }
+            if run.governance_store_bytes == Some(0) {
+                out.push(format!(
+                    "run {n}, governance: the governed gateway left its store directory empty (was the usage ledger written?)"
+                ));
+            }
+            if let Some(b) = run.governance_plain_cwd_bytes.filter(|&b| b > 0) {
+                out.push(format!(
+                    "run {n}, governance: the plain gateway (no [store] in its config) wrote {} in its working directory (a default store?), so the baseline also paid for a ledger",
+                    fmt_mib(b / 1024)
+                ));
+            }
             match &run.memory {
+                Err(_) if !self.settings.includes('e') => {}
                 Err(e) => out.push(format!("run {n}, memory: failed: {e}")),
                 Ok(m) => {
                     if m.still_open < m.opened {
@@ -529,42 +600,18 @@ impl Results {
             }
         };
 
-        // a. throughput
-        let rps = |s: &Sample| Some(s.report.requests_per_sec);
-        let tg = self.median_of(Scenario::Throughput, Target::Tollgate, rps);
-        let ng = self.median_of(Scenario::Throughput, Target::Nginx, rps);
-        let (value, verdict) = match (tg, ng) {
-            (Some(tg), Some(ng)) if ng > 0.0 => {
-                let r = tg / ng;
-                let pct = (r - THROUGHPUT_RATIO_GOAL) * 100.0;
-                let v = if r >= THROUGHPUT_RATIO_GOAL {
-                    Verdict::Met(format!("by {pct:+.1}%"))
-                } else {
-                    Verdict::Missed(format!(
-                        "by {pct:.1}% ({:.0} req/s short)",
-                        ng * THROUGHPUT_RATIO_GOAL - tg
-                    ))
-                };
-                (format!("{r:.2} ({tg:.0} vs {ng:.0} req/s)"), v)
-            }
-            _ => ("—".into(), nginx_missing()),
-        };
-        goals.push(Goal {
-            scenario: "a. throughput",
-            metric: format!(
-                "req/s Tollgate / nginx, {} conns",
-                self.settings.connections
-            ),
-            goal: format!("≥ {THROUGHPUT_RATIO_GOAL:.2}"),
-            value,
-            verdict,
-        });
+        if self.settings.includes('a') {
+            goals.push(self.throughput_goal(nginx_missing));
+        }
 
         // b, c. added latency ratios
         for (scenario, label) in [
             (Scenario::Latency, "b. latency, 1 conn"),
             (Scenario::OpenLoop, "c. open loop"),
         ] {
+            if !self.settings.includes(scenario.letter()) {
+                continue;
+            }
             for (pct, f) in [
                 (
                     "p50",
@@ -586,7 +633,71 @@ impl Results {
             }
         }
 
-        // d. streaming TTFT
+        if self.settings.includes('d') {
+            goals.push(self.streaming_goal(nginx_missing));
+        }
+        if self.settings.includes('e') {
+            goals.push(self.memory_goal());
+        }
+        if self.settings.includes('f') {
+            goals.extend(self.translation_goals());
+        }
+        if self.settings.includes('g') {
+            goals.extend(self.governance_goals());
+        }
+
+        // Clean runs.
+        let measured: usize = self.runs.iter().map(|r| r.load.len()).sum();
+        let problems = self.problems().len();
+        goals.push(Goal {
+            scenario: "all",
+            metric: "measurements without errors, complete streams".into(),
+            goal: "no problem".into(),
+            value: format!("{measured} load measurements, {problems} problems"),
+            verdict: if problems == 0 {
+                Verdict::Met(String::new())
+            } else {
+                Verdict::Missed(format!("{problems} problems (see Problems)"))
+            },
+        });
+        goals
+    }
+
+    /// a. Tollgate / nginx req/s, closed loop.
+    fn throughput_goal(&self, nginx_missing: impl Fn() -> Verdict) -> Goal {
+        let rps = |s: &Sample| Some(s.report.requests_per_sec);
+        let tg = self.median_of(Scenario::Throughput, Target::Tollgate, rps);
+        let ng = self.median_of(Scenario::Throughput, Target::Nginx, rps);
+        let (value, verdict) = match (tg, ng) {
+            (Some(tg), Some(ng)) if ng > 0.0 => {
+                let r = tg / ng;
+                let pct = (r - THROUGHPUT_RATIO_GOAL) * 100.0;
+                let v = if r >= THROUGHPUT_RATIO_GOAL {
+                    Verdict::Met(format!("by {pct:+.1}%"))
+                } else {
+                    Verdict::Missed(format!(
+                        "by {pct:.1}% ({:.0} req/s short)",
+                        ng * THROUGHPUT_RATIO_GOAL - tg
+                    ))
+                };
+                (format!("{r:.2} ({tg:.0} vs {ng:.0} req/s)"), v)
+            }
+            _ => ("—".into(), nginx_missing()),
+        };
+        Goal {
+            scenario: "a. throughput",
+            metric: format!(
+                "req/s Tollgate / nginx, {} conns",
+                self.settings.connections
+            ),
+            goal: format!("≥ {THROUGHPUT_RATIO_GOAL:.2}"),
+            value,
+            verdict,
+        }
+    }
+
+    /// d. added TTFT, Tollgate against nginx.
+    fn streaming_goal(&self, nginx_missing: impl Fn() -> Verdict) -> Goal {
         let ttft = |s: &Sample| s.report.ttft.as_ref().map(|t| t.p50_us as f64);
         let tg = self.added(Scenario::Streaming, Target::Tollgate, ttft);
         let ng = self.added(Scenario::Streaming, Target::Nginx, ttft);
@@ -608,15 +719,17 @@ impl Results {
                 Verdict::NotEvaluated("no successful measurement".into()),
             ),
         };
-        goals.push(Goal {
+        Goal {
             scenario: "d. streaming",
             metric: "added TTFT p50".into(),
             goal: "Tollgate ≤ nginx".into(),
             value,
             verdict,
-        });
+        }
+    }
 
-        // e. memory
+    /// e. VmRSS with the idle connections open.
+    fn memory_goal(&self) -> Goal {
         let n = self.settings.idle_connections;
         let goal_n = self.settings.idle_goal_connections;
         let rss = self.memory_median(|m| m.rss_idle_kib as f64 / 1024.0);
@@ -645,31 +758,13 @@ impl Results {
                 (format!("{mib:.1} MiB at {n} connections{how}"), v)
             }
         };
-        goals.push(Goal {
+        Goal {
             scenario: "e. memory",
             metric: format!("Tollgate VmRSS, {goal_n} idle keep-alive conns"),
             goal: format!("≤ {MEMORY_GOAL_MIB:.0} MiB"),
             value,
             verdict,
-        });
-
-        goals.extend(self.translation_goals());
-
-        // Clean runs.
-        let measured: usize = self.runs.iter().map(|r| r.load.len()).sum();
-        let problems = self.problems().len();
-        goals.push(Goal {
-            scenario: "all",
-            metric: "measurements without errors, complete streams".into(),
-            goal: "no problem".into(),
-            value: format!("{measured} load measurements, {problems} problems"),
-            verdict: if problems == 0 {
-                Verdict::Met(String::new())
-            } else {
-                Verdict::Missed(format!("{problems} problems (see Problems)"))
-            },
-        });
-        goals
+        }
     }
 }
 
@@ -685,26 +780,10 @@ impl Results {
         let translated = self.median_of(sc, Target::Translated, rps);
         let pass = self.median_of(sc, Target::PassThrough, rps);
         let (value, verdict) = match (median(ratios), translated, pass) {
-            (Some(r), Some(t), Some(p)) => {
-                let goal_rps = p * TRANSLATION_RATIO_GOAL;
-                let v = if r >= TRANSLATION_RATIO_GOAL {
-                    Verdict::Met(format!(
-                        "by {:.3} (≈ {:.0} req/s to spare)",
-                        r - TRANSLATION_RATIO_GOAL,
-                        (r - TRANSLATION_RATIO_GOAL) * p
-                    ))
-                } else {
-                    Verdict::Missed(format!(
-                        "by {:.3} (needs ≥ {goal_rps:.0} req/s, ≈ {:.0} short)",
-                        TRANSLATION_RATIO_GOAL - r,
-                        (TRANSLATION_RATIO_GOAL - r) * p
-                    ))
-                };
-                (
-                    format!("{r:.3} ({t:.0} vs {p:.0} req/s; per run {per_run})"),
-                    v,
-                )
-            }
+            (Some(r), Some(t), Some(p)) => (
+                format!("{r:.3} ({t:.0} vs {p:.0} req/s; per run {per_run})"),
+                ratio_verdict(r, p, TRANSLATION_RATIO_GOAL),
+            ),
             _ => (
                 "—".into(),
                 Verdict::NotEvaluated("no run measured both models".into()),
@@ -761,6 +840,89 @@ impl Results {
             verdict: Verdict::Info,
         });
         goals
+    }
+}
+
+impl Results {
+    /// Scenario g: the goal on governed / plain req/s, and beside it (no goal) the proxy's CPU
+    /// per request and what the governed gateway left in its store.
+    fn governance_goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let sc = Scenario::Governance;
+        let ratios = self.per_run_ratios(sc, Target::Governed, Target::Plain, rps);
+        let per_run = fmt_ratios(&ratios);
+        let governed = self.median_of(sc, Target::Governed, rps);
+        let plain = self.median_of(sc, Target::Plain, rps);
+        let (value, verdict) = match (median(ratios), governed, plain) {
+            (Some(r), Some(g), Some(p)) => (
+                format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
+                ratio_verdict(r, p, GOVERNANCE_RATIO_GOAL),
+            ),
+            _ => (
+                "—".into(),
+                Verdict::NotEvaluated("no run measured both gateways".into()),
+            ),
+        };
+        goals.push(Goal {
+            scenario: "g. governance",
+            metric: format!(
+                "req/s governed / plain, {} conns, same run",
+                self.settings.connections
+            ),
+            goal: format!("≥ {GOVERNANCE_RATIO_GOAL:.2}"),
+            value,
+            verdict,
+        });
+
+        let g_cpu = self.median_of(sc, Target::Governed, cpu_per_request);
+        let p_cpu = self.median_of(sc, Target::Plain, cpu_per_request);
+        let bound =
+            median(self.per_run_ratios(sc, Target::Plain, Target::Governed, cpu_per_request));
+        goals.push(Goal {
+            scenario: "g. governance",
+            metric: "proxy CPU / request, governed vs plain".into(),
+            goal: "—".into(),
+            value: match (g_cpu, p_cpu, bound) {
+                (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
+                    "{g:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
+                    (g / p - 1.0) * 100.0
+                ),
+                _ => "—".into(),
+            },
+            verdict: Verdict::Info,
+        });
+        goals
+    }
+
+    /// Median bytes the governed gateway left in its store, over the runs that read it.
+    fn governance_store_median(&self) -> Option<f64> {
+        median(
+            self.runs
+                .iter()
+                .filter_map(|r| r.governance_store_bytes)
+                .map(|b| b as f64)
+                .collect(),
+        )
+    }
+}
+
+/// The verdict on a same-run ratio `r` against `goal`, with `den` (the baseline's req/s)
+/// turning the margin into req/s.
+fn ratio_verdict(r: f64, den: f64, goal: f64) -> Verdict {
+    if r >= goal {
+        Verdict::Met(format!(
+            "by {:.3} (≈ {:.0} req/s to spare)",
+            r - goal,
+            (r - goal) * den
+        ))
+    } else {
+        Verdict::Missed(format!(
+            "by {:.3} (needs ≥ {:.0} req/s, ≈ {:.0} short)",
+            goal - r,
+            den * goal,
+            (goal - r) * den
+        ))
     }
 }
 
@@ -968,6 +1130,18 @@ impl Results {
         );
         let _ = writeln!(
             s,
+            "- Governance (g): after f, two fresh gateways: a plain one (the configuration of a–d) and a governed one whose key `{}` belongs to a team with a monthly budget, RPM and TPM limits (the key has RPM and TPM limits too), with a price for `{}` and a store (usage ledger) in a fresh directory flushed every 200 ms. The same closed-loop load as scenario a goes to both and straight to the mock, back to back and rotating order each run; the ratio governed / plain is taken per run and the median shown.",
+            crate::loadgen::DEMO_KEY,
+            crate::loadgen::MODEL
+        );
+        if let Some(only) = &st.only {
+            let _ = writeln!(
+                s,
+                "- **Partial run** (`--only {only}`): only scenario(s) {only} ran; the others are left out of this file."
+            );
+        }
+        let _ = writeln!(
+            s,
             "- Reading the latency tables: a proxied request crosses cores four times (load generator → proxy → mock → proxy → load generator), so at low load *added* latency includes waking the proxy's idle core twice, for nginx and Tollgate alike. *Proxy CPU / request* separates the proxy's own work from that waiting; compare it with the same column under saturation (scenario a). Why the added-latency goals are out of reach in this layout, with the experiments behind it: [NOTES.md](NOTES.md).\n"
         );
 
@@ -1004,6 +1178,13 @@ impl Results {
         }
         let _ = writeln!(s, "```\n");
         if let Some(conf) = &self.gateway_config {
+            let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
+        }
+        if let Some(conf) = &self.governance_config {
+            let _ = writeln!(
+                s,
+                "Scenario g's governed gateway (its plain one has the configuration above):\n"
+            );
             let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
         }
         if let Some(conf) = &self.translation_config {
@@ -1075,43 +1256,45 @@ impl Results {
         let targets = self.targets();
 
         // a.
-        h(
-            s,
-            format!(
-                "a. Throughput: closed loop, {} connections, non-streaming",
-                st.connections
-            ),
-        );
-        let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | proxy CPU / request | req/s per proxy core | client CPU | errors |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-        let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, rps);
-        for &t in &targets {
-            let sc = Scenario::Throughput;
-            let r = self.median_of(sc, t, rps);
-            let per_core = self.median_of(sc, t, |x| {
-                x.proxy_cpu
-                    .filter(|&c| c > 0.0)
-                    .map(|c| x.report.requests_per_sec / c)
-            });
-            let _ = writeln!(
+        if self.settings.includes('a') {
+            h(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                t.label(),
-                opt(r, |v| format!("{v:.0}")),
-                match (r, direct_rps) {
-                    (Some(r), Some(d)) if d > 0.0 => format!("{:.2}", r / d),
-                    _ => "—".into(),
-                },
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(self.median_of(sc, t, p99), fmt_us),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
-                opt(per_core, |v| format!("{v:.0}")),
-                opt(self.median_of(sc, t, ccpu), fmt_pct),
-                self.errors_cell(sc, t)
+                format!(
+                    "a. Throughput: closed loop, {} connections, non-streaming",
+                    st.connections
+                ),
             );
+            let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | proxy CPU / request | req/s per proxy core | client CPU | errors |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+            let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, rps);
+            for &t in &targets {
+                let sc = Scenario::Throughput;
+                let r = self.median_of(sc, t, rps);
+                let per_core = self.median_of(sc, t, |x| {
+                    x.proxy_cpu
+                        .filter(|&c| c > 0.0)
+                        .map(|c| x.report.requests_per_sec / c)
+                });
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    t.label(),
+                    opt(r, |v| format!("{v:.0}")),
+                    match (r, direct_rps) {
+                        (Some(r), Some(d)) if d > 0.0 => format!("{:.2}", r / d),
+                        _ => "—".into(),
+                    },
+                    opt(self.median_of(sc, t, p50), fmt_us),
+                    opt(self.median_of(sc, t, p99), fmt_us),
+                    opt(self.median_of(sc, t, pcpu), fmt_pct),
+                    opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
+                    opt(per_core, |v| format!("{v:.0}")),
+                    opt(self.median_of(sc, t, ccpu), fmt_pct),
+                    self.errors_cell(sc, t)
+                );
+            }
+            s.push('\n');
         }
-        s.push('\n');
 
         // b. and c.
         for (sc, title) in [
@@ -1127,6 +1310,9 @@ impl Results {
                 ),
             ),
         ] {
+            if !self.settings.includes(sc.letter()) {
+                continue;
+            }
             h(s, title);
             let _ = writeln!(s, "| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | proxy CPU | proxy CPU / request | errors |");
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
@@ -1157,7 +1343,8 @@ impl Results {
         }
 
         // d.
-        h(
+        if self.settings.includes('d') {
+            h(
             s,
             format!(
                 "d. Streaming: {} concurrent streams, {} chunks {} apart (nginx: its `proxy_buffering off` server)",
@@ -1166,83 +1353,90 @@ impl Results {
                 fmt_duration(st.mock_chunk_delay)
             ),
         );
-        let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | stream p50 | content events / stream | proxy CPU | errors |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-        let sc = Scenario::Streaming;
-        let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
-        let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
-        for &t in &targets {
-            let added = |f: &dyn Fn(&Sample) -> Option<f64>| {
-                if t == Target::Direct {
-                    "—".to_owned()
-                } else {
-                    opt(self.added(sc, t, f), fmt_added)
-                }
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                t.label(),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                opt(self.median_of(sc, t, t50), fmt_us),
-                opt(self.median_of(sc, t, t99), fmt_us),
-                added(&t50),
-                added(&t99),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(
-                    self.median_of(sc, t, |x| x.report.events_per_stream()),
-                    |v| format!("{v:.2}")
-                ),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                self.errors_cell(sc, t)
-            );
+            let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | stream p50 | content events / stream | proxy CPU | errors |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+            let sc = Scenario::Streaming;
+            let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
+            let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
+            for &t in &targets {
+                let added = |f: &dyn Fn(&Sample) -> Option<f64>| {
+                    if t == Target::Direct {
+                        "—".to_owned()
+                    } else {
+                        opt(self.added(sc, t, f), fmt_added)
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    t.label(),
+                    opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                    opt(self.median_of(sc, t, t50), fmt_us),
+                    opt(self.median_of(sc, t, t99), fmt_us),
+                    added(&t50),
+                    added(&t99),
+                    opt(self.median_of(sc, t, p50), fmt_us),
+                    opt(
+                        self.median_of(sc, t, |x| x.report.events_per_stream()),
+                        |v| format!("{v:.2}")
+                    ),
+                    opt(self.median_of(sc, t, pcpu), fmt_pct),
+                    self.errors_cell(sc, t)
+                );
+            }
+            s.push('\n');
         }
-        s.push('\n');
 
         // e.
-        h(
-            s,
-            format!(
-                "e. Memory: {} idle keep-alive connections to Tollgate",
-                st.idle_connections
-            ),
-        );
-        let _ = writeln!(s, "| run | connections opened | still open | VmRSS before | VmRSS with idle conns | VmHWM | per connection | VmRSS after closing | time to open |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-        for (i, r) in self.runs.iter().enumerate() {
-            match &r.memory {
-                Ok(m) => {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} / {} | {} | {} | {} | {} | {:.1} KiB | {} | {:.1} s |",
-                        i + 1,
-                        m.opened,
-                        m.wanted,
-                        m.still_open,
-                        fmt_mib(m.rss_before_kib),
-                        fmt_mib(m.rss_idle_kib),
-                        fmt_mib(m.hwm_kib),
-                        m.bytes_per_connection() / 1024.0,
-                        fmt_mib(m.rss_after_close_kib),
-                        m.open_secs
-                    );
-                }
-                Err(e) => {
-                    let _ = writeln!(
-                        s,
-                        "| {} | failed: {} | | | | | | | |",
-                        i + 1,
-                        e.replace('|', "/")
-                    );
+        if self.settings.includes('e') {
+            h(
+                s,
+                format!(
+                    "e. Memory: {} idle keep-alive connections to Tollgate",
+                    st.idle_connections
+                ),
+            );
+            let _ = writeln!(s, "| run | connections opened | still open | VmRSS before | VmRSS with idle conns | VmHWM | per connection | VmRSS after closing | time to open |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+            for (i, r) in self.runs.iter().enumerate() {
+                match &r.memory {
+                    Ok(m) => {
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} / {} | {} | {} | {} | {} | {:.1} KiB | {} | {:.1} s |",
+                            i + 1,
+                            m.opened,
+                            m.wanted,
+                            m.still_open,
+                            fmt_mib(m.rss_before_kib),
+                            fmt_mib(m.rss_idle_kib),
+                            fmt_mib(m.hwm_kib),
+                            m.bytes_per_connection() / 1024.0,
+                            fmt_mib(m.rss_after_close_kib),
+                            m.open_secs
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            s,
+                            "| {} | failed: {} | | | | | | | |",
+                            i + 1,
+                            e.replace('|', "/")
+                        );
+                    }
                 }
             }
+            if let Some(mib) = self.memory_median(|m| m.rss_idle_kib as f64 / 1024.0) {
+                let _ = writeln!(s, "| **median** | | | | **{mib:.1} MiB** | | | | |");
+            }
+            s.push('\n');
         }
-        if let Some(mib) = self.memory_median(|m| m.rss_idle_kib as f64 / 1024.0) {
-            let _ = writeln!(s, "| **median** | | | | **{mib:.1} MiB** | | | | |");
+        if self.settings.includes('f') {
+            self.write_translation(s, markdown_headings);
         }
-        s.push('\n');
-
-        self.write_translation(s, markdown_headings);
+        if self.settings.includes('g') {
+            self.write_governance(s, markdown_headings);
+        }
     }
 
     /// Scenario f: pass-through vs translated through one gateway, and the mock alone in both
@@ -1361,6 +1555,58 @@ impl Results {
         let _ = writeln!(
             s,
             "- Not measured: streams straight to the mock in Anthropic format. The load generator decodes OpenAI streams only (a stream must end with `data: [DONE]`, which Anthropic's never sends), so every such stream would count as a protocol error.\n"
+        );
+    }
+
+    /// Scenario g: a plain and a governed gateway under the same closed-loop load, and the
+    /// mock alone.
+    fn write_governance(&self, s: &mut String, markdown_headings: bool) {
+        let st = &self.settings;
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
+        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
+        let pcpu = |x: &Sample| x.proxy_cpu;
+        let ccpu = |x: &Sample| x.client_cpu;
+        let us = |v: f64| format!("{v:.1} µs");
+
+        let sc = Scenario::Governance;
+        let title = format!(
+            "g. Governance: closed loop, {} connections, non-streaming; a plain gateway vs one enforcing a key and a team with budget, RPM and TPM limits and writing the usage ledger",
+            st.connections
+        );
+        if markdown_headings {
+            let _ = writeln!(s, "## {title}\n");
+        } else {
+            let _ = writeln!(s, "{title}\n");
+        }
+        let _ = writeln!(s, "| target | req/s | vs plain (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for t in sc.targets() {
+            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, rps));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.label(),
+                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(ratio, |v| format!("{v:.2}")),
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(self.median_of(sc, t, p99), fmt_us),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(self.median_of(sc, t, cpu_per_request), us),
+                opt(self.median_of(sc, t, ccpu), fmt_pct),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+        let _ = writeln!(
+            s,
+            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration. The limits are far above what the load can reach, so nothing is refused: the difference is the cost of checking and charging them and of writing a usage record per request.",
+            st.proxy_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- The governed gateway's store (a fresh directory per run, removed after it) held {} once the gateway stopped (median over runs).\n",
+opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
         );
     }
 
@@ -1664,6 +1910,7 @@ mod tests {
             mock_chunk_delay: Duration::from_millis(1),
             proxy_cpu: 0,
             client_cpu: 1,
+            only: None,
         };
         let machine = Machine {
             cpu_model: "test".into(),
@@ -1734,6 +1981,65 @@ mod tests {
             r.translation_goals()[0].verdict,
             Verdict::NotEvaluated(_)
         ));
+    }
+
+    #[test]
+    fn governance_goal_and_partial_runs() {
+        // Per run governed / plain: 0.95, 0.85, 0.92 -> median 0.92, met by 0.020.
+        let mut r = results_with(&[]);
+        r.settings.only = Some("g".into());
+        for (i, &(plain, governed)) in [
+            (50_000.0, 47_500.0),
+            (60_000.0, 51_000.0),
+            (50_000.0, 46_000.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut run = RunResult::default();
+            run.load.insert(
+                (Scenario::Governance, Target::Plain),
+                Ok(sample(plain, 0.97)),
+            );
+            run.load.insert(
+                (Scenario::Governance, Target::Governed),
+                Ok(sample(governed, 0.97)),
+            );
+            run.governance_store_bytes = Some(if i == 1 { 0 } else { 4096 });
+            run.governance_plain_cwd_bytes = Some(if i == 2 { 2 * 1024 * 1024 } else { 0 });
+            r.runs.push(run);
+        }
+        let goals = r.goals();
+        // Only g's goals and the clean-runs line: nothing about a–f.
+        let names: Vec<&str> = goals.iter().map(|g| g.scenario).collect();
+        assert_eq!(names, ["g. governance", "g. governance", "all"]);
+        assert!(goals[0].value.starts_with("0.920 "), "{}", goals[0].value);
+        assert!(goals[0].value.contains("per run 0.950, 0.850, 0.920"));
+        match &goals[0].verdict {
+            Verdict::Met(m) => assert!(m.starts_with("by 0.020"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // The memory scenario was not selected, so its absence is no problem; an empty governed
+        // store is, and so is a plain gateway that wrote a store of its own.
+        assert_eq!(
+            r.problems(),
+            vec![
+                "run 2, governance: the governed gateway left its store directory empty (was the usage ledger written?)".to_owned(),
+                "run 3, governance: the plain gateway (no [store] in its config) wrote 2.0 MiB in its working directory (a default store?), so the baseline also paid for a ledger".to_owned(),
+            ]
+        );
+        let md = r.render_markdown();
+        assert!(md.contains("## g. Governance"));
+        assert!(!md.contains("## a. Throughput"));
+        assert!(!md.contains("## e. Memory"));
+        assert!(!md.contains("## f. Translation"));
+        assert!(md.contains("`--only g`"));
+
+        let r = results_with(&[(50_000.0, 40_000.0)]);
+        match &r.governance_goals()[0].verdict {
+            Verdict::NotEvaluated(_) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
