@@ -1,15 +1,17 @@
 //! Lock-free limit counters shared by every core through an `Arc`: requests or tokens per
 //! fixed window ([`WindowLimit`]), requests in flight ([`ConcurrencyLimit`]) and money per
-//! calendar period ([`BudgetCounter`]). Every method takes the caller's `now_ms` (unix ms),
-//! finishes in a bounded number of CAS retries under contention and never blocks, sleeps,
-//! allocates or reads the clock. No `Mutex` may ever appear here.
+//! calendar period ([`BudgetCounter`]). Every method takes the caller's `now_ms` (unix ms)
+//! and is lock-free: it retries a CAS only when another core changed the same counter, and
+//! never blocks, sleeps, allocates or reads the clock. No `Mutex` may ever appear here.
 //!
 //! Counters are packed as `[tag: 8 bits | value: 56 bits]` in one `AtomicU64`, where the tag
 //! is the low byte of the window or period number. A value whose tag is older than the
 //! caller's window belongs to a finished window and is reset lazily by whoever touches it
-//! first. Tags are compared with wrapping arithmetic, so a caller whose clock is up to 127
-//! windows behind joins the newer window instead of resetting it. Values are capped at
-//! [`MAX_VALUE`] (2^56 - 1): about 7.2e16 tokens or requests, or $72 million in nanodollars.
+//! first. A tag exactly one ahead of the caller's means another core's clock already crossed
+//! the boundary: the caller joins that window instead of resetting it. Cores' clocks must
+//! therefore agree to within one window (they do: they read the same system clock). Values
+//! are capped at [`MAX_VALUE`] (2^56 - 1): about 7.2e16 tokens or requests, or $72 million
+//! in nanodollars.
 //!
 //! Memory orderings: each counter's units are conserved by read-modify-write operations on
 //! a single atomic, which always act on the latest value whatever the ordering, so units
@@ -344,7 +346,10 @@ impl WindowLimit {
             me.lease.swap(pack(window as u8, 0), ACQ_REL);
         }
         let stamp = now_ms.max(window.saturating_mul(self.window_ms));
-        me.last_used_ms.fetch_max(stamp, ACQ_REL);
+        if stamp > last {
+            // Skipped within the same millisecond: saves an RMW on the fast path.
+            me.last_used_ms.fetch_max(stamp, ACQ_REL);
+        }
         window
     }
 
@@ -571,6 +576,10 @@ pub struct Reservation {
 /// A money budget over one kind of calendar period: reserve the worst-case cost before a
 /// call, settle the actual cost after. The period resets lazily on first use after it ends.
 /// Amounts and the limit are clamped to [`MAX_VALUE`] nanodollars (about $72 million).
+///
+/// The period tag is 8 bits: a counter untouched for a multiple of 256 periods (256 days for
+/// a daily budget) reads its old spend as current for that period. That can only refuse
+/// spend that would have been allowed, never allow more than the limit.
 #[derive(Debug)]
 pub struct BudgetCounter {
     limit: Nanos,
