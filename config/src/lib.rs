@@ -58,6 +58,7 @@ pub use types::{
     MockSettings, ModelConfig, Preset, PriceConfig, ProviderConfig, ProviderKind, RoutingConfig,
     ServerConfig, StoreConfig, Strategy, TlsRoots, UnknownPrice,
 };
+pub use units::parse_duration;
 
 /// Validate a `limits` table that did not come from a file (the admin API's JSON, the CLI's
 /// flags), with the same rules and messages as `[[keys]] limits`. `models` are the configured

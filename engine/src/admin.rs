@@ -252,8 +252,8 @@ pub fn parse(
             let object = json_object(body)?;
             let grace = match object.get("grace") {
                 None => Duration::from_secs(3600),
-                Some(Value::String(text)) => parse_duration(text)
-                    .ok_or_else(|| AdminError::bad("grace", "expected a duration like \"1h\""))?,
+                Some(Value::String(text)) => tollgate_config::parse_duration(text)
+                    .map_err(|e| AdminError::bad("grace", e))?,
                 Some(_) => return Err(AdminError::bad("grace", "expected a string like \"1h\"")),
             };
             Ok(AdminOp::Rotate((*name).to_owned(), grace))
@@ -261,21 +261,6 @@ pub fn parse(
         ["keys", _, "revoke" | "rotate"] => Err(wrong_method()),
         _ => Err(not_found()),
     }
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let secs = match unit.trim() {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
 }
 
 fn spend_query(query: &str) -> Result<SpendQuery, AdminError> {

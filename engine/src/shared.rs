@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use tollgate_config::{Config, ProviderKind, TlsRoots};
-use tollgate_policy::keys::{KeyStore, KeyStoreError};
 use tollgate_protocol::http::Limits;
 use tollgate_protocol::mock::MockKnobs;
 use tollgate_protocol::openai::Endpoint;
@@ -29,9 +28,6 @@ use crate::router::{DeploymentSpec, HealthSettings, Router, Strategy};
 /// Why a config could not be turned into running state.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// Two keys share a secret.
-    #[error("keys: {0}")]
-    Keys(#[from] KeyStoreError),
     /// The TLS client could not be set up.
     #[error("providers[{index}] ({name}): TLS set-up failed: {reason}")]
     Tls {
@@ -49,8 +45,6 @@ pub enum BuildError {
 pub struct Shared {
     /// The validated config this state was built from.
     pub config: Config,
-    /// Known virtual keys, hashed.
-    pub keys: KeyStore,
     /// Client-facing model name -> index into `config.models`.
     pub models: HashMap<String, usize>,
     /// One entry per `config.providers`, same order.
@@ -211,12 +205,6 @@ impl Shared {
     /// Compile a validated config. DNS names are resolved here, once; a name that does not
     /// resolve is logged and answered with 502 at request time rather than failing start-up.
     pub fn build(config: Config) -> Result<Arc<Shared>, BuildError> {
-        let keys = KeyStore::try_new(
-            config
-                .keys
-                .iter()
-                .map(|k| (k.name.as_str(), k.key.expose().as_str())),
-        )?;
         let models = config
             .models
             .iter()
@@ -352,7 +340,6 @@ impl Shared {
             .collect();
         Ok(Arc::new(Shared {
             deployment_labels,
-            keys,
             models,
             providers,
             client_limits,

@@ -880,3 +880,47 @@ impl Drop for Admission {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, secret: &str) -> KeyRecord {
+        KeyRecord {
+            name: name.to_owned(),
+            digest: digest_hex(&digest_key(secret.as_bytes())),
+            display: crate::keys::display_form(secret),
+            owner: KeyOwner::default(),
+            models: None,
+            expires_at: None,
+            revoked_at: None,
+            retired: Vec::new(),
+            limits: Limits::default(),
+            created_at: 1,
+            declared: false,
+        }
+    }
+
+    fn directory() -> Directory {
+        let mut records = Records::default();
+        for (name, secret) in [
+            ("demo", "sk-tollgate-demo"),
+            ("ops", "sk-tollgate-ops-1234"),
+        ] {
+            records.keys.insert(name.to_owned(), key(name, secret));
+        }
+        Directory::build(&records, None, 1, &|_, _, _, _| 0, 0)
+    }
+
+    #[test]
+    fn authenticates_known_keys_only() {
+        let d = directory();
+        let name = |t: &[u8]| d.authenticate(t, 0).map(|e| e.record.name.clone());
+        assert_eq!(name(b"sk-tollgate-demo").unwrap(), "demo");
+        assert_eq!(name(b"sk-tollgate-ops-1234").unwrap(), "ops");
+        assert_eq!(name(b"sk-tollgate-dem"), Err(KeyRefusal::Unknown));
+        assert_eq!(name(b""), Err(KeyRefusal::Unknown));
+        assert!(!format!("{d:?}").contains("sk-tollgate-demo"));
+    }
+}

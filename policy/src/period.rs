@@ -10,19 +10,7 @@ use tollgate_config::governance::BudgetPeriod;
 /// Milliseconds in one UTC day (UTC has no leap seconds in unix time).
 pub const MS_PER_DAY: u64 = 86_400_000;
 
-/// Days from 1970-01-01 to the given proleptic Gregorian date (negative before the epoch).
-/// `m` is 1..=12 and `d` is 1..=31; out-of-range inputs give a meaningless but finite result.
-pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let m = i64::from(m);
-    let d = i64::from(d);
-    let y = i64::from(y) - i64::from(m <= 2);
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400; // [0, 399]
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
+pub use tollgate_config::governance::days_from_civil;
 
 /// The proleptic Gregorian date `(year, month 1..=12, day 1..=31)` that is `days` after
 /// 1970-01-01. Exact for every `days` whose year fits an `i32`.
