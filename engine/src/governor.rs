@@ -392,24 +392,7 @@ impl Governance {
         let mut state = self.state();
         let mut records = state.records.clone();
         let (result, writes) = change(&mut records)?;
-        for write in &writes {
-            match write {
-                Write::Put(kind, name) => {
-                    let bytes = match kind {
-                        EntityKind::Org => records.orgs.get(name).map(serde_json::to_vec),
-                        EntityKind::Team => records.teams.get(name).map(serde_json::to_vec),
-                        EntityKind::User => records.users.get(name).map(serde_json::to_vec),
-                        EntityKind::Key => records.keys.get(name).map(serde_json::to_vec),
-                    };
-                    if let Some(Ok(bytes)) = bytes {
-                        store.put_entity(*kind, name, &bytes)?;
-                    }
-                }
-                Write::Delete(kind, name) => {
-                    store.delete_entity(*kind, name)?;
-                }
-            }
-        }
+        persist(store, &records, &writes)?;
         let now = now_ms();
         let directory = Arc::new(compile(
             store,
@@ -430,6 +413,29 @@ impl Governance {
     pub fn read<R>(&self, f: impl FnOnce(&Records) -> R) -> R {
         f(&self.state().records)
     }
+}
+
+/// Write the entities a change touched, as they now stand in `records`.
+pub fn persist(store: &dyn Store, records: &Records, writes: &[Write]) -> Result<(), StoreError> {
+    for write in writes {
+        match write {
+            Write::Put(kind, name) => {
+                let bytes = match kind {
+                    EntityKind::Org => records.orgs.get(name).map(serde_json::to_vec),
+                    EntityKind::Team => records.teams.get(name).map(serde_json::to_vec),
+                    EntityKind::User => records.users.get(name).map(serde_json::to_vec),
+                    EntityKind::Key => records.keys.get(name).map(serde_json::to_vec),
+                };
+                if let Some(Ok(bytes)) = bytes {
+                    store.put_entity(*kind, name, &bytes)?;
+                }
+            }
+            Write::Delete(kind, name) => {
+                store.delete_entity(*kind, name)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One entity an admin change writes to the store.

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod error;
 pub mod governor;
 pub mod io;
+pub mod manage;
 pub mod pipeline;
 pub mod router;
 pub mod shared;

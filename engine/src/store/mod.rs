@@ -130,6 +130,12 @@ pub enum StoreError {
     /// The sled database reported an error (I/O, corruption it detected, ...).
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// Another process (a running gateway, most likely) holds the store open.
+    #[error("the store at {path} is in use by another process (is the gateway running?)")]
+    Locked {
+        /// The store directory.
+        path: String,
+    },
     /// An I/O error outside sled.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -48,7 +48,16 @@ impl SledStore {
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled 0.34 reports a held file lock only through the message text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: path.display().to_string(),
+                    }
+                }
+                other => StoreError::Sled(other),
+            })?;
         Self::from_db(db)
     }
 
@@ -514,6 +523,20 @@ mod tests {
         .unwrap();
         s.append_usage(&[rec(DAY0 + 2, "anon", "gpt", 401, 40)])
             .unwrap();
+    }
+
+    #[test]
+    fn a_second_open_says_the_store_is_in_use() {
+        let dir = std::env::temp_dir().join(format!("tollgate-lock-{}", std::process::id()));
+        let first = SledStore::open(&dir).unwrap();
+        match SledStore::open(&dir) {
+            Err(StoreError::Locked { path }) => assert!(path.contains("tollgate-lock-")),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        // Released on drop: the store opens again.
+        drop(SledStore::open(&dir).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
