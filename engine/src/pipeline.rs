@@ -1139,7 +1139,7 @@ impl SseRelay<'_> {
                     self.usage = Some(usage);
                     self.meter.report(usage);
                 }
-                if !info.usage_only {
+                if info.output {
                     self.meter.count_output();
                 }
                 // The gateway asked for usage on the client's behalf: do not send the client an

@@ -669,6 +669,10 @@ pub struct ChunkInfo {
     /// `stream_options.include_usage` is set (`choices` is an empty array), which the gateway
     /// drops when it forced usage on for a client that did not ask for it.
     pub usage_only: bool,
+    /// Whether the chunk carries generated output (non-empty `content`, `refusal`, reasoning
+    /// or tool-call `arguments`): what the gateway counts when an upstream reports no usage.
+    /// The role announcement and the bare `finish_reason` chunk carry none.
+    pub output: bool,
 }
 
 /// One streamed chat/completions chunk (the SSE `data` payload) -> its usage, if present and
@@ -681,8 +685,12 @@ pub fn inspect_stream_chunk(data: &[u8], scratch: &mut Vec<u8>) -> Option<ChunkI
     if !has_non_null_usage(data) {
         let first = skip_ws(data, 0);
         let last = data.iter().rposition(|b| !is_ws(*b))?;
-        return (data.get(first) == Some(&b'{') && data.get(last) == Some(&b'}'))
-            .then(ChunkInfo::default);
+        return (data.get(first) == Some(&b'{') && data.get(last) == Some(&b'}')).then(|| {
+            ChunkInfo {
+                output: carries_output(data),
+                ..ChunkInfo::default()
+            }
+        });
     }
     let tape = parse_in(scratch, data)?;
     let root = tape.as_value();
@@ -691,7 +699,33 @@ pub fn inspect_stream_chunk(data: &[u8], scratch: &mut Vec<u8>) -> Option<ChunkI
         .get("choices")
         .and_then(|c| c.as_array())
         .is_some_and(|c| c.is_empty());
-    Some(ChunkInfo { usage, usage_only })
+    Some(ChunkInfo {
+        usage,
+        usage_only,
+        output: carries_output(data),
+    })
+}
+
+/// Whether any output field of a chunk holds a non-empty string. Like [`has_non_null_usage`]
+/// this scans bytes: a key inside string content is escaped and cannot match.
+fn carries_output(data: &[u8]) -> bool {
+    const KEYS: [&[u8]; 5] = [
+        b"\"content\"",
+        b"\"arguments\"",
+        b"\"refusal\"",
+        b"\"reasoning_content\"",
+        b"\"reasoning\"",
+    ];
+    KEYS.iter().any(|key| {
+        memchr::memmem::find_iter(data, key).any(|at| {
+            let colon = skip_ws(data, at + key.len());
+            if data.get(colon) != Some(&b':') {
+                return false;
+            }
+            let value = skip_ws(data, colon + 1);
+            data.get(value) == Some(&b'"') && data.get(value + 1).is_some_and(|&b| b != b'"')
+        })
+    })
 }
 
 /// Whether `data` contains `"usage"` as a key with a value other than `null`. A literal
@@ -1308,9 +1342,12 @@ mod tests {
         let (done, chunks) = infos.split_last().unwrap();
         assert_eq!(*done, None, "[DONE] is not JSON");
         let (last, rest) = chunks.split_last().unwrap();
-        for info in rest {
-            assert_eq!(*info, Some(ChunkInfo::default()));
-        }
+        // The role chunk and the finish chunk carry no output; the four text deltas do.
+        let outputs: Vec<bool> = rest.iter().map(|i| i.unwrap().output).collect();
+        assert_eq!(outputs, [false, true, true, true, true, false]);
+        assert!(rest
+            .iter()
+            .all(|i| i.is_some_and(|i| i.usage.is_none() && !i.usage_only)));
         assert_eq!(
             *last,
             Some(ChunkInfo {
@@ -1320,7 +1357,8 @@ mod tests {
                     total_tokens: 14,
                     cached_tokens: 3
                 }),
-                usage_only: true
+                usage_only: true,
+                output: false,
             })
         );
     }
@@ -1354,8 +1392,46 @@ mod tests {
         );
         assert_eq!(
             inspect_stream_chunk(br#"{"delta":{"content":"the \"usage\": 5"}}"#, &mut s),
-            Some(ChunkInfo::default())
+            Some(ChunkInfo {
+                output: true,
+                ..ChunkInfo::default()
+            })
         );
+    }
+
+    #[test]
+    fn only_chunks_with_generated_text_count_as_output() {
+        let output = |chunk: &str| {
+            inspect_stream_chunk(chunk.as_bytes(), &mut Vec::new())
+                .unwrap()
+                .output
+        };
+        // The role announcement, the finish chunk and the usage chunk carry none.
+        assert!(!output(
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(!output(
+            r#"{"choices":[{"index":0,"delta":{"content":null},"finish_reason":"stop"}]}"#
+        ));
+        assert!(!output(
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#
+        ));
+        assert!(!output(
+            r#"{"choices":[{"delta":{"role":"assistant","refusal":null}}]}"#
+        ));
+        // Text, tool-call arguments, refusals and reasoning do.
+        assert!(output(r#"{"choices":[{"delta":{"content" : "Hi"}}]}"#));
+        assert!(output(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a"}}]}}]}"#
+        ));
+        assert!(output(r#"{"choices":[{"delta":{"refusal":"No."}}]}"#));
+        assert!(output(
+            r#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#
+        ));
+        // A key named inside content is escaped, so only the real field counts.
+        assert!(!output(
+            r#"{"choices":[{"delta":{"role":"x \"content\":\"y"}}]}"#
+        ));
     }
 
     #[test]

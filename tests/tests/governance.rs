@@ -708,7 +708,6 @@ fn a_stream_without_usage_is_charged_by_count_and_flagged_estimated() {
 
 /// The counted output of a stream is the tokens it carried, as the mock served them.
 #[test]
-#[ignore = "bug: SseRelay::on_frame (engine/src/pipeline.rs) counts every non-usage chunk as an output token, the role-only first chunk and the finish chunk included"]
 fn estimated_output_counts_tokens_not_events() {
     let metered = cut_stream_metered();
     assert_eq!(metered.content_events, metered.served);
