@@ -83,16 +83,20 @@ impl Counters {
 pub struct StorageHandle {
     tx: Sender<StorageCmd>,
     counters: Arc<Counters>,
+    /// Most messages waiting for the thread before usage records are dropped.
+    capacity: usize,
 }
 
 /// Start the storage thread owning `store`. It writes pending usage every `flush_interval`;
-/// `capacity` bounds the channel (at least 1).
+/// `capacity` bounds the messages waiting for it (at least 1). The channel itself is
+/// unbounded, so its memory follows the actual backlog: a bounded one would allocate (and,
+/// as it cycles, touch) `capacity` slots of a few hundred bytes each up front.
 pub fn spawn_storage(
     store: Box<dyn Store>,
     flush_interval: Duration,
     capacity: usize,
 ) -> std::io::Result<(StorageHandle, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    let (tx, rx) = crossbeam_channel::unbounded();
     let counters = Arc::new(Counters::default());
     let thread = StorageThread {
         store,
@@ -105,15 +109,28 @@ pub fn spawn_storage(
     let join = std::thread::Builder::new()
         .name("tollgate-storage".into())
         .spawn(move || thread.run())?;
-    Ok((StorageHandle { tx, counters }, join))
+    Ok((
+        StorageHandle {
+            tx,
+            counters,
+            capacity: capacity.max(1),
+        },
+        join,
+    ))
 }
 
 // === impl StorageHandle ===
 
 impl StorageHandle {
-    /// Queue a usage record. Never blocks: if the channel is full (or the thread is gone) the
-    /// record is counted in `dropped` and a rate-limited warning is logged.
+    /// Queue a usage record. Never blocks: if `capacity` messages are already waiting (or the
+    /// thread is gone) the record is counted in `dropped` and a rate-limited warning is
+    /// logged. The check races with other cores' sends, so the bound holds to within a few
+    /// records per worker.
     pub fn record(&self, r: UsageRecord) {
+        if self.tx.len() >= self.capacity {
+            self.counters.drop_some(1, "storage channel full");
+            return;
+        }
         match self.tx.try_send(StorageCmd::Usage(r)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.counters.drop_some(1, "storage channel full"),

@@ -3,6 +3,7 @@
 //! Only the storage thread (`crate::storage`) touches a `Store`; it must never be called from a
 //! worker's request path. `SledStore` is the one backend today; the trait keeps it swappable.
 
+pub mod log;
 pub mod record;
 pub mod sled_store;
 
