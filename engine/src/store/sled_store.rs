@@ -194,10 +194,16 @@ impl SledStore {
         records: &[UsageRecord],
         end: Position,
     ) -> Result<(), StoreError> {
+        // Records of one key, model and day touch the same aggregates: sum them first, so
+        // the keys are built once per group rather than once per record.
+        let mut groups: HashMap<Group<'_>, Totals> = HashMap::new();
+        for r in records {
+            groups.entry(Group::of(r)).or_default().add(r);
+        }
         let mut deltas = HashMap::new();
         let mut scratch = Vec::with_capacity(64);
-        for r in records {
-            add_aggregates(&mut deltas, r, &mut scratch);
+        for (group, totals) in &groups {
+            add_aggregates(&mut deltas, group, totals, &mut scratch);
         }
         let mut batch = Batch::default();
         for (key, delta) in deltas {
@@ -234,7 +240,9 @@ impl SledStore {
         self.log_state()
             .log
             .read_from(Position::default(), |r, _| {
-                add_aggregates(&mut expected, &r, &mut scratch);
+                let mut one = Totals::default();
+                one.add(&r);
+                add_aggregates(&mut expected, &Group::of(&r), &one, &mut scratch);
                 Ok(())
             })?;
         let mut mismatches = 0usize;
@@ -625,30 +633,57 @@ fn parse_agg_key(key: &[u8]) -> Option<AggKey<'_>> {
     })
 }
 
-/// Add `r` to every aggregate it touches: scopes key, user/team/org (when set), model and all;
-/// each for all models and for `r.model`; each per day and lifetime.
-fn add_aggregates(map: &mut HashMap<Vec<u8>, Totals>, r: &UsageRecord, scratch: &mut Vec<u8>) {
-    let day = day_of(r.time_ms);
+/// What decides which aggregates a record touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Group<'a> {
+    day: u32,
+    key: &'a str,
+    user: Option<&'a str>,
+    team: Option<&'a str>,
+    org: Option<&'a str>,
+    model: &'a str,
+}
+
+impl<'a> Group<'a> {
+    fn of(r: &'a UsageRecord) -> Self {
+        Group {
+            day: day_of(r.time_ms),
+            key: &r.key,
+            user: r.user.as_deref(),
+            team: r.team.as_deref(),
+            org: r.org.as_deref(),
+            model: &r.model,
+        }
+    }
+}
+
+/// Add `totals` (of records in `group`) to every aggregate the group touches: scopes key,
+/// user/team/org (when set), model and all; each for all models and for the group's model;
+/// each per day and lifetime.
+fn add_aggregates(
+    map: &mut HashMap<Vec<u8>, Totals>,
+    group: &Group<'_>,
+    totals: &Totals,
+    scratch: &mut Vec<u8>,
+) {
     let names = [
-        (Scope::Key, Some(r.key.as_str())),
-        (Scope::User, r.user.as_deref()),
-        (Scope::Team, r.team.as_deref()),
-        (Scope::Org, r.org.as_deref()),
-        (Scope::Model, Some(r.model.as_str())),
+        (Scope::Key, Some(group.key)),
+        (Scope::User, group.user),
+        (Scope::Team, group.team),
+        (Scope::Org, group.org),
+        (Scope::Model, Some(group.model)),
         (Scope::All, Some("")),
     ];
     for (scope, name) in names {
         let Some(name) = name else { continue };
-        for model in [None, Some(r.model.as_str())] {
-            for period in [Period::Lifetime, Period::Day(day)] {
+        for model in [None, Some(group.model)] {
+            for period in [Period::Lifetime, Period::Day(group.day)] {
                 scratch.clear();
                 agg_key(scratch, scope, name, model, period);
                 match map.get_mut(scratch.as_slice()) {
-                    Some(t) => t.add(r),
+                    Some(t) => t.merge(totals),
                     None => {
-                        let mut t = Totals::default();
-                        t.add(r);
-                        map.insert(scratch.clone(), t);
+                        map.insert(scratch.clone(), *totals);
                     }
                 }
             }
