@@ -127,6 +127,8 @@ pub struct OrgConfig {
     pub name: String,
     /// Its limits and budgets.
     pub limits: Limits,
+    /// The guardrail profile for its keys that name none closer (key, user, team).
+    pub guardrails: Option<String>,
 }
 
 /// `[[teams]]`.
@@ -138,6 +140,8 @@ pub struct TeamConfig {
     pub org: Option<String>,
     /// Its limits and budgets.
     pub limits: Limits,
+    /// The guardrail profile for its keys that name none closer (key, user); else the org's.
+    pub guardrails: Option<String>,
 }
 
 /// `[[users]]`.
@@ -151,6 +155,8 @@ pub struct UserConfig {
     pub org: Option<String>,
     /// Its limits and budgets.
     pub limits: Limits,
+    /// The guardrail profile for its keys that name none; else its team's or org's.
+    pub guardrails: Option<String>,
 }
 
 /// Who a key belongs to. The owner's chain (user > team > org) is resolved by name.

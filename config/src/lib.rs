@@ -41,6 +41,7 @@
 mod base_url;
 mod error;
 pub mod governance;
+pub mod guardrails;
 mod interpolate;
 mod raw;
 mod secret;

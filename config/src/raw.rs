@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub governance: Option<Value>,
     pub store: Option<Value>,
     pub admin: Option<Value>,
+    pub guardrails: Option<Value>,
 }
 
 /// `[server]`.
@@ -110,6 +111,7 @@ pub(crate) struct RawKey {
     pub models: Option<Value>,
     pub expires: Option<Value>,
     pub limits: Option<Value>,
+    pub guardrails: Option<Value>,
 }
 
 /// One `[[orgs]]`, `[[teams]]` or `[[users]]` entry.
@@ -120,6 +122,7 @@ pub(crate) struct RawEntity {
     pub team: Option<Value>,
     pub org: Option<Value>,
     pub limits: Option<Value>,
+    pub guardrails: Option<Value>,
 }
 
 /// A `limits` table (of an org, team, user or key, or one model within it).
@@ -183,4 +186,38 @@ pub(crate) struct RawRouting {
     pub cooldown_window: Option<Value>,
     pub cooldown: Option<Value>,
     pub honor_retry_after_max: Option<Value>,
+}
+
+/// `[guardrails]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardrails {
+    pub default_profile: Option<Value>,
+    pub profiles: Option<Value>,
+}
+
+/// One `[[guardrails.profiles]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardrailProfile {
+    pub name: Option<Value>,
+    pub allow: Option<Value>,
+    pub restore_masked: Option<Value>,
+    pub rules: Option<Value>,
+}
+
+/// One `[[guardrails.profiles.rules]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardrailRule {
+    pub id: Option<Value>,
+    pub detector: Option<Value>,
+    pub action: Option<Value>,
+    pub on: Option<Value>,
+    pub placeholder: Option<Value>,
+    pub words: Option<Value>,
+    pub words_file: Option<Value>,
+    pub whole_word: Option<Value>,
+    pub case_sensitive: Option<Value>,
+    pub pattern: Option<Value>,
 }

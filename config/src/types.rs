@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::base_url::BaseUrl;
 use crate::governance::{KeyOwner, Limits, Nanos, OrgConfig, TeamConfig, UserConfig};
+use crate::guardrails::GuardrailsConfig;
 use crate::secret::Secret;
 
 /// A complete, validated gateway configuration.
@@ -36,6 +37,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The admin API (`[admin]`).
     pub admin: AdminConfig,
+    /// Guardrail profiles and the default one (`[guardrails]`); none by default.
+    pub guardrails: GuardrailsConfig,
 }
 
 impl Config {
@@ -508,6 +511,9 @@ pub struct KeyConfig {
     pub expires_at: Option<u64>,
     /// Its own limits and budgets.
     pub limits: Limits,
+    /// The guardrail profile for its requests; `None` = its owner's (user, team, org), else
+    /// `guardrails.default_profile`.
+    pub guardrails: Option<String>,
 }
 
 /// `[[prices]]`: what one upstream model costs, in nanodollars per million tokens.

@@ -24,6 +24,7 @@ use crate::types::{
 use crate::units::{format_duration, format_size, parse_duration, parse_size, quote};
 
 mod governance;
+mod guardrails;
 
 const MIN_KEY_CHARS: usize = 8;
 
@@ -206,7 +207,15 @@ impl Validator<'_> {
         }
 
         let model_names: Vec<String> = models.iter().flatten().map(|m| m.name.clone()).collect();
-        let hierarchy = self.hierarchy(raw.orgs, raw.teams, raw.users, &model_names);
+        // Before the entities and keys, which may name a profile.
+        let guardrails = self.guardrails(raw.guardrails);
+        let hierarchy = self.hierarchy(
+            raw.orgs,
+            raw.teams,
+            raw.users,
+            &model_names,
+            &guardrails.names,
+        );
         let prices = self.prices(raw.prices);
         let governance = self.governance(raw.governance);
         let store = self.store(raw.store);
@@ -220,7 +229,7 @@ impl Validator<'_> {
             let path = format!("keys[{i}]");
             let key = self
                 .shape::<RawKey>(&path, value)
-                .and_then(|raw| self.key(&path, raw, &hierarchy, &model_names));
+                .and_then(|raw| self.key(&path, raw, &hierarchy, &model_names, &guardrails.names));
             if let Some(key) = &key {
                 if let Some(first) = seen_key_names.get(&key.name) {
                     self.error(
@@ -258,6 +267,7 @@ impl Validator<'_> {
             governance: governance?,
             store: store?,
             admin: admin?,
+            guardrails: guardrails.config?,
         })
     }
 
@@ -990,6 +1000,7 @@ impl Validator<'_> {
         raw: RawKey,
         hierarchy: &governance::Hierarchy,
         models: &[String],
+        profiles: &[String],
     ) -> Option<KeyConfig> {
         let p = |key: &str| join(path, key);
         let name = self.required(&p("name"), raw.name);
@@ -1006,6 +1017,7 @@ impl Validator<'_> {
                 Some(key)
             }
         });
+        let guardrails = self.profile_reference(&p("guardrails"), raw.guardrails, profiles);
         let (owner, models, expires_at, limits) = self.key_governance(
             path,
             raw.user,
@@ -1024,6 +1036,7 @@ impl Validator<'_> {
             models,
             expires_at,
             limits,
+            guardrails,
         })
     }
 }
@@ -1211,6 +1224,22 @@ impl Validator<'_> {
                 ),
             );
             None
+        }
+    }
+
+    /// `true` or `false`; the strings "true" and "false" (say from `${VAR}`) are accepted too.
+    fn boolean(&mut self, path: &str, value: Option<Value>) -> Option<bool> {
+        match self.interpolated(path, value?)? {
+            Value::Boolean(b) => Some(b),
+            Value::String(text) if text.trim() == "true" => Some(true),
+            Value::String(text) if text.trim() == "false" => Some(false),
+            other => {
+                self.error(
+                    path,
+                    format!("expected true or false, got {}", describe(&other)),
+                );
+                None
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tollgate_config::guardrails::{Detector, GuardAction, RegexRule};
 use tollgate_config::{
     Config, IoDriver, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
 };
@@ -358,7 +359,7 @@ fn reference_toml_blocks_parse() {
             (None, _) => {}
         }
     }
-    assert_eq!(blocks.len(), 5, "REFERENCE.md toml blocks");
+    assert_eq!(blocks.len(), 6, "REFERENCE.md toml blocks");
 
     // Provider kinds, with an empty environment: placeholders and defaults fill everything in.
     let kinds = parse_with(&blocks[0], &[]);
@@ -413,8 +414,66 @@ fn reference_toml_blocks_parse() {
         RoutingConfig::default()
     );
 
+    // The [guardrails] block, with its defaults spelled out.
+    let guarded = parse_with(&blocks[4], &[]);
+    let guardrails = &guarded.guardrails;
+    assert_eq!(guardrails.default_profile.as_deref(), Some("default"));
+    let names: Vec<&str> = guardrails
+        .profiles
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["default", "off"]);
+    let rules: Vec<(&str, &str, &str, GuardAction, bool, bool)> = guardrails.profiles[0]
+        .rules
+        .iter()
+        .map(|r| {
+            let (id, detector, label) = (r.id.as_str(), r.detector.name(), r.placeholder.as_str());
+            (id, detector, label, r.action, r.input, r.output)
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "cards",
+                "payment_card",
+                "CARD",
+                GuardAction::Block,
+                true,
+                true
+            ),
+            ("contacts", "email", "EMAIL", GuardAction::Mask, true, false),
+            (
+                "code-names",
+                "words",
+                "CODE_NAMES",
+                GuardAction::Mask,
+                true,
+                true
+            ),
+            (
+                "order-ids",
+                "regex",
+                "ORDER_IDS",
+                GuardAction::Audit,
+                true,
+                true
+            ),
+        ]
+    );
+    assert_eq!(
+        guardrails.profiles[0].rules[3].detector,
+        Detector::Regex(RegexRule {
+            pattern: r"\bORD-\d{4,8}\b".to_owned(),
+            max_len: 12
+        })
+    );
+    assert!(guardrails.profiles[1].rules.is_empty());
+    assert_eq!(guarded.orgs[0].guardrails.as_deref(), Some("off"));
+
     let full = parse_with(
-        &blocks[4],
+        &blocks[5],
         &[
             ("OPENAI_API_KEY", "sk-openai"),
             ("TEAM_A_KEY", "sk-team-a-key"),

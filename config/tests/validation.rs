@@ -601,7 +601,7 @@ fn key_names_and_values_are_unique() {
 fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(
         one_error(&format!("bogus = 1\n{BASE}"), "bogus"),
-        "unknown field, expected one of `server`, `providers`, `models`, `keys`, `routing`, `orgs`, `teams`, `users`, `prices`, `governance`, `store`, `admin`"
+        "unknown field, expected one of `server`, `providers`, `models`, `keys`, `routing`, `orgs`, `teams`, `users`, `prices`, `governance`, `store`, `admin`, `guardrails`"
     );
     let message = one_error(&server("listen_addr = \"0.0.0.0:1\""), "server.listen_addr");
     assert!(
@@ -1498,5 +1498,765 @@ master_key = "${{MASTER:-}}"
             "admin.master_key".to_owned(),
             "must be at least 16 characters long".to_owned()
         )]
+    );
+}
+
+// === guardrails ===
+
+use tollgate_config::guardrails::{
+    Detector, GuardAction, GuardrailProfile, GuardrailRule, GuardrailsConfig, RegexRule, WordList,
+};
+
+/// A rule as validation builds it, for comparing whole profiles.
+fn rule(id: &str, detector: Detector, action: GuardAction, placeholder: &str) -> GuardrailRule {
+    GuardrailRule {
+        id: id.to_owned(),
+        detector,
+        action,
+        input: true,
+        output: true,
+        placeholder: placeholder.to_owned(),
+    }
+}
+
+fn phrases(list: &[&str]) -> Vec<String> {
+    list.iter().map(|p| (*p).to_owned()).collect()
+}
+
+/// A file under the temp dir, unique to this process and `name`, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "tollgate-config-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// BASE plus `body`, which holds guardrails sections (and may add entities).
+fn guarded(body: &str) -> String {
+    format!("{BASE}\n{body}\n")
+}
+
+#[test]
+fn no_guardrails_section_means_no_profiles() {
+    assert_eq!(ok(BASE).guardrails, GuardrailsConfig::default());
+    assert_eq!(
+        ok(&guarded("[guardrails]")).guardrails,
+        GuardrailsConfig::default()
+    );
+    assert_eq!(ok(BASE).keys[0].guardrails, None);
+    assert_eq!(Config::default().guardrails, GuardrailsConfig::default());
+}
+
+#[test]
+fn guardrails_full_example() {
+    let config = ok(&guarded(
+        r#"
+[guardrails]
+default_profile = "default"
+
+[[guardrails.profiles]]
+name = "default"
+allow = ["support@example.com", "  Acme Corp  "]
+restore_masked = true
+
+[[guardrails.profiles.rules]]
+id = "cards"
+detector = "payment_card"
+action = "block"
+
+[[guardrails.profiles.rules]]
+id = "mails"
+detector = "email"
+action = "mask"
+on = "input"
+
+[[guardrails.profiles.rules]]
+id = "phones"
+detector = "phone"
+action = "mask"
+on = "output"
+placeholder = "TEL_2"
+
+[[guardrails.profiles.rules]]
+id = "iban"
+detector = "iban"
+action = "audit"
+on = "both"
+
+[[guardrails.profiles.rules]]
+id = "ssn"
+detector = "us_ssn"
+action = "mask"
+
+[[guardrails.profiles.rules]]
+id = "ips"
+detector = "ip_address"
+action = "audit"
+
+[[guardrails.profiles.rules]]
+id = "keys"
+detector = "secrets"
+action = "block"
+
+[[guardrails.profiles.rules]]
+id = "jailbreak"
+detector = "prompt_injection"
+action = "block"
+on = "input"
+
+[[guardrails.profiles.rules]]
+id = "code-names.v2"
+detector = "words"
+action = "mask"
+words = ["project falcon", " acme internal "]
+
+[[guardrails.profiles.rules]]
+id = "exact"
+detector = "words"
+action = "block"
+words = ["Falcon"]
+whole_word = false
+case_sensitive = true
+placeholder = "X"
+
+[[guardrails.profiles.rules]]
+id = "project-falcon"
+detector = "regex"
+action = "mask"
+pattern = "(?i)\\bproject\\s{1,4}falcon\\b"
+
+[[guardrails.profiles.rules]]
+id = "a-very-long-rule-id-that-goes-past-thirty-two"
+detector = "regex"
+action = "audit"
+pattern = "ORD-[0-9]{4,8}"
+
+[[guardrails.profiles]]
+name = "nothing"
+
+[[orgs]]
+name = "acme"
+guardrails = "default"
+
+[[teams]]
+name = "ml"
+org = "acme"
+guardrails = "nothing"
+
+[[users]]
+name = "alice"
+team = "ml"
+guardrails = "default"
+
+[[keys]]
+name = "alice-1"
+key = "sk-alice-000001"
+user = "alice"
+guardrails = "nothing"
+"#,
+    ));
+    let words = |list: &[&str], whole_word, case_sensitive| {
+        Detector::Words(WordList {
+            phrases: phrases(list),
+            whole_word,
+            case_sensitive,
+        })
+    };
+    let regex = |pattern: &str, max_len| {
+        Detector::Regex(RegexRule {
+            pattern: pattern.to_owned(),
+            max_len,
+        })
+    };
+    let expected = GuardrailsConfig {
+        default_profile: Some("default".to_owned()),
+        profiles: vec![
+            GuardrailProfile {
+                name: "default".to_owned(),
+                allow: phrases(&["support@example.com", "Acme Corp"]),
+                restore_masked: true,
+                rules: vec![
+                    rule("cards", Detector::PaymentCard, GuardAction::Block, "CARD"),
+                    GuardrailRule {
+                        output: false,
+                        ..rule("mails", Detector::Email, GuardAction::Mask, "EMAIL")
+                    },
+                    GuardrailRule {
+                        input: false,
+                        ..rule("phones", Detector::Phone, GuardAction::Mask, "TEL_2")
+                    },
+                    rule("iban", Detector::Iban, GuardAction::Audit, "IBAN"),
+                    rule("ssn", Detector::UsSsn, GuardAction::Mask, "SSN"),
+                    rule("ips", Detector::IpAddress, GuardAction::Audit, "IP"),
+                    rule("keys", Detector::Secrets, GuardAction::Block, "SECRET"),
+                    GuardrailRule {
+                        output: false,
+                        ..rule(
+                            "jailbreak",
+                            Detector::PromptInjection,
+                            GuardAction::Block,
+                            "INJECTION",
+                        )
+                    },
+                    rule(
+                        "code-names.v2",
+                        words(&["project falcon", "acme internal"], true, false),
+                        GuardAction::Mask,
+                        "CODE_NAMES_V2",
+                    ),
+                    rule(
+                        "exact",
+                        words(&["Falcon"], false, true),
+                        GuardAction::Block,
+                        "X",
+                    ),
+                    rule(
+                        "project-falcon",
+                        // "project" 7 + at most 4 spaces + "falcon" 6.
+                        regex(r"(?i)\bproject\s{1,4}falcon\b", 17),
+                        GuardAction::Mask,
+                        "PROJECT_FALCON",
+                    ),
+                    rule(
+                        "a-very-long-rule-id-that-goes-past-thirty-two",
+                        regex("ORD-[0-9]{4,8}", 12),
+                        GuardAction::Audit,
+                        "A_VERY_LONG_RULE_ID_THAT_GOES_PA",
+                    ),
+                ],
+            },
+            GuardrailProfile {
+                name: "nothing".to_owned(),
+                allow: Vec::new(),
+                restore_masked: false,
+                rules: Vec::new(),
+            },
+        ],
+    };
+    assert_eq!(config.guardrails, expected);
+    assert_eq!(
+        config.guardrails.profile("nothing"),
+        Some(&expected.profiles[1])
+    );
+    assert_eq!(
+        "A_VERY_LONG_RULE_ID_THAT_GOES_PA".len(),
+        32,
+        "placeholders are cut at 32 characters"
+    );
+    assert_eq!(config.orgs[0].guardrails.as_deref(), Some("default"));
+    assert_eq!(config.teams[0].guardrails.as_deref(), Some("nothing"));
+    assert_eq!(config.users[0].guardrails.as_deref(), Some("default"));
+    assert_eq!(config.keys[0].guardrails, None);
+    assert_eq!(config.keys[1].guardrails.as_deref(), Some("nothing"));
+    let names: Vec<&str> = config.guardrails.profiles[0]
+        .rules
+        .iter()
+        .map(|r| r.detector.name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "payment_card",
+            "email",
+            "phone",
+            "iban",
+            "us_ssn",
+            "ip_address",
+            "secrets",
+            "prompt_injection",
+            "words",
+            "words",
+            "regex",
+            "regex"
+        ]
+    );
+    assert_eq!(
+        [GuardAction::Block, GuardAction::Mask, GuardAction::Audit].map(GuardAction::as_str),
+        ["block", "mask", "audit"]
+    );
+}
+
+#[test]
+fn guardrails_values_may_come_from_variables() {
+    let config = parse_env(
+        &guarded(
+            r#"
+[guardrails]
+default_profile = "${PROFILE:-strict}"
+
+[[guardrails.profiles]]
+name = "strict"
+restore_masked = "${RESTORE:-true}"
+
+[[guardrails.profiles.rules]]
+id = "names"
+detector = "words"
+action = "${ACTION:-mask}"
+words = ["${SECRET_PROJECT:-project falcon}"]
+case_sensitive = "${CASE:-false}"
+"#,
+        ),
+        &[("SECRET_PROJECT", "blue harbor")],
+    )
+    .unwrap();
+    let profile = &config.guardrails.profiles[0];
+    assert_eq!(config.guardrails.default_profile.as_deref(), Some("strict"));
+    assert!(profile.restore_masked);
+    assert_eq!(profile.rules[0].action, GuardAction::Mask);
+    assert_eq!(
+        profile.rules[0].detector,
+        Detector::Words(WordList {
+            phrases: phrases(&["blue harbor"]),
+            whole_word: true,
+            case_sensitive: false,
+        })
+    );
+}
+
+#[test]
+fn words_file_is_read_at_validation() {
+    let file = TempFile::new(
+        "deny.txt",
+        "\u{feff}# code names\nproject falcon   \n\n   \nblue harbor\r\n#skipped\n  #kept: only a '#' in column 1 starts a comment\n\tindented phrase\t\n",
+    );
+    let config = ok(&guarded(&format!(
+        r#"
+[[guardrails.profiles]]
+name = "p"
+
+[[guardrails.profiles.rules]]
+id = "deny"
+detector = "words"
+action = "block"
+words = ["inline first"]
+words_file = '{}'
+"#,
+        file.path()
+    )));
+    assert_eq!(
+        config.guardrails.profiles[0].rules[0].detector,
+        Detector::Words(WordList {
+            phrases: phrases(&[
+                "inline first",
+                "project falcon",
+                "blue harbor",
+                "#kept: only a '#' in column 1 starts a comment",
+                "indented phrase",
+            ]),
+            whole_word: true,
+            case_sensitive: false,
+        })
+    );
+    assert_eq!(config.guardrails.profiles[0].rules[0].placeholder, "DENY");
+}
+
+#[test]
+fn words_file_alone_is_enough() {
+    let file = TempFile::new("only.txt", "acme internal\n");
+    let config = ok(&guarded(&format!(
+        "[[guardrails.profiles]]\nname = \"p\"\n[[guardrails.profiles.rules]]\nid = \"w\"\ndetector = \"words\"\naction = \"audit\"\nwords_file = '{}'\n",
+        file.path()
+    )));
+    let Detector::Words(list) = &config.guardrails.profiles[0].rules[0].detector else {
+        panic!("not a word list: {config:?}");
+    };
+    assert_eq!(list.phrases, ["acme internal"]);
+}
+
+/// A profile "p" whose only rule is `body` (after `id = "r"`).
+fn one_rule(body: &str) -> String {
+    guarded(&format!(
+        "[[guardrails.profiles]]\nname = \"p\"\n[[guardrails.profiles.rules]]\nid = \"r\"\n{body}\n"
+    ))
+}
+
+const RULE: &str = "guardrails.profiles[0].rules[0]";
+
+#[test]
+fn guardrail_rule_errors() {
+    let long = "x".repeat(1025);
+    let longest = "x".repeat(1024);
+    assert!(parse(&one_rule(&format!(
+        "detector = \"words\"\naction = \"mask\"\nwords = [\"{longest}\"]"
+    )))
+    .is_ok());
+    let unbounded = "pattern can match unboundedly long text: bound every repetition, e.g. `\\d{1,64}` instead of `\\d+`";
+    let cases: &[(&str, &str, &str)] = &[
+        ("action = \"mask\"", "detector", "missing (required)"),
+        ("detector = \"email\"", "action", "missing (required)"),
+        ("detector = \"credit_card\"\naction = \"mask\"", "detector", "expected one of \"email\", \"phone\", \"payment_card\", \"iban\", \"us_ssn\", \"ip_address\", \"secrets\", \"prompt_injection\", \"words\", \"regex\", got \"credit_card\""),
+        ("detector = \"email\"\naction = \"deny\"", "action", "expected one of \"block\", \"mask\", \"audit\", got \"deny\""),
+        ("detector = \"email\"\naction = \"mask\"\non = \"inbound\"", "on", "expected one of \"input\", \"output\", \"both\", got \"inbound\""),
+        ("detector = \"email\"\naction = \"mask\"\nplaceholder = \"card\"", "placeholder", "expected 1 to 32 upper-case letters, digits and '_' like \"CARD\", got \"card\""),
+        ("detector = \"email\"\naction = \"mask\"\nplaceholder = \"\"", "placeholder", "expected 1 to 32 upper-case letters, digits and '_' like \"CARD\", got \"\""),
+        ("detector = \"email\"\naction = \"mask\"\nplaceholder = \"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\"", "placeholder", "expected 1 to 32 upper-case letters, digits and '_' like \"CARD\", got \"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\""),
+        ("detector = \"email\"\naction = \"mask\"\nwords = [\"x\"]", "words", "not allowed for detector \"email\" (only for detector \"words\")"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = \"x\"\nwhole_word = true", "whole_word", "not allowed for detector \"regex\" (only for detector \"words\")"),
+        ("detector = \"phone\"\naction = \"mask\"\nwords_file = \"x.txt\"", "words_file", "not allowed for detector \"phone\" (only for detector \"words\")"),
+        ("detector = \"secrets\"\naction = \"mask\"\ncase_sensitive = true", "case_sensitive", "not allowed for detector \"secrets\" (only for detector \"words\")"),
+        ("detector = \"words\"\naction = \"mask\"\nwords = [\"x\"]\npattern = \"x\"", "pattern", "not allowed for detector \"words\" (only for detector \"regex\")"),
+        ("detector = \"words\"\naction = \"mask\"", "words", "required for detector \"words\": give `words`, `words_file` or both"),
+        ("detector = \"words\"\naction = \"mask\"\nwhole_word = false", "words", "required for detector \"words\": give `words`, `words_file` or both"),
+        ("detector = \"words\"\naction = \"mask\"\nwords = []", "words", "must hold at least one phrase"),
+        ("detector = \"words\"\naction = \"mask\"\nwords = \"falcon\"", "words", "expected an array of phrases like [\"project falcon\"], got \"falcon\""),
+        ("detector = \"words\"\naction = \"mask\"\nwords = [\"a\", \"  \"]", "words[1]", "must not be empty or only whitespace"),
+        ("detector = \"words\"\naction = \"mask\"\nwords = [\"a\", 7]", "words[1]", "expected a string, got integer 7"),
+        ("detector = \"words\"\naction = \"mask\"\nwords = [\"a\"]\nwhole_word = \"yes\"", "whole_word", "expected true or false, got \"yes\""),
+        ("detector = \"regex\"\naction = \"mask\"", "pattern", "required for detector \"regex\""),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = \"(abc\"", "pattern", "invalid regex at column 1: unclosed group"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = '\\p{L}{1,4}'", "pattern", "invalid regex at column 1: Unicode not allowed here"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = \"a{0,3}\"", "pattern", "pattern can match empty text"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = \"\"", "pattern", "pattern can match empty text"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = '\\d+'", "pattern", unbounded),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = 'x(?:a|b.*)'", "pattern", unbounded),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = \"a{4097}\"", "pattern", "pattern can match up to 4097 bytes; the limit is 4096 (streams hold back this much text)"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = '(?-u:[^\\x00-\\xFF])'", "pattern", "pattern can never match any text"),
+        ("detector = \"regex\"\naction = \"mask\"\npattern = 5", "pattern", "expected a string, got integer 5"),
+    ];
+    for (body, key, message) in cases {
+        let path = format!("{RULE}.{key}");
+        assert_eq!(one_error(&one_rule(body), &path), *message, "for {body}");
+    }
+    assert_eq!(
+        one_error(
+            &one_rule(&format!(
+                "detector = \"words\"\naction = \"mask\"\nwords = [\"{long}\"]"
+            )),
+            &format!("{RULE}.words[0]")
+        ),
+        "is 1025 bytes long; the limit is 1024 bytes"
+    );
+    // Both problems of `a*` are reported: fixing one alone would not make it valid.
+    assert_eq!(
+        errors(&one_rule(
+            "detector = \"regex\"\naction = \"mask\"\npattern = \"a*\""
+        )),
+        [
+            (
+                format!("{RULE}.pattern"),
+                "pattern can match empty text".to_owned()
+            ),
+            (format!("{RULE}.pattern"), unbounded.to_owned()),
+        ]
+    );
+    // A bounded pattern of exactly the limit is fine, and its maximum length is kept.
+    let config = ok(&one_rule(
+        "detector = \"regex\"\naction = \"mask\"\npattern = \"a{1,4096}\"",
+    ));
+    assert_eq!(
+        config.guardrails.profiles[0].rules[0].detector,
+        Detector::Regex(RegexRule {
+            pattern: "a{1,4096}".to_owned(),
+            max_len: 4096
+        })
+    );
+}
+
+#[test]
+fn words_file_errors() {
+    let missing = std::env::temp_dir().join(format!(
+        "tollgate-config-test-{}-missing.txt",
+        std::process::id()
+    ));
+    let missing = missing.to_str().unwrap();
+    let message = one_error(
+        &one_rule(&format!(
+            "detector = \"words\"\naction = \"block\"\nwords_file = '{missing}'"
+        )),
+        &format!("{RULE}.words_file"),
+    );
+    assert_eq!(
+        message,
+        format!("cannot read {missing:?}: No such file or directory (os error 2)")
+    );
+
+    let comments = TempFile::new("comments.txt", "# nothing but comments\n\n");
+    let body = format!(
+        "detector = \"words\"\naction = \"block\"\nwords_file = '{}'",
+        comments.path()
+    );
+    assert_eq!(
+        one_error(&one_rule(&body), &format!("{RULE}.words_file")),
+        "the file holds no phrases (blank lines and lines starting with '#' are skipped)"
+    );
+    assert_eq!(
+        one_error(
+            &one_rule(&format!("{body}\nwords = []")),
+            &format!("{RULE}.words")
+        ),
+        "`words` and `words_file` hold no phrases; give at least one"
+    );
+
+    let long = TempFile::new(
+        "long.txt",
+        &format!("ok\n{}\nok\n{}\n", "y".repeat(1025), "z".repeat(2000)),
+    );
+    assert_eq!(
+        one_error(
+            &one_rule(&format!(
+                "detector = \"words\"\naction = \"block\"\nwords_file = '{}'",
+                long.path()
+            )),
+            &format!("{RULE}.words_file")
+        ),
+        format!(
+            "{:?}: the phrases on lines 2, 4 are longer than 1024 bytes, the limit",
+            long.path()
+        )
+    );
+    assert_eq!(
+        one_error(
+            &one_rule("detector = \"words\"\naction = \"block\"\nwords_file = \"\""),
+            &format!("{RULE}.words_file")
+        ),
+        "must name a file of phrases, one per line"
+    );
+}
+
+#[test]
+fn phrase_counts_are_limited() {
+    let many: String = (0..100_001).map(|i| format!("w{i}\n")).collect();
+    let file = TempFile::new("many.txt", &many);
+    assert_eq!(
+        one_error(
+            &one_rule(&format!(
+                "detector = \"words\"\naction = \"block\"\nwords_file = '{}'",
+                file.path()
+            )),
+            &format!("{RULE}.words_file")
+        ),
+        "100001 phrases; the limit is 100000 in one rule (`words` and `words_file` together)"
+    );
+    // 100,000 in the file plus one inline is one too many too.
+    let exactly: String = (0..100_000).map(|i| format!("w{i}\n")).collect();
+    let file = TempFile::new("exactly.txt", &exactly);
+    let body = format!(
+        "detector = \"words\"\naction = \"block\"\nwords_file = '{}'",
+        file.path()
+    );
+    assert!(parse(&one_rule(&body)).is_ok());
+    assert_eq!(
+        one_error(
+            &one_rule(&format!("{body}\nwords = [\"one more\"]")),
+            &format!("{RULE}.words_file")
+        ),
+        "100001 phrases; the limit is 100000 in one rule (`words` and `words_file` together)"
+    );
+
+    let items: Vec<String> = (0..100_001).map(|i| format!("\"a{i}\"")).collect();
+    let allow = format!(
+        "[[guardrails.profiles]]\nname = \"p\"\nallow = [{}]\n",
+        items.join(",")
+    );
+    assert_eq!(
+        one_error(&guarded(&allow), "guardrails.profiles[0].allow"),
+        "100001 phrases; the limit is 100000 in one profile's allow"
+    );
+}
+
+#[test]
+fn guardrails_errors_are_collected_with_their_paths() {
+    let src = guarded(
+        r#"
+[guardrails]
+default_profile = "strict"
+mode = "on"
+
+[[guardrails.profiles]]
+name = "default"
+allow = ["ok", ""]
+restore_masked = "yes"
+colour = "red"
+
+[[guardrails.profiles.rules]]
+id = "cards"
+detector = "payment_card"
+action = "block"
+severity = 3
+
+[[guardrails.profiles.rules]]
+id = "cards"
+detector = "regex"
+action = "mask"
+pattern = "[0-9]+"
+words = ["x"]
+
+[[guardrails.profiles.rules]]
+id = "bad id"
+detector = "words"
+action = "mask"
+
+[[guardrails.profiles]]
+name = "default"
+
+[[guardrails.profiles]]
+name = "a b"
+
+[[teams]]
+name = "ml"
+guardrails = "lenient"
+
+[[keys]]
+name = "k2"
+key = "sk-k2-00000000"
+guardrails = "default"
+
+[[keys]]
+name = "k3"
+key = "sk-k3-00000000"
+guardrails = "nope"
+"#,
+    );
+    let errors = errors(&src);
+    let p0 = "guardrails.profiles[0]";
+    let expected: Vec<(String, String)> = [
+        ("guardrails.mode", "unknown field, expected `default_profile` or `profiles`"),
+        (&format!("{p0}.colour"), "unknown field, expected one of `name`, `allow`, `restore_masked`, `rules`"),
+        (&format!("{p0}.allow[1]"), "must not be empty or only whitespace"),
+        (&format!("{p0}.restore_masked"), "expected true or false, got \"yes\""),
+        (&format!("{p0}.rules[0].severity"), "unknown field, expected one of `id`, `detector`, `action`, `on`, `placeholder`, `words`, `words_file`, `whole_word`, `case_sensitive`, `pattern`"),
+        (&format!("{p0}.rules[1].id"), "duplicate rule id \"cards\" in this profile (also guardrails.profiles[0].rules[0])"),
+        (&format!("{p0}.rules[1].words"), "not allowed for detector \"regex\" (only for detector \"words\")"),
+        (&format!("{p0}.rules[1].pattern"), "pattern can match unboundedly long text: bound every repetition, e.g. `\\d{1,64}` instead of `\\d+`"),
+        (&format!("{p0}.rules[2].id"), "expected a name made of letters, digits, '_', '.' and '-', got \"bad id\""),
+        (&format!("{p0}.rules[2].words"), "required for detector \"words\": give `words`, `words_file` or both"),
+        ("guardrails.profiles[1].name", "duplicate profile name \"default\" (also guardrails.profiles[0])"),
+        ("guardrails.profiles[2].name", "expected a name made of letters, digits, '_', '.' and '-', got \"a b\""),
+        ("guardrails.default_profile", "unknown guardrail profile \"strict\" (declared: default)"),
+        ("teams[0].guardrails", "unknown guardrail profile \"lenient\" (declared: default)"),
+        ("keys[2].guardrails", "unknown guardrail profile \"nope\" (declared: default)"),
+    ]
+    .iter()
+    .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
+    .collect();
+    assert_eq!(errors, expected);
+}
+
+#[test]
+fn unknown_profiles_are_reported_where_they_are_named() {
+    let src = guarded(
+        r#"
+[guardrails]
+default_profile = "everyone"
+
+[[orgs]]
+name = "acme"
+guardrails = "strict"
+
+[[teams]]
+name = "ml"
+guardrails = "lenient"
+
+[[users]]
+name = "alice"
+guardrails = "${ALICE_PROFILE:-pii}"
+
+[[keys]]
+name = "k2"
+key = "sk-k2-00000000"
+guardrails = "strict"
+"#,
+    );
+    let none = "no guardrail profiles are declared";
+    assert_eq!(
+        errors(&src),
+        [
+            (
+                "guardrails.default_profile".to_owned(),
+                format!("unknown guardrail profile \"everyone\" ({none})")
+            ),
+            (
+                "orgs[0].guardrails".to_owned(),
+                format!("unknown guardrail profile \"strict\" ({none})")
+            ),
+            (
+                "teams[0].guardrails".to_owned(),
+                format!("unknown guardrail profile \"lenient\" ({none})")
+            ),
+            (
+                "users[0].guardrails".to_owned(),
+                format!("unknown guardrail profile \"pii\" ({none})")
+            ),
+            (
+                "keys[1].guardrails".to_owned(),
+                format!("unknown guardrail profile \"strict\" ({none})")
+            ),
+        ]
+    );
+    // A profile with some other mistake is still known by name: only the mistake is reported.
+    let src = guarded(
+        r#"
+[[guardrails.profiles]]
+name = "strict"
+restore_masked = 1
+
+[[keys]]
+name = "k2"
+key = "sk-k2-00000000"
+guardrails = "strict"
+"#,
+    );
+    assert_eq!(
+        one_error(&src, "guardrails.profiles[0].restore_masked"),
+        "expected true or false, got integer 1"
+    );
+    assert_eq!(
+        one_error(
+            &guarded("[[keys]]\nname = \"k2\"\nkey = \"sk-k2-00000000\"\nguardrails = 5"),
+            "keys[1].guardrails"
+        ),
+        "expected a string, got integer 5"
+    );
+}
+
+#[test]
+fn guardrails_section_shapes() {
+    assert_eq!(
+        one_error(&format!("guardrails = 1\n{BASE}"), "guardrails"),
+        "expected a table, got integer 1"
+    );
+    assert_eq!(
+        one_error(
+            &guarded("[guardrails]\nprofiles = \"p\""),
+            "guardrails.profiles"
+        ),
+        "expected an array of tables ([[guardrails.profiles]] sections), got \"p\""
+    );
+    assert_eq!(
+        one_error(
+            &guarded("[[guardrails.profiles]]\nname = \"p\"\nrules = 3"),
+            "guardrails.profiles[0].rules"
+        ),
+        "expected an array of tables ([[guardrails.profiles[0].rules]] sections), got integer 3"
+    );
+    assert_eq!(
+        one_error(
+            &guarded("[[guardrails.profiles]]\nallow = []"),
+            "guardrails.profiles[0].name"
+        ),
+        "missing (required)"
+    );
+    assert_eq!(
+        one_error(
+            &guarded("[[guardrails.profiles]]\nname = \"p\"\n[[guardrails.profiles.rules]]\ndetector = \"email\"\naction = \"mask\""),
+            "guardrails.profiles[0].rules[0].id"
+        ),
+        "missing (required)"
     );
 }

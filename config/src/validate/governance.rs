@@ -20,6 +20,15 @@ use crate::units::quote;
 /// What `[[keys]]` adds for governance: owner, model allow-list, expiry (unix seconds), limits.
 pub(super) type KeyGovernance = (KeyOwner, Option<Vec<String>>, Option<u64>, Limits);
 
+/// One `[[orgs]]`, `[[teams]]` or `[[users]]` entry as read, before its references resolve.
+struct Entity {
+    name: String,
+    team: Option<String>,
+    org: Option<String>,
+    limits: Limits,
+    guardrails: Option<String>,
+}
+
 /// The declared entities, by name, for resolving references.
 pub(super) struct Hierarchy {
     pub orgs: Vec<OrgConfig>,
@@ -35,33 +44,50 @@ impl Validator<'_> {
         teams: Option<Value>,
         users: Option<Value>,
         models: &[String],
+        profiles: &[String],
     ) -> Hierarchy {
         let orgs: Vec<OrgConfig> = self
-            .entities("orgs", orgs, models, &[])
+            .entities("orgs", orgs, models, profiles, &[])
             .into_iter()
-            .map(|(name, _, _, limits)| OrgConfig { name, limits })
+            .map(|e| OrgConfig {
+                name: e.name,
+                limits: e.limits,
+                guardrails: e.guardrails,
+            })
             .collect();
         let org_names: Vec<&str> = orgs.iter().map(|o| o.name.as_str()).collect();
         let teams: Vec<TeamConfig> = self
-            .entities("teams", teams, models, &["org"])
+            .entities("teams", teams, models, profiles, &["org"])
             .into_iter()
             .enumerate()
-            .map(|(i, (name, _, org, limits))| {
+            .map(|(i, e)| {
                 self.reference(
                     &format!("teams[{i}].org"),
-                    org.as_deref(),
+                    e.org.as_deref(),
                     "org",
                     &org_names,
                 );
-                TeamConfig { name, org, limits }
+                TeamConfig {
+                    name: e.name,
+                    org: e.org,
+                    limits: e.limits,
+                    guardrails: e.guardrails,
+                }
             })
             .collect();
         let team_names: Vec<&str> = teams.iter().map(|t| t.name.as_str()).collect();
         let users: Vec<UserConfig> = self
-            .entities("users", users, models, &["team", "org"])
+            .entities("users", users, models, profiles, &["team", "org"])
             .into_iter()
             .enumerate()
-            .map(|(i, (name, team, org, limits))| {
+            .map(|(i, e)| {
+                let Entity {
+                    name,
+                    team,
+                    org,
+                    limits,
+                    guardrails,
+                } = e;
                 let path = format!("users[{i}]");
                 self.reference(&join(&path, "team"), team.as_deref(), "team", &team_names);
                 self.reference(&join(&path, "org"), org.as_deref(), "org", &org_names);
@@ -76,20 +102,23 @@ impl Validator<'_> {
                     team,
                     org,
                     limits,
+                    guardrails,
                 }
             })
             .collect();
         Hierarchy { orgs, teams, users }
     }
 
-    /// One array of entities: `(name, team, org, limits)` for each valid entry.
+    /// One array of entities: each valid entry, its references not yet resolved (but its
+    /// guardrail profile checked against `profiles`).
     fn entities(
         &mut self,
         section: &str,
         value: Option<Value>,
         models: &[String],
+        profiles: &[String],
         references: &[&str],
-    ) -> Vec<(String, Option<String>, Option<String>, Limits)> {
+    ) -> Vec<Entity> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, value) in self.array_of_tables(section, value).into_iter().enumerate() {
@@ -109,6 +138,8 @@ impl Validator<'_> {
             let team = reference(self, "team", raw.team);
             let org = reference(self, "org", raw.org);
             let limits = self.limits_table(&join(&path, "limits"), raw.limits, models, true);
+            let guardrails =
+                self.profile_reference(&join(&path, "guardrails"), raw.guardrails, profiles);
             let Some(name) = name else { continue };
             if let Some(first) = seen.get(&name) {
                 self.error(
@@ -118,12 +149,19 @@ impl Validator<'_> {
                 continue;
             }
             seen.insert(name.clone(), i);
-            out.push((name, team, org, limits.unwrap_or_default()));
+            out.push(Entity {
+                name,
+                team,
+                org,
+                limits: limits.unwrap_or_default(),
+                guardrails,
+            });
         }
         out
     }
 
-    fn reference(&mut self, path: &str, name: Option<&str>, what: &str, known: &[&str]) {
+    /// Reports `name` unless it is one of `known` ("unknown team \"x\" (declared: a, b)").
+    pub(super) fn reference(&mut self, path: &str, name: Option<&str>, what: &str, known: &[&str]) {
         if let Some(name) = name {
             if !known.contains(&name) {
                 let list = if known.is_empty() {
