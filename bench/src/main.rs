@@ -5,8 +5,9 @@
 //! through Tollgate and through nginx back to back, on pinned cores (proxies on CPU 0, mock and
 //! load generator on CPU 1). Then, with a second gateway that serves one model pass-through and
 //! one translated to an Anthropic-format upstream, measures what translation costs (scenario f);
-//! with a fresh plain gateway and one enforcing key and team limits and writing the usage ledger,
-//! what governance costs (scenario g). `--only` picks scenarios by letter.
+//! with a fresh plain gateway and one enforcing key and team limits and pricing every request,
+//! what governance costs (scenario g). Every gateway writes its usage ledger (one record per
+//! request, always on) to a store of its own in the scratch directory. `--only` picks scenarios by letter.
 //! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes
 //! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
 //! on errors and on Ctrl-C too, and the governed gateway's store directory is removed.
@@ -407,18 +408,36 @@ fn gateway_config(
     mock: SocketAddr,
     max_connections: usize,
     role: &GatewayRole,
+    ledger: &Path,
 ) -> String {
+    // The governed role names its own store (kept apart so the bench can size it).
     match role {
-        GatewayRole::PassThrough => plain_gateway_config(listen, mock, max_connections),
-        GatewayRole::Translation => translation_gateway_config(listen, mock, max_connections),
+        GatewayRole::PassThrough => plain_gateway_config(listen, mock, max_connections, ledger),
+        GatewayRole::Translation => {
+            translation_gateway_config(listen, mock, max_connections, ledger)
+        }
         GatewayRole::Governed { store } => {
             governed_gateway_config(listen, mock, max_connections, store)
         }
     }
 }
 
-/// Scenarios a–e's configuration: one model passed through to the mock, one key.
-fn plain_gateway_config(listen: SocketAddr, mock: SocketAddr, max_connections: usize) -> String {
+/// `[store]` pointing at `path`: every gateway keeps a usage ledger (one record per request),
+/// so each gets its own, in the scratch directory, rather than a default one in its cwd.
+fn store_section(path: &Path) -> String {
+    // A JSON string is a valid TOML basic string (same escapes), whatever the path holds.
+    let path = serde_json::Value::String(path.display().to_string()).to_string();
+    format!("[store]\npath = {path}\nflush_interval = \"200ms\"\n")
+}
+
+/// Scenarios a–e's configuration: one model passed through to the mock, one key, and the
+/// usage ledger every gateway keeps.
+fn plain_gateway_config(
+    listen: SocketAddr,
+    mock: SocketAddr,
+    max_connections: usize,
+    ledger: &Path,
+) -> String {
     format!(
         r#"# Written by tollgate-bench: one worker in front of the mock provider.
 [server]
@@ -440,8 +459,10 @@ deployments = [{{ provider = "mock", model = "{MODEL}" }}]
 [[keys]]
 name = "bench"
 key = "{key}"
-"#,
-        key = loadgen::DEMO_KEY
+
+{store}"#,
+        key = loadgen::DEMO_KEY,
+        store = store_section(ledger),
     )
 }
 
@@ -462,8 +483,6 @@ fn governed_gateway_config(
     max_connections: usize,
     store: &Path,
 ) -> String {
-    // A JSON string is a valid TOML basic string (same escapes), whatever the path holds.
-    let store = serde_json::Value::String(store.display().to_string()).to_string();
     format!(
         r#"# Written by tollgate-bench (scenario g): the plain gateway plus governance: the key
 # belongs to a team with a budget, RPM and TPM limits, every request is priced and charged,
@@ -484,10 +503,7 @@ base_url = "http://{mock}/v1"
 name = "{MODEL}"
 deployments = [{{ provider = "mock", model = "{MODEL}" }}]
 
-[store]
-path = {store}
-flush_interval = "200ms"
-
+{store}
 [[orgs]]
 name = "bench-org"
 
@@ -507,7 +523,8 @@ model = "{MODEL}"
 input = 0.15
 output = 0.60
 "#,
-        key = loadgen::DEMO_KEY
+        key = loadgen::DEMO_KEY,
+        store = store_section(store),
     )
 }
 
@@ -517,6 +534,7 @@ fn translation_gateway_config(
     listen: SocketAddr,
     mock: SocketAddr,
     max_connections: usize,
+    ledger: &Path,
 ) -> String {
     format!(
         r#"# Written by tollgate-bench (scenario f): one worker, one model passed through to the
@@ -550,8 +568,17 @@ deployments = [{{ provider = "mock-anthropic", model = "{TRANSLATED_MODEL}" }}]
 [[keys]]
 name = "bench"
 key = "{key}"
-"#,
-        key = loadgen::DEMO_KEY
+
+# The mock's Anthropic model has no built-in price; without one every request would be
+# flagged `price_unknown` (and warned about).
+[[prices]]
+model = "{TRANSLATED_MODEL}"
+input = 3.0
+output = 15.0
+
+{store}"#,
+        key = loadgen::DEMO_KEY,
+        store = store_section(ledger),
     )
 }
 
@@ -578,7 +605,13 @@ fn start_gateway(
     let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
     let config = dir.join(format!("{name}.toml"));
     let max_connections = (settings.idle_connections + 1_000).max(25_000);
-    let toml = gateway_config(addr, mock, max_connections, role);
+    let toml = gateway_config(
+        addr,
+        mock,
+        max_connections,
+        role,
+        &dir.join(format!("{name}-store")),
+    );
     std::fs::write(&config, &toml)
         .map_err(|e| BenchError::io(format!("writing {}", config.display()), e))?;
     let mut spawn = Spawn::new(
@@ -987,7 +1020,7 @@ fn governance_run(
     // every path out of this function.
     let store = StoreDir::create(dir.join(format!("governance-store-{tag}")))?;
     // The plain gateway runs in an empty directory of its own, so that anything it writes
-    // there (a store it opens by default) shows: the baseline must not keep a ledger either.
+    // there, outside the store its config names, shows.
     let plain_cwd = StoreDir::create(dir.join(format!("governance-plain-cwd-{tag}")))?;
     let mut start =
         |name: String, role: GatewayRole, kind: &str, cwd: Option<&Path>| match start_gateway(
@@ -1224,32 +1257,45 @@ mod tests {
 
     #[test]
     fn gateway_config_is_valid_toml() {
+        let ledger = PathBuf::from("/tmp/tollgate-bench-1/tollgate-run1-store");
         let conf = gateway_config(
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
             30_000,
             &GatewayRole::PassThrough,
+            &ledger,
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);
         assert_eq!(config.server.max_connections_per_worker, 30_000);
         assert!(config.model(MODEL).is_some());
         assert!(config.model(TRANSLATED_MODEL).is_none());
+        assert_eq!(
+            config.store.path, ledger,
+            "the ledger goes to the scratch directory"
+        );
     }
 
     #[test]
     fn translation_config_is_valid_toml() {
+        let ledger = PathBuf::from("/tmp/tollgate-bench-1/tollgate-translation-store");
         let conf = gateway_config(
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
             30_000,
             &GatewayRole::Translation,
+            &ledger,
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);
         assert!(config.model(MODEL).is_some());
         assert!(config.model(TRANSLATED_MODEL).is_some());
         assert_eq!(config.providers.len(), 2);
+        assert_eq!(config.store.path, ledger);
+        assert!(
+            config.prices.iter().any(|p| p.model == TRANSLATED_MODEL),
+            "the translated model is priced, so no request is flagged price_unknown"
+        );
     }
 
     #[test]
@@ -1265,6 +1311,7 @@ mod tests {
             &GatewayRole::Governed {
                 store: store.clone(),
             },
+            Path::new("/unused: the governed role names its store"),
         );
         let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
         assert_eq!(config.server.workers, 1);

@@ -46,7 +46,8 @@ pub enum Target {
     /// Scenario f: through Tollgate to a `kind = "anthropic"` provider (OpenAI in, Anthropic
     /// upstream, OpenAI out).
     Translated,
-    /// Scenario g: a fresh gateway with the scenario-a configuration (no governance).
+    /// Scenario g: a fresh gateway with the scenario-a configuration (no limits or prices;
+    /// the usage ledger is always on).
     Plain,
     /// Scenario g: a fresh gateway with a key, team budget, RPM and TPM limits, prices and the
     /// usage ledger's store.
@@ -122,7 +123,7 @@ pub struct RunResult {
     /// when scenario g did not run or the size could not be read).
     pub governance_store_bytes: Option<u64>,
     /// Scenario g: bytes the plain gateway left in its own (initially empty) working directory,
-    /// e.g. a store it opened by default; anything but 0 means the baseline was not plain.
+    /// outside the store its config names; anything but 0 is flagged.
     pub governance_plain_cwd_bytes: Option<u64>,
     /// error-level lines in nginx's error log.
     pub nginx_errors: Vec<String>,
@@ -211,8 +212,8 @@ impl Target {
             Target::DirectAnthropic => "direct to mock, Anthropic format",
             Target::PassThrough => "Tollgate pass-through (`openai` provider)",
             Target::Translated => "Tollgate translated (`anthropic` provider)",
-            Target::Plain => "Tollgate plain (no governance)",
-            Target::Governed => "Tollgate governed (key + team limits, ledger)",
+            Target::Plain => "Tollgate plain (no limits, no prices)",
+            Target::Governed => "Tollgate governed (key + team limits, priced)",
         }
     }
 }
@@ -562,7 +563,7 @@ impl Results {
             }
             if let Some(b) = run.governance_plain_cwd_bytes.filter(|&b| b > 0) {
                 out.push(format!(
-                    "run {n}, governance: the plain gateway (no [store] in its config) wrote {} in its working directory (a default store?), so the baseline also paid for a ledger",
+                    "run {n}, governance: the plain gateway wrote {} in its working directory, outside the store its config names",
                     fmt_mib(b / 1024)
                 ));
             }
@@ -1099,6 +1100,10 @@ impl Results {
         );
         let _ = writeln!(
             s,
+            "- Every Tollgate writes its usage ledger (one record per request; always on) to a store of its own in the scratch directory, flushed every 200 ms."
+        );
+        let _ = writeln!(
+            s,
             "- Every load: {} measured after {} warm-up, HTTP/1.1 keep-alive, `POST /v1/chat/completions` with the loadgen's default body and `Authorization: Bearer sk-tollgate-demo` (nginx and the mock ignore it).",
             fmt_duration(st.duration),
             fmt_duration(st.warmup)
@@ -1130,7 +1135,7 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "- Governance (g): after f, two fresh gateways: a plain one (the configuration of a–d) and a governed one whose key `{}` belongs to a team with a monthly budget, RPM and TPM limits (the key has RPM and TPM limits too), with a price for `{}` and a store (usage ledger) in a fresh directory flushed every 200 ms. The same closed-loop load as scenario a goes to both and straight to the mock, back to back and rotating order each run; the ratio governed / plain is taken per run and the median shown.",
+            "- Governance (g): after f, two fresh gateways: a plain one (the configuration of a–d) and a governed one whose key `{}` belongs to a team with a monthly budget, RPM and TPM limits (the key has RPM and TPM limits too), with a price for `{}`. Both write the usage ledger (always on) to a fresh store of their own, flushed every 200 ms. The same closed-loop load as scenario a goes to both and straight to the mock, back to back and rotating order each run; the ratio governed / plain is taken per run and the median shown.",
             crate::loadgen::DEMO_KEY,
             crate::loadgen::MODEL
         );
@@ -1571,7 +1576,7 @@ impl Results {
 
         let sc = Scenario::Governance;
         let title = format!(
-            "g. Governance: closed loop, {} connections, non-streaming; a plain gateway vs one enforcing a key and a team with budget, RPM and TPM limits and writing the usage ledger",
+            "g. Governance: closed loop, {} connections, non-streaming; a plain gateway vs one enforcing a key and a team with budget, RPM and TPM limits",
             st.connections
         );
         if markdown_headings {
@@ -1600,7 +1605,7 @@ impl Results {
         s.push('\n');
         let _ = writeln!(
             s,
-            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration. The limits are far above what the load can reach, so nothing is refused: the difference is the cost of checking and charging them and of writing a usage record per request.",
+            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration. Both write a usage record per request. The limits are far above what the load can reach, so nothing is refused: the difference is the cost of checking limits, reserving and settling budgets and pricing each request.",
             st.proxy_cpu
         );
         let _ = writeln!(
@@ -2025,7 +2030,7 @@ mod tests {
             r.problems(),
             vec![
                 "run 2, governance: the governed gateway left its store directory empty (was the usage ledger written?)".to_owned(),
-                "run 3, governance: the plain gateway (no [store] in its config) wrote 2.0 MiB in its working directory (a default store?), so the baseline also paid for a ledger".to_owned(),
+                "run 3, governance: the plain gateway wrote 2.0 MiB in its working directory, outside the store its config names".to_owned(),
             ]
         );
         let md = r.render_markdown();
