@@ -1,0 +1,467 @@
+//! The matchers of one profile side: word lists as Aho-Corasick automata, every regular
+//! expression (built-in detectors and `regex` rules) as one multi-pattern regex. Each answers
+//! two questions about a buffer that may still grow: where is the leftmost match that later
+//! bytes cannot change, and from where on could a match still be in progress.
+
+use std::fmt;
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored as AcAnchored, Input as AcInput, MatchKind as AcMatchKind, StartKind};
+use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa};
+use regex_automata::meta::{Cache as MetaCache, Regex};
+use regex_automata::util::{start, syntax};
+use regex_automata::{Anchored, Input, MatchKind, PatternID};
+use tollgate_config::guardrails::{Detector, GuardAction, GuardrailProfile};
+
+use super::{builtin, Side};
+
+/// Word lists larger than this (in pattern bytes) use a compact NFA instead of a DFA, whose
+/// table would grow with every byte class of every state.
+const DFA_MAX_PATTERN_BYTES: usize = 256 * 1024;
+/// Lazy DFA cache per side and core: enough for the default profile to stay warm.
+const LAZY_CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Masked values restored in responses look like this (`[EMAIL_12]`).
+const PLACEHOLDER_PATTERN: &str = r"\[[A-Z0-9_]{1,32}_[0-9]{1,9}\]";
+
+/// A built-in pattern's check on the matched bytes.
+type Validator = fn(&[u8]) -> bool;
+
+/// What a match stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Target {
+    /// Allow-listed text: never a hit. Wins ties against everything.
+    Allow,
+    /// A placeholder this gateway wrote, to be put back (output side, `restore_masked`).
+    Placeholder,
+    /// A rule's match, by rule index.
+    Rule(usize),
+}
+
+/// One match a part found: byte span in the buffer and what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub start: usize,
+    pub end: usize,
+    pub target: Target,
+}
+
+impl Candidate {
+    /// Order of preference among candidates: leftmost, then longest, then by target.
+    pub fn better_than(&self, other: &Candidate) -> bool {
+        (self.start, other.end, self.target) < (other.start, self.end, other.target)
+    }
+}
+
+/// Every matcher of one side of a profile.
+pub(crate) struct SideMatcher {
+    parts: Vec<Part>,
+    max_len: usize,
+}
+
+impl fmt::Debug for SideMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SideMatcher")
+            .field("parts", &self.parts.len())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+/// A side's search caches, one per regex part (word lists need none).
+#[derive(Debug)]
+pub(crate) struct SideCache {
+    regex: Vec<Option<(MetaCache, LazyCache)>>,
+}
+
+/// Boxed: an automaton is a few hundred bytes inline, and parts are few.
+enum Part {
+    Words(Box<WordSet>),
+    Regex(Box<RegexSet>),
+}
+
+/// A word list (or several merged) of one case sensitivity.
+struct WordSet {
+    automaton: Ac,
+    /// By pattern id: what a match means and whether it must be a whole word.
+    targets: Vec<(Target, bool)>,
+}
+
+enum Ac {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+}
+
+/// Every regular expression of a side in one leftmost-first multi-pattern regex, plus a lazy
+/// DFA of the same patterns for walking a match that is still in progress.
+struct RegexSet {
+    regex: Regex,
+    lazy: LazyDfa,
+    /// By pattern id: what a match means and the check it must pass.
+    targets: Vec<(Target, Option<Validator>)>,
+}
+
+// === impl SideMatcher ===
+
+impl SideMatcher {
+    /// Collects the rules of `profile` that look at `side` into matchers.
+    pub fn compile(profile: &GuardrailProfile, side: Side) -> Result<Self, String> {
+        let mut insensitive: Vec<(String, Target, bool)> = Vec::new();
+        let mut sensitive: Vec<(String, Target, bool)> = Vec::new();
+        let mut regexes: Vec<RegexTarget> = Vec::new();
+        for (i, rule) in profile.rules.iter().enumerate() {
+            let applies = match side {
+                Side::Input => rule.input,
+                Side::Output => rule.output,
+            };
+            if !applies {
+                continue;
+            }
+            match &rule.detector {
+                Detector::Words(list) => {
+                    let set = if list.case_sensitive {
+                        &mut sensitive
+                    } else {
+                        &mut insensitive
+                    };
+                    for phrase in &list.phrases {
+                        set.push((phrase.clone(), Target::Rule(i), list.whole_word));
+                    }
+                }
+                Detector::Regex(r) => regexes.push((r.pattern.clone(), Target::Rule(i), None)),
+                builtin_detector => {
+                    let patterns = builtin::patterns(builtin_detector.name());
+                    if patterns.is_empty() {
+                        return Err(format!(
+                            "rule {:?}: no built-in detector {:?}",
+                            rule.id,
+                            builtin_detector.name()
+                        ));
+                    }
+                    for p in patterns {
+                        regexes.push((p.regex.to_owned(), Target::Rule(i), p.validate));
+                    }
+                }
+            }
+        }
+        let restores = side == Side::Output
+            && profile.restore_masked
+            && profile
+                .rules
+                .iter()
+                .any(|r| r.input && r.action == GuardAction::Mask);
+        if restores {
+            regexes.push((PLACEHOLDER_PATTERN.to_owned(), Target::Placeholder, None));
+        }
+        let mut parts = Vec::new();
+        if insensitive.is_empty() && sensitive.is_empty() && regexes.is_empty() {
+            return Ok(SideMatcher { parts, max_len: 0 });
+        }
+        for phrase in &profile.allow {
+            insensitive.push((phrase.clone(), Target::Allow, false));
+        }
+        let mut max_len = 0;
+        for (set, case_insensitive) in [(insensitive, true), (sensitive, false)] {
+            if set.is_empty() {
+                continue;
+            }
+            let longest = set.iter().map(|(p, _, _)| p.len()).max().unwrap_or(0);
+            // One byte more: a whole-word match is only known once the next byte is seen.
+            max_len = max_len.max(longest + 1);
+            parts.push(Part::Words(Box::new(WordSet::build(
+                set,
+                case_insensitive,
+            )?)));
+        }
+        if !regexes.is_empty() {
+            let (set, longest) = RegexSet::build(regexes)?;
+            max_len = max_len.max(longest + 1);
+            parts.push(Part::Regex(Box::new(set)));
+        }
+        Ok(SideMatcher { parts, max_len })
+    }
+
+    /// No rule looks at this side.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Longest match plus the one byte of look-ahead a boundary needs: the most a stream
+    /// holds back.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Number of parts; per-part scan state is indexed `0..parts()`.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Fresh caches for this side's regex parts.
+    pub fn new_cache(&self) -> SideCache {
+        SideCache {
+            regex: self
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Words(_) => None,
+                    Part::Regex(r) => Some((r.regex.create_cache(), r.lazy.create_cache())),
+                })
+                .collect(),
+        }
+    }
+
+    /// The leftmost match of part `k` that starts in `from..limit` and passes its check.
+    /// Callers pass a `limit` below which no match can still change (see [`Self::pending`]).
+    pub fn find(
+        &self,
+        k: usize,
+        cache: &mut SideCache,
+        hay: &[u8],
+        from: usize,
+        limit: usize,
+    ) -> Option<Candidate> {
+        match &self.parts[k] {
+            Part::Words(w) => w.find(hay, from, limit),
+            Part::Regex(r) => {
+                let (meta, _) = cache.regex[k].as_mut()?;
+                r.find(meta, hay, from, limit)
+            }
+        }
+    }
+
+    /// The first position in `from..hay.len()` where a match of part `k` may start that the
+    /// bytes so far do not decide, or `hay.len()` if there is none. Positions before the
+    /// answer never need looking at again: a dead start stays dead however the text goes on.
+    pub fn pending(&self, k: usize, cache: &mut SideCache, hay: &[u8], from: usize) -> usize {
+        let len = hay.len();
+        let mut p = from.max(len.saturating_sub(self.max_len));
+        while p < len {
+            let alive = match &self.parts[k] {
+                Part::Words(w) => w.alive(hay, p),
+                Part::Regex(r) => match cache.regex[k].as_mut() {
+                    Some((_, lazy)) => r.alive(lazy, hay, p),
+                    None => true,
+                },
+            };
+            if alive {
+                return p;
+            }
+            p += 1;
+        }
+        len
+    }
+}
+
+// === impl WordSet ===
+
+impl WordSet {
+    fn build(set: Vec<(String, Target, bool)>, case_insensitive: bool) -> Result<Self, String> {
+        let bytes: usize = set.iter().map(|(p, _, _)| p.len()).sum();
+        let patterns: Vec<&str> = set.iter().map(|(p, _, _)| p.as_str()).collect();
+        let automaton = if bytes <= DFA_MAX_PATTERN_BYTES {
+            aho_corasick::dfa::Builder::new()
+                .match_kind(AcMatchKind::LeftmostLongest)
+                .ascii_case_insensitive(case_insensitive)
+                .start_kind(StartKind::Both)
+                .build(&patterns)
+                .map(Ac::Dfa)
+        } else {
+            aho_corasick::nfa::contiguous::Builder::new()
+                .match_kind(AcMatchKind::LeftmostLongest)
+                .ascii_case_insensitive(case_insensitive)
+                .build(&patterns)
+                .map(Ac::Nfa)
+        }
+        .map_err(|e| format!("word list: {e}"))?;
+        let targets = set.into_iter().map(|(_, t, w)| (t, w)).collect();
+        Ok(WordSet { automaton, targets })
+    }
+
+    fn find(&self, hay: &[u8], from: usize, limit: usize) -> Option<Candidate> {
+        let mut at = from;
+        while at < limit {
+            let input = AcInput::new(hay).range(at..);
+            let m = match &self.automaton {
+                Ac::Dfa(a) => a.try_find(&input),
+                Ac::Nfa(a) => a.try_find(&input),
+            }
+            .ok()??;
+            if m.start() >= limit {
+                return None;
+            }
+            let (target, whole_word) = self.targets[m.pattern().as_usize()];
+            if !whole_word || is_whole_word(hay, m.start(), m.end()) {
+                return Some(Candidate {
+                    start: m.start(),
+                    end: m.end(),
+                    target,
+                });
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    /// Whether some pattern could still match starting at `p`, reading to the end of `hay`.
+    fn alive(&self, hay: &[u8], p: usize) -> bool {
+        match &self.automaton {
+            Ac::Dfa(a) => ac_alive(a, &hay[p..]),
+            Ac::Nfa(a) => ac_alive(a, &hay[p..]),
+        }
+    }
+}
+
+fn ac_alive(a: &impl Automaton, bytes: &[u8]) -> bool {
+    let Ok(mut sid) = a.start_state(AcAnchored::Yes) else {
+        return true;
+    };
+    for &b in bytes {
+        sid = a.next_state(AcAnchored::Yes, sid, b);
+        if a.is_dead(sid) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Word characters for whole-word matching: ASCII letters, digits, `_`, and any non-ASCII
+/// byte (so a phrase never matches inside an accented word).
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+fn is_whole_word(hay: &[u8], start: usize, end: usize) -> bool {
+    let before = start
+        .checked_sub(1)
+        .and_then(|i| hay.get(i))
+        .is_some_and(|&b| is_word_byte(b));
+    let after = hay.get(end).is_some_and(|&b| is_word_byte(b));
+    // A phrase that itself starts or ends with a non-word byte needs no boundary there.
+    let first = hay.get(start).is_some_and(|&b| is_word_byte(b));
+    let last = end > start && is_word_byte(hay[end - 1]);
+    !(before && first || after && last)
+}
+
+// === impl RegexSet ===
+
+type RegexTarget = (String, Target, Option<Validator>);
+
+impl RegexSet {
+    /// Builds the set; also returns the longest match any pattern allows.
+    fn build(patterns: Vec<RegexTarget>) -> Result<(Self, usize), String> {
+        let syntax = syntax::Config::new().unicode(false).utf8(false);
+        let mut longest = 0;
+        for (pattern, _, _) in &patterns {
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(pattern)
+                .map_err(|e| format!("pattern {pattern:?}: {e}"))?;
+            let max = hir
+                .properties()
+                .maximum_len()
+                .ok_or_else(|| format!("pattern {pattern:?} can match unboundedly long text"))?;
+            longest = longest.max(max);
+        }
+        let sources: Vec<&str> = patterns.iter().map(|(p, _, _)| p.as_str()).collect();
+        let regex = Regex::builder()
+            .syntax(syntax)
+            .configure(
+                Regex::config()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .utf8_empty(false),
+            )
+            .build_many(&sources)
+            .map_err(|e| format!("patterns: {e}"))?;
+        let lazy = LazyDfa::builder()
+            .syntax(syntax)
+            .configure(
+                LazyDfa::config()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .cache_capacity(LAZY_CACHE_BYTES)
+                    .minimum_cache_clear_count(None),
+            )
+            .build_many(&sources)
+            .map_err(|e| format!("patterns: {e}"))?;
+        let targets = patterns.into_iter().map(|(_, t, v)| (t, v)).collect();
+        Ok((
+            RegexSet {
+                regex,
+                lazy,
+                targets,
+            },
+            longest,
+        ))
+    }
+
+    fn find(
+        &self,
+        cache: &mut MetaCache,
+        hay: &[u8],
+        from: usize,
+        limit: usize,
+    ) -> Option<Candidate> {
+        let mut at = from;
+        while at < limit {
+            let m = self
+                .regex
+                .search_with(cache, &Input::new(hay).range(at..))?;
+            if m.start() >= limit {
+                return None;
+            }
+            if let Some(c) = self.accept(m.pattern(), m.start(), m.end(), hay) {
+                return Some(c);
+            }
+            // The first pattern to match here failed its check; a later one may still pass.
+            for pid in 0..self.targets.len() {
+                if pid == m.pattern().as_usize() {
+                    continue;
+                }
+                let pid = PatternID::new_unchecked(pid);
+                let input = Input::new(hay)
+                    .range(m.start()..)
+                    .anchored(Anchored::Pattern(pid));
+                if let Some(m2) = self.regex.search_with(cache, &input) {
+                    if let Some(c) = self.accept(pid, m2.start(), m2.end(), hay) {
+                        return Some(c);
+                    }
+                }
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    fn accept(&self, pid: PatternID, start: usize, end: usize, hay: &[u8]) -> Option<Candidate> {
+        let (target, validate) = self.targets[pid.as_usize()];
+        if end == start || validate.is_some_and(|ok| !ok(&hay[start..end])) {
+            return None;
+        }
+        Some(Candidate { start, end, target })
+    }
+
+    /// Whether some pattern could still match starting at `p`, reading to the end of `hay`.
+    /// Any failure of the lazy DFA counts as "could": holding text back is always safe.
+    fn alive(&self, cache: &mut LazyCache, hay: &[u8], p: usize) -> bool {
+        let config = start::Config::new()
+            .anchored(Anchored::Yes)
+            .look_behind(p.checked_sub(1).map(|i| hay[i]));
+        let Ok(mut sid) = self.lazy.start_state(cache, &config) else {
+            return true;
+        };
+        for &b in &hay[p..] {
+            sid = match self.lazy.next_state(cache, sid, b) {
+                Ok(s) => s,
+                Err(_) => return true,
+            };
+            if sid.is_dead() {
+                return false;
+            }
+            if sid.is_quit() {
+                return true;
+            }
+        }
+        true
+    }
+}
