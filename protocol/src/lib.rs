@@ -6,6 +6,7 @@ pub mod anthropic_api;
 pub mod chat;
 pub mod error_body;
 pub mod http;
+pub mod json_text;
 pub mod mock;
 pub mod openai;
 pub mod providers;
