@@ -531,3 +531,69 @@ fn governance_example() {
     assert_eq!(org.budgets.len(), 2);
     assert!(org.budgets[1].soft);
 }
+
+#[test]
+fn guardrails_example() {
+    use tollgate_config::guardrails::{Detector, GuardAction};
+
+    let config = parse_with(
+        &read("examples/guardrails.toml"),
+        &[
+            ("UPSTREAM_BASE_URL", "http://127.0.0.1:18000/v1"),
+            ("TOLLGATE_MASTER_KEY", "master-key-for-tests-0123456789"),
+        ],
+    );
+    assert_eq!(config.keys[0].key.expose(), "sk-tollgate-demo");
+    assert_eq!(config.models[0].name, "gpt-4o-mini");
+    let g = &config.guardrails;
+    assert_eq!(g.default_profile.as_deref(), Some("default"));
+    let profile = &g.profiles[0];
+    assert!(profile.restore_masked);
+    let rules: Vec<(&str, &Detector, GuardAction, bool, bool)> = profile
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), &r.detector, r.action, r.input, r.output))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "prompt-injection",
+                &Detector::PromptInjection,
+                GuardAction::Block,
+                true,
+                true
+            ),
+            (
+                "payment-cards",
+                &Detector::PaymentCard,
+                GuardAction::Block,
+                true,
+                true
+            ),
+            ("emails", &Detector::Email, GuardAction::Mask, true, true),
+            ("phones", &Detector::Phone, GuardAction::Mask, true, true),
+            (
+                "secrets",
+                &Detector::Secrets,
+                GuardAction::Block,
+                true,
+                true
+            ),
+        ]
+    );
+}
+
+/// Every file in config/examples has a test above that parses it.
+#[test]
+fn every_example_is_tested() {
+    let source = include_str!("examples.rs");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            source.contains(&format!("\"examples/{name}\"")),
+            "config/examples/{name} is not parsed by any test"
+        );
+    }
+}

@@ -133,6 +133,17 @@ pub struct Fields {
     pub expires_at: Option<Option<u64>>,
     /// New limits.
     pub limits: Option<Limits>,
+    /// Guardrails profile; `Some(None)` clears it.
+    pub guardrails: Option<Option<String>>,
+}
+
+/// Names a request may refer to that live in the config file, not the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// Client-facing model names (`[[models]]`).
+    pub models: &'a [String],
+    /// Guardrails profile names (`[[guardrails.profiles]]`).
+    pub profiles: &'a [String],
 }
 
 /// `GET /admin/spend` parameters.
@@ -170,12 +181,12 @@ fn query_pairs(query: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Parse a request into an operation. `models` are the configured client-facing model names.
+/// Parse a request into an operation. `known` holds the configured names fields may refer to.
 pub fn parse(
     method: &str,
     target: &str,
     body: &[u8],
-    models: &[String],
+    known: Known<'_>,
 ) -> Result<AdminOp, AdminError> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let rest = path.strip_prefix("/admin/").unwrap_or("");
@@ -229,7 +240,7 @@ pub fn parse(
             let kind = kind_of(collection).ok_or_else(not_found)?;
             match method {
                 "GET" => Ok(AdminOp::List(kind)),
-                "POST" => Ok(AdminOp::Create(kind, fields(kind, body, models, true)?)),
+                "POST" => Ok(AdminOp::Create(kind, fields(kind, body, known, true)?)),
                 _ => Err(wrong_method()),
             }
         }
@@ -241,7 +252,7 @@ pub fn parse(
                 "PATCH" => Ok(AdminOp::Update(
                     kind,
                     name,
-                    fields(kind, body, models, false)?,
+                    fields(kind, body, known, false)?,
                 )),
                 "DELETE" => Ok(AdminOp::Delete(kind, name)),
                 _ => Err(wrong_method()),
@@ -319,15 +330,25 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, AdminError> {
 pub fn fields(
     kind: EntityKind,
     body: &[u8],
-    models: &[String],
+    known: Known<'_>,
     create: bool,
 ) -> Result<Fields, AdminError> {
+    let models = known.models;
     let object = json_object(body)?;
     let allowed: &[&str] = match kind {
-        EntityKind::Org => &["name", "limits"],
-        EntityKind::Team => &["name", "org", "limits"],
-        EntityKind::User => &["name", "team", "org", "limits"],
-        EntityKind::Key => &["name", "user", "team", "org", "models", "expires", "limits"],
+        EntityKind::Org => &["name", "limits", "guardrails"],
+        EntityKind::Team => &["name", "org", "limits", "guardrails"],
+        EntityKind::User => &["name", "team", "org", "limits", "guardrails"],
+        EntityKind::Key => &[
+            "name",
+            "user",
+            "team",
+            "org",
+            "models",
+            "expires",
+            "limits",
+            "guardrails",
+        ],
     };
     let mut f = Fields::default();
     for (field, value) in object {
@@ -378,6 +399,23 @@ pub fn fields(
                             "models",
                             "expected an array of model names",
                         ))
+                    }
+                })
+            }
+            "guardrails" => {
+                f.guardrails = Some(match value {
+                    Value::Null => None,
+                    Value::String(p) if known.profiles.contains(&p) => Some(p),
+                    other => {
+                        let declared = if known.profiles.is_empty() {
+                            "no guardrails profiles are configured".to_owned()
+                        } else {
+                            format!("configured: {}", known.profiles.join(", "))
+                        };
+                        return Err(AdminError::bad(
+                            "guardrails",
+                            format!("unknown guardrails profile {other} ({declared})"),
+                        ));
                     }
                 })
             }
@@ -515,6 +553,7 @@ pub fn key_json(key: &KeyRecord) -> Value {
         "created_at": key.created_at,
         "declared": key.declared,
         "limits": limits_json(&key.limits),
+        "guardrails": key.guardrails,
     });
     if !key.retired.is_empty() {
         v["retired"] = key
@@ -570,15 +609,15 @@ fn entity_json(records: &Records, kind: EntityKind, name: &str) -> Option<Value>
     Some(match kind {
         EntityKind::Org => {
             let o = records.orgs.get(name)?;
-            json!({"name": o.name, "limits": limits_json(&o.limits), "created_at": o.created_at})
+            json!({"name": o.name, "limits": limits_json(&o.limits), "guardrails": o.guardrails, "created_at": o.created_at})
         }
         EntityKind::Team => {
             let t = records.teams.get(name)?;
-            json!({"name": t.name, "org": t.org, "limits": limits_json(&t.limits), "created_at": t.created_at})
+            json!({"name": t.name, "org": t.org, "limits": limits_json(&t.limits), "guardrails": t.guardrails, "created_at": t.created_at})
         }
         EntityKind::User => {
             let u = records.users.get(name)?;
-            json!({"name": u.name, "team": u.team, "org": u.org, "limits": limits_json(&u.limits), "created_at": u.created_at})
+            json!({"name": u.name, "team": u.team, "org": u.org, "limits": limits_json(&u.limits), "guardrails": u.guardrails, "created_at": u.created_at})
         }
         EntityKind::Key => key_json(records.keys.get(name)?),
     })
@@ -638,6 +677,7 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                         OrgRecord {
                             name: name.clone(),
                             limits,
+                            guardrails: f.guardrails.clone().flatten(),
                             created_at: now_s.max(1),
                         },
                     );
@@ -649,6 +689,7 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                             name: name.clone(),
                             org: f.owner.org.clone(),
                             limits,
+                            guardrails: f.guardrails.clone().flatten(),
                             created_at: now_s.max(1),
                         },
                     );
@@ -661,6 +702,7 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                             team: f.owner.team.clone(),
                             org: f.owner.org.clone(),
                             limits,
+                            guardrails: f.guardrails.clone().flatten(),
                             created_at: now_s.max(1),
                         },
                     );
@@ -680,6 +722,7 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                         revoked_at: None,
                         retired: Vec::new(),
                         limits,
+                        guardrails: f.guardrails.clone().flatten(),
                         created_at: now_s.max(1),
                         declared: false,
                     };
@@ -706,8 +749,13 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
             check_owner(records, &f.owner)?;
             match kind {
                 EntityKind::Org => {
-                    if let (Some(o), Some(l)) = (records.orgs.get_mut(&name), f.limits) {
-                        o.limits = l;
+                    if let Some(o) = records.orgs.get_mut(&name) {
+                        if let Some(l) = f.limits {
+                            o.limits = l;
+                        }
+                        if let Some(g) = f.guardrails {
+                            o.guardrails = g;
+                        }
                     }
                 }
                 EntityKind::Team => {
@@ -717,6 +765,9 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                         }
                         if f.owner.org.is_some() {
                             t.org = f.owner.org;
+                        }
+                        if let Some(g) = f.guardrails {
+                            t.guardrails = g;
                         }
                     }
                 }
@@ -728,6 +779,9 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                         if f.owner.team.is_some() || f.owner.org.is_some() {
                             u.team = f.owner.team;
                             u.org = f.owner.org;
+                        }
+                        if let Some(g) = f.guardrails {
+                            u.guardrails = g;
                         }
                     }
                 }
@@ -744,6 +798,9 @@ pub fn apply(records: &mut Records, op: AdminOp) -> Result<((u16, Value), Vec<Wr
                         }
                         if f.owner != KeyOwner::default() {
                             k.owner = f.owner;
+                        }
+                        if let Some(g) = f.guardrails {
+                            k.guardrails = g;
                         }
                     }
                 }

@@ -147,6 +147,15 @@ pub enum GatewayError {
     /// A rate limit or budget refused the request before any upstream call.
     #[error("{}", .0.message)]
     Limited(Box<LimitRefusal>),
+    /// A guardrail `block` rule matched the request, or the response (which is then not
+    /// delivered).
+    #[error("The {what} was blocked by the content policy (guardrail rule `{rule}`).")]
+    ContentPolicy {
+        /// The rule's id: the operator's name for it, never the matched text.
+        rule: String,
+        /// `request` or `response`.
+        what: &'static str,
+    },
     /// The admin API was called without a valid master key, or with a bad request.
     #[error("{message}")]
     Admin {
@@ -199,6 +208,7 @@ impl GatewayError {
             GatewayError::KeyInactive { .. } => 401,
             GatewayError::Forbidden { .. } => 403,
             GatewayError::Limited(_) => 429,
+            GatewayError::ContentPolicy { .. } => 400,
             GatewayError::Admin { status, .. } => *status,
         }
     }
@@ -238,6 +248,7 @@ impl GatewayError {
             GatewayError::KeyInactive { code, .. } => Some(code),
             GatewayError::Forbidden { code, .. } => Some(code),
             GatewayError::Limited(refusal) => Some(refusal.code),
+            GatewayError::ContentPolicy { .. } => Some("content_policy_violation"),
             GatewayError::Admin { code, .. } => Some(code),
         }
     }
@@ -298,6 +309,7 @@ impl GatewayError {
             GatewayError::Forbidden { .. } => "forbidden",
             GatewayError::Limited(r) if r.code == "budget_exceeded" => "budget_exceeded",
             GatewayError::Limited(_) => "rate_limited",
+            GatewayError::ContentPolicy { .. } => "content_policy",
             GatewayError::Admin { .. } => "admin",
         }
     }

@@ -63,6 +63,8 @@ pub struct Governance {
     pub pricing: Vec<ModelPricing>,
     /// Client-facing model names (for allow-lists and per-model limits).
     pub model_names: Vec<String>,
+    /// Guardrails profile names, for the admin API's `guardrails` fields.
+    pub profile_names: Vec<String>,
     master: Option<KeyDigest>,
     cores: usize,
     state: Mutex<State>,
@@ -134,6 +136,7 @@ pub fn declare(records: &mut Records, config: &Config) {
             OrgRecord {
                 name: org.name.clone(),
                 limits: org.limits.clone(),
+                guardrails: org.guardrails.clone(),
                 created_at: 0,
             },
         );
@@ -145,6 +148,7 @@ pub fn declare(records: &mut Records, config: &Config) {
                 name: team.name.clone(),
                 org: team.org.clone(),
                 limits: team.limits.clone(),
+                guardrails: team.guardrails.clone(),
                 created_at: 0,
             },
         );
@@ -157,6 +161,7 @@ pub fn declare(records: &mut Records, config: &Config) {
                 team: user.team.clone(),
                 org: user.org.clone(),
                 limits: user.limits.clone(),
+                guardrails: user.guardrails.clone(),
                 created_at: 0,
             },
         );
@@ -175,6 +180,7 @@ pub fn declare(records: &mut Records, config: &Config) {
                 revoked_at: None,
                 retired: Vec::new(),
                 limits: key.limits.clone(),
+                guardrails: key.guardrails.clone(),
                 created_at: 0,
                 declared: true,
             },
@@ -335,6 +341,12 @@ impl Governance {
             settings: config.governance.clone(),
             pricing,
             model_names: config.models.iter().map(|m| m.name.clone()).collect(),
+            profile_names: config
+                .guardrails
+                .profiles
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
             master: config
                 .admin
                 .master_key
@@ -647,5 +659,10 @@ pub(crate) fn record(
         status: meter.status.get(),
         estimated,
         price_unknown: used && price.is_none(),
+        guardrails: ctx
+            .guard
+            .as_ref()
+            .map(crate::guard::Guard::hits)
+            .unwrap_or_default(),
     });
 }

@@ -9,6 +9,7 @@ pub mod builtin_mock;
 pub mod conn;
 pub mod error;
 pub mod governor;
+mod guard;
 pub mod io;
 pub mod manage;
 pub mod pipeline;
@@ -159,6 +160,7 @@ impl Gateway {
                         directory: RefCell::new(Rc::new(gov.directory())),
                         gov,
                         request_seq: Default::default(),
+                        guard_scratch: Default::default(),
                     });
                     runtime.block_on(async move {
                         let listener = match monoio::net::TcpListener::from_std(listener) {

@@ -136,8 +136,18 @@ pub fn run_on_store(
 ) -> Result<(u16, Value), ManageError> {
     let mut records = load_records(store, config)?;
     let models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    let profiles: Vec<String> = config
+        .guardrails
+        .profiles
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let known = admin::Known {
+        models: &models,
+        profiles: &profiles,
+    };
     let body = request.body_bytes();
-    let outcome = admin::parse(request.method, &request.target, &body, &models).and_then(|op| {
+    let outcome = admin::parse(request.method, &request.target, &body, known).and_then(|op| {
         if let Some(read) = admin::read(&records, &op) {
             return read.map(|v| (200, v));
         }

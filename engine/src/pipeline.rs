@@ -195,7 +195,11 @@ async fn admin(
             .into())
         }
     }
-    let op = admin::parse(head.method_str(), head.path(), &body, &gov.model_names)?;
+    let known = admin::Known {
+        models: &gov.model_names,
+        profiles: &gov.profile_names,
+    };
+    let op = admin::parse(head.method_str(), head.path(), &body, known)?;
     let answer = match gov.read(|records| admin::read(records, &op)) {
         Some(read) => read.map(|v| (200, v)),
         None => {
@@ -343,6 +347,43 @@ pub(crate) struct RequestCtx<'a> {
     canonical: std::cell::OnceCell<Result<ChatRequest, String>>,
     /// What the attempts learn about usage, for settlement.
     pub(crate) meter: Meter,
+    /// Guardrails for this request, when its profile has rules.
+    pub(crate) guard: Option<crate::guard::Guard>,
+}
+
+impl RequestCtx<'_> {
+    /// Replaces the body (input guardrails masked something) and inspects it again, so the
+    /// spans the attempts splice at point into the new body.
+    fn replace_body(&mut self, body: Bytes, core: &Core) -> Result<(), GatewayError> {
+        match self.format {
+            ClientFormat::OpenAi => {
+                let summary =
+                    inspect_request(self.endpoint, &body, &mut core.scratch.borrow_mut())?;
+                self.openai = Some(summary);
+            }
+            ClientFormat::Anthropic => self.native = Some(inspect_native(&body)?),
+        }
+        self.body = body;
+        Ok(())
+    }
+
+    /// Output guardrails on a complete response body about to be sent: the body to send
+    /// (placeholders restored, values masked). `ContentPolicy` means a `block` rule matched:
+    /// answer the client with it, do not try another deployment.
+    pub(crate) fn guard_response(
+        &self,
+        core: &Core,
+        provider: &str,
+        body: Bytes,
+    ) -> Result<Bytes, GatewayError> {
+        match &self.guard {
+            Some(guard) => Ok(match guard.scan_response(core, provider, &body)? {
+                Some(rewritten) => Bytes::from(rewritten),
+                None => body,
+            }),
+            None => Ok(body),
+        }
+    }
 }
 
 /// What a request's attempts learn about its usage: the upstream's own report when it sends
@@ -554,8 +595,20 @@ async fn proxy(
         native: None,
         canonical: std::cell::OnceCell::new(),
         meter: Meter::default(),
+        guard: crate::guard::Guard::for_key(shared, entry),
     };
-    governed(core, conn, &ctx, primary, entry, max_tokens, now).await
+    governed(core, conn, ctx, primary, entry, max_tokens, now).await
+}
+
+/// Phase 4 for `/v1/messages`: what policy needs from an Anthropic-format body.
+fn inspect_native(body: &[u8]) -> Result<anthropic_api::NativeSummary, GatewayError> {
+    anthropic_api::inspect_native(body).map_err(|e| {
+        GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
+            message: e.message,
+            param: None,
+            code: None,
+        })
+    })
 }
 
 /// `POST /v1/messages`: the Anthropic-format front door.
@@ -570,13 +623,7 @@ async fn messages(
     let directory = core.directory.borrow().clone();
     let now = crate::governor::now_ms();
     let entry = authenticate(&directory, head, now / 1000)?;
-    let native = anthropic_api::inspect_native(&body).map_err(|e| {
-        GatewayError::InvalidRequest(tollgate_protocol::openai::RequestError {
-            message: e.message,
-            param: None,
-            code: None,
-        })
-    })?;
+    let native = inspect_native(&body)?;
     let primary = *shared
         .models
         .get(native.model.as_str())
@@ -595,8 +642,9 @@ async fn messages(
         native: Some(native),
         canonical: std::cell::OnceCell::new(),
         meter: Meter::default(),
+        guard: crate::guard::Guard::for_key(shared, entry),
     };
-    governed(core, conn, &ctx, primary, entry, Some(max_tokens), now).await
+    governed(core, conn, ctx, primary, entry, Some(max_tokens), now).await
 }
 
 /// Prompt tokens assumed before the call: a quarter of the request body, rounded up. The body
@@ -606,13 +654,14 @@ fn estimate_input_tokens(body_len: usize) -> u64 {
     body_len.div_ceil(4) as u64
 }
 
-/// Phase 5b: policy. Model access, then every level's limits and budgets (reserving the
-/// worst-case cost); then the chain of attempts; then settlement against actual usage and one
-/// ledger record, whatever happened.
+/// Phase 5b: policy. Model access, input guardrails (refusing, or masking the body), then
+/// every level's limits and budgets (reserving the worst-case cost); then the chain of
+/// attempts; then settlement against actual usage and one ledger record, whatever happened.
+/// Guardrails come before limits so a refused prompt holds no reservation and no rate slot.
 async fn governed(
     core: &Core,
     conn: &mut Downstream,
-    ctx: &RequestCtx<'_>,
+    mut ctx: RequestCtx<'_>,
     primary: usize,
     entry: &Arc<KeyEntry>,
     max_tokens: Option<u64>,
@@ -650,22 +699,35 @@ async fn governed(
             .reserve
             .map_or(0, |p| p.worst_case(input_tokens, max_output_tokens)),
     };
+    if let Some(guard) = &ctx.guard {
+        let scanned = guard
+            .scan_request(core, &ctx.body)
+            .and_then(|masked| match masked {
+                Some(body) => ctx.replace_body(Bytes::from(body), core),
+                None => Ok(()),
+            });
+        if let Err(e) = scanned {
+            ctx.meter.set_status(e.status());
+            crate::governor::record(core, &ctx, entry, None, estimate, started_ms, false);
+            return Err(e);
+        }
+    }
     let admission = match admit(entry, &ctx.model, estimate, core.id, started_ms) {
         Ok(a) => a,
         Err(denial) => {
             let e = crate::governor::refusal(&denial, started_ms);
             ctx.meter.set_status(429);
-            crate::governor::record(core, ctx, entry, None, estimate, started_ms, false);
+            crate::governor::record(core, &ctx, entry, None, estimate, started_ms, false);
             return Err(e);
         }
     };
-    let result = run_chain(core, conn, ctx, primary).await;
+    let result = run_chain(core, conn, &ctx, primary).await;
     if let Err(e) = &result {
         ctx.meter.set_status(e.status());
     }
     crate::governor::record(
         core,
-        ctx,
+        &ctx,
         entry,
         Some(admission),
         estimate,
@@ -1007,10 +1069,16 @@ async fn attempt(
             }
         }
     } else {
-        match whole_response(core, conn, &mut response, &labels, ctx).await {
+        match whole_response(core, conn, &mut response, &labels, ctx, &provider.name).await {
             Ok(outcome) => {
                 finish(AttemptResult::Success, ttfb);
                 AttemptEnd::Answered(outcome)
+            }
+            // The upstream answered; the answer may not be delivered. Not a reason to ask
+            // another deployment.
+            Err(e @ GatewayError::ContentPolicy { .. }) => {
+                finish(AttemptResult::Success, ttfb);
+                AttemptEnd::Answered(answer_error(conn, &e, ctx))
             }
             Err(e @ GatewayError::ClientGone) => {
                 finish(AttemptResult::Neutral, ttfb);
@@ -1080,16 +1148,19 @@ async fn whole_response(
     response: &mut UpstreamResponse,
     labels: &ResponseLabels<'_>,
     ctx: &RequestCtx<'_>,
+    provider: &str,
 ) -> Result<Outcome, GatewayError> {
     let body = response.collect(&core.pools).await?;
     let status = response.head.status;
-    if status == 200 {
+    let body = if status == 200 {
         if let Some(usage) = response_usage(&body, &mut core.scratch.borrow_mut()) {
             ctx.meter.report(usage);
         }
+        ctx.guard_response(core, provider, body)?
     } else {
         ctx.meter.set_status(status);
-    }
+        body
+    };
     let content_type = response
         .head
         .content_type

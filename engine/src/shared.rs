@@ -38,6 +38,9 @@ pub enum BuildError {
         /// Why.
         reason: String,
     },
+    /// A guardrails profile could not be compiled.
+    #[error("guardrails: {0}")]
+    Guardrails(#[from] tollgate_policy::guardrails::CompileError),
 }
 
 /// Everything the request path reads, compiled from one config.
@@ -55,6 +58,8 @@ pub struct Shared {
     pub upstream_limits: Limits,
     /// The `GET /v1/models` body (every configured model).
     pub models_body: Bytes,
+    /// Compiled guardrails profiles (empty when `[guardrails]` declares none).
+    pub guardrails: tollgate_policy::guardrails::Guardrails,
     /// `[model][deployment]` -> `<provider>/<upstream model>`, the `x-tollgate-deployment`
     /// header value.
     deployment_labels: Vec<Vec<String>>,
@@ -338,8 +343,10 @@ impl Shared {
                     .collect()
             })
             .collect();
+        let guardrails = tollgate_policy::guardrails::Guardrails::compile(&config.guardrails)?;
         Ok(Arc::new(Shared {
             deployment_labels,
+            guardrails,
             models,
             providers,
             client_limits,

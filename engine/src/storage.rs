@@ -358,6 +358,7 @@ mod tests {
             status: 200,
             estimated: false,
             price_unknown: false,
+            guardrails: Vec::new(),
         }
     }
 

@@ -230,6 +230,21 @@ fn failed(e: GatewayError, result: AttemptResult) -> Ended {
     }
 }
 
+/// Output guardrails refused a complete answer: a `block` rule tells the client (the upstream
+/// did answer, so no other deployment is asked); a body that could not be scanned fails the
+/// attempt like any invalid upstream answer.
+fn guard_refused(conn: &mut Downstream, ctx: &RequestCtx<'_>, e: GatewayError) -> Ended {
+    match e {
+        GatewayError::ContentPolicy { .. } => {
+            ctx.meter.set_status(e.status());
+            let keep_alive = ctx.keep_alive;
+            conn.write_error(&e, keep_alive, ctx.head.version, ctx.format);
+            answered(Outcome { keep_alive }, AttemptResult::Success, None)
+        }
+        e => failed(e, AttemptResult::Failure),
+    }
+}
+
 fn answered(outcome: Outcome, result: AttemptResult, ttfb: Option<Duration>) -> Ended {
     Ended {
         end: AttemptEnd::Answered(outcome),
@@ -376,12 +391,16 @@ async fn translated_whole(
         },
         ClientFormat::Anthropic => anthropic_api::encode_response(&decoded, &mut out),
     }
+    let out = match ctx.guard_response(core, &info.provider.name, out.freeze()) {
+        Ok(body) => body,
+        Err(e) => return guard_refused(conn, ctx, e),
+    };
     let sent = conn
         .respond(
             200,
             b"application/json",
             &info.labels.headers(),
-            out.freeze(),
+            out,
             ctx.keep_alive,
             ctx.head.version,
         )
@@ -621,6 +640,14 @@ pub(crate) async fn attempt_native_anthropic(
                 if let Some(usage) = anthropic_api::native_usage(&body) {
                     ctx.meter.report_chat(&usage);
                 }
+                let body = if status == 200 {
+                    match ctx.guard_response(core, &info.provider.name, body) {
+                        Ok(body) => body,
+                        Err(e) => return guard_refused(conn, ctx, e),
+                    }
+                } else {
+                    body
+                };
                 let sent = conn
                     .respond(
                         status,

@@ -98,6 +98,8 @@ pub struct Core {
     pub directory: RefCell<Rc<Arc<tollgate_policy::governance::Directory>>>,
     /// Requests seen on this core, for request ids.
     pub request_seq: Cell<u64>,
+    /// Guardrail search caches of this core (never borrowed across an await).
+    pub guard_scratch: RefCell<tollgate_policy::guardrails::ScanScratch>,
 }
 
 /// Marks a request in flight for the drain; decremented on drop.

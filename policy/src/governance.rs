@@ -56,6 +56,9 @@ pub struct OrgRecord {
     /// Limits and budgets.
     #[serde(default)]
     pub limits: Limits,
+    /// Guardrails profile for its requests (the nearest level that names one wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<String>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
@@ -72,6 +75,9 @@ pub struct TeamRecord {
     /// Limits and budgets.
     #[serde(default)]
     pub limits: Limits,
+    /// Guardrails profile for its requests (the nearest level that names one wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<String>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
@@ -91,6 +97,9 @@ pub struct UserRecord {
     /// Limits and budgets.
     #[serde(default)]
     pub limits: Limits,
+    /// Guardrails profile for its requests (the nearest level that names one wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<String>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
@@ -134,6 +143,9 @@ pub struct KeyRecord {
     /// Its own limits and budgets.
     #[serde(default)]
     pub limits: Limits,
+    /// Guardrails profile for its requests (the nearest level that names one wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<String>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
@@ -183,22 +195,42 @@ impl Records {
     /// The owner chain of a key: `(level, name, limits)` from the key up to its org. Names
     /// that do not resolve end the chain there.
     pub fn chain<'a>(&'a self, key: &'a KeyRecord) -> Vec<(Level, &'a str, &'a Limits)> {
+        let (user, team, org) = self.owners(key);
         let mut chain = vec![(Level::Key, key.name.as_str(), &key.limits)];
+        chain.extend(user.map(|u| (Level::User, u.name.as_str(), &u.limits)));
+        chain.extend(team.map(|t| (Level::Team, t.name.as_str(), &t.limits)));
+        chain.extend(org.map(|o| (Level::Org, o.name.as_str(), &o.limits)));
+        chain
+    }
+
+    /// The guardrails profile a key's requests use: the key's own, else its user's, team's
+    /// or org's, the nearest level that names one. `None`: the configured default.
+    pub fn guardrails<'a>(&'a self, key: &'a KeyRecord) -> Option<&'a str> {
+        let (user, team, org) = self.owners(key);
+        key.guardrails
+            .as_deref()
+            .or_else(|| user.and_then(|u| u.guardrails.as_deref()))
+            .or_else(|| team.and_then(|t| t.guardrails.as_deref()))
+            .or_else(|| org.and_then(|o| o.guardrails.as_deref()))
+    }
+
+    /// The user, team and org above a key, those that exist.
+    fn owners(
+        &self,
+        key: &KeyRecord,
+    ) -> (Option<&UserRecord>, Option<&TeamRecord>, Option<&OrgRecord>) {
         let mut team = key.owner.team.as_deref();
         let mut org = key.owner.org.as_deref();
-        if let Some(user) = key.owner.user.as_deref().and_then(|u| self.users.get(u)) {
-            chain.push((Level::User, &user.name, &user.limits));
+        let user = key.owner.user.as_deref().and_then(|u| self.users.get(u));
+        if let Some(user) = user {
             team = user.team.as_deref();
             org = user.org.as_deref();
         }
-        if let Some(team) = team.and_then(|t| self.teams.get(t)) {
-            chain.push((Level::Team, &team.name, &team.limits));
+        let team = team.and_then(|t| self.teams.get(t));
+        if let Some(team) = team {
             org = team.org.as_deref().or(org);
         }
-        if let Some(org) = org.and_then(|o| self.orgs.get(o)) {
-            chain.push((Level::Org, &org.name, &org.limits));
-        }
-        chain
+        (user, team, org.and_then(|o| self.orgs.get(o)))
     }
 }
 
@@ -335,6 +367,9 @@ pub struct KeyEntry {
     pub team: Option<String>,
     /// Org name.
     pub org: Option<String>,
+    /// The guardrails profile its requests use (`None`: the default), see
+    /// [`Records::guardrails`].
+    pub guardrails: Option<String>,
 }
 
 /// How a presented secret matched.
@@ -430,6 +465,7 @@ impl Directory {
                 user,
                 team,
                 org,
+                guardrails: records.guardrails(key).map(str::to_owned),
             });
             if let Some(digest) = parse_digest_hex(&key.digest) {
                 by_digest.insert(digest, (entry.clone(), SecretState::Current));
@@ -897,6 +933,7 @@ mod tests {
             revoked_at: None,
             retired: Vec::new(),
             limits: Limits::default(),
+            guardrails: None,
             created_at: 1,
             declared: false,
         }

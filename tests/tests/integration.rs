@@ -5,6 +5,7 @@
 mod builtin;
 mod framing;
 mod governance;
+mod guardrails;
 mod providers;
 mod routing;
 mod sdk;

@@ -332,6 +332,7 @@ mod tests {
             status: 200,
             estimated: false,
             price_unknown: false,
+            guardrails: Vec::new(),
         }
     }
 

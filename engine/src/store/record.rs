@@ -11,8 +11,28 @@ const RECORD_V1: u8 = 1;
 /// Format version of the `Totals` encoding.
 const TOTALS_V1: u8 = 1;
 
-const FLAG_ESTIMATED: u8 = 0b01;
-const FLAG_PRICE_UNKNOWN: u8 = 0b10;
+const FLAG_ESTIMATED: u8 = 0b001;
+const FLAG_PRICE_UNKNOWN: u8 = 0b010;
+/// Guardrail hits follow the flags byte. Records written before guardrails existed never
+/// set it, so they decode unchanged.
+const FLAG_GUARDRAILS: u8 = 0b100;
+
+/// Guardrail actions and sides as stored (one byte each).
+const ACTIONS: [&str; 3] = ["block", "mask", "audit"];
+const SIDES: [&str; 2] = ["input", "output"];
+
+/// One guardrail rule that fired on a request, and how often. Never the matched text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuardHit {
+    /// The rule's `id` in its profile.
+    pub rule: String,
+    /// `block`, `mask` or `audit`.
+    pub action: &'static str,
+    /// `input` (the request) or `output` (the response).
+    pub side: &'static str,
+    /// Matches.
+    pub count: u32,
+}
 
 /// One request's entry in the usage ledger.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -49,6 +69,9 @@ pub struct UsageRecord {
     pub estimated: bool,
     /// No price was known: cost is 0 and flagged.
     pub price_unknown: bool,
+    /// Guardrail rules that fired (empty for most requests).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardHit>,
 }
 
 // === impl UsageRecord ===
@@ -96,7 +119,19 @@ impl UsageRecord {
         if self.price_unknown {
             flags |= FLAG_PRICE_UNKNOWN;
         }
+        if !self.guardrails.is_empty() {
+            flags |= FLAG_GUARDRAILS;
+        }
         out.push(flags);
+        if !self.guardrails.is_empty() {
+            put_varint(out, self.guardrails.len() as u64);
+            for hit in &self.guardrails {
+                put_str(out, &hit.rule);
+                out.push(code_of(&ACTIONS, hit.action));
+                out.push(code_of(&SIDES, hit.side));
+                put_varint(out, u64::from(hit.count));
+            }
+        }
     }
 
     /// Decode what `encode` wrote. Trailing bytes, truncation, bad UTF-8, overlong varints and
@@ -123,15 +158,38 @@ impl UsageRecord {
             status: u16::try_from(r.varint()?).map_err(|_| decode_err("status over u16"))?,
             estimated: false,
             price_unknown: false,
+            guardrails: Vec::new(),
         };
         let flags = r.byte()?;
-        if flags & !(FLAG_ESTIMATED | FLAG_PRICE_UNKNOWN) != 0 {
+        if flags & !(FLAG_ESTIMATED | FLAG_PRICE_UNKNOWN | FLAG_GUARDRAILS) != 0 {
             return Err(decode_err("unknown flag bits"));
+        }
+        let mut guardrails = Vec::new();
+        if flags & FLAG_GUARDRAILS != 0 {
+            let n = r.varint()?;
+            for _ in 0..n {
+                let rule = r.string()?;
+                let action = *ACTIONS
+                    .get(usize::from(r.byte()?))
+                    .ok_or_else(|| decode_err("unknown guardrail action"))?;
+                let side = *SIDES
+                    .get(usize::from(r.byte()?))
+                    .ok_or_else(|| decode_err("unknown guardrail side"))?;
+                let count = u32::try_from(r.varint()?)
+                    .map_err(|_| decode_err("guardrail hit count over u32"))?;
+                guardrails.push(GuardHit {
+                    rule,
+                    action,
+                    side,
+                    count,
+                });
+            }
         }
         r.finish()?;
         Ok(UsageRecord {
             estimated: flags & FLAG_ESTIMATED != 0,
             price_unknown: flags & FLAG_PRICE_UNKNOWN != 0,
+            guardrails,
             ..record
         })
     }
@@ -295,6 +353,12 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Index of `name` in `table` as a byte; names come from the same tables, so a miss (which
+/// cannot happen) stores the first entry rather than panicking.
+fn code_of(table: &[&str], name: &str) -> u8 {
+    table.iter().position(|t| *t == name).unwrap_or(0) as u8
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
@@ -396,7 +460,47 @@ mod tests {
             status: 200,
             estimated: true,
             price_unknown: false,
+            guardrails: Vec::new(),
         }
+    }
+
+    #[test]
+    fn guardrail_hits_round_trip_and_old_records_have_none() {
+        let plain = sample();
+        let mut old = Vec::new();
+        plain.encode(&mut old);
+        assert_eq!(
+            old.last(),
+            Some(&FLAG_ESTIMATED),
+            "no hits: the pre-guardrails encoding"
+        );
+        let r = UsageRecord {
+            guardrails: vec![
+                GuardHit {
+                    rule: "emails".into(),
+                    action: "mask",
+                    side: "input",
+                    count: 3,
+                },
+                GuardHit {
+                    rule: "cards".into(),
+                    action: "block",
+                    side: "output",
+                    count: 1,
+                },
+            ],
+            ..plain
+        };
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(UsageRecord::decode(&buf).unwrap(), r);
+        for cut in old.len()..buf.len() {
+            assert!(UsageRecord::decode(&buf[..cut]).is_err(), "prefix {cut}");
+        }
+        // An action code past the table is an error, not a panic.
+        let action_at = old.len() + 1 + 1 + "emails".len();
+        buf[action_at] = 9;
+        assert!(UsageRecord::decode(&buf).is_err());
     }
 
     #[test]
@@ -426,7 +530,7 @@ mod tests {
         v2[0] = 2;
         assert!(UsageRecord::decode(&v2).is_err());
         let last = buf.len() - 1;
-        buf[last] = 0b100;
+        buf[last] = 0b1000;
         assert!(UsageRecord::decode(&buf).is_err());
     }
 
@@ -527,11 +631,16 @@ mod tests {
                 any::<bool>(),
                 any::<bool>(),
             ),
+            proptest::collection::vec(
+                (".{0,10}", 0..ACTIONS.len(), 0..SIDES.len(), any::<u32>()),
+                0..3,
+            ),
         )
             .prop_map(
                 |(
                     (time_ms, request_id, key, user, team, org, model, deployment),
                     (input, output, cached, cost, latency_us, status, estimated, price_unknown),
+                    hits,
                 )| UsageRecord {
                     time_ms,
                     request_id,
@@ -549,6 +658,15 @@ mod tests {
                     status,
                     estimated,
                     price_unknown,
+                    guardrails: hits
+                        .into_iter()
+                        .map(|(rule, action, side, count)| GuardHit {
+                            rule,
+                            action: ACTIONS[action],
+                            side: SIDES[side],
+                            count,
+                        })
+                        .collect(),
                 },
             )
     }

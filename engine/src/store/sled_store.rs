@@ -718,6 +718,7 @@ mod tests {
             status: 200,
             estimated: input % 2 == 1,
             price_unknown: false,
+            guardrails: Vec::new(),
         }
     }
 
