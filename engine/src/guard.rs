@@ -183,3 +183,371 @@ impl Guard {
             .collect()
     }
 }
+
+/// A text field of a streamed answer: each is scanned as one continuous text across events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// `delta.content` (chat).
+    Content,
+    /// `delta.refusal`.
+    Refusal,
+    /// `delta.reasoning_content`.
+    Reasoning,
+    /// `text` (completions).
+    Text,
+    /// `delta.tool_calls[i].function.arguments`, by tool-call index.
+    Arguments(u64),
+}
+
+/// A channel: one field of one choice.
+type Channel = (u64, Field);
+
+/// Output guardrails across the events of one OpenAI-format stream: every text field of
+/// every choice is its own continuous text, scanned as it arrives; text that may still turn
+/// out to be part of a match is held back and sent with a later event (at the latest with
+/// the choice's `finish_reason`, or in one extra event before `[DONE]`).
+#[derive(Debug)]
+pub(crate) struct StreamGuard<'g> {
+    guard: &'g Guard,
+    channels: Vec<(Channel, tollgate_policy::guardrails::TextScan)>,
+    /// `id`, `object`, `created`, `model` of the last event: the envelope of an extra event.
+    envelope: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A `block` rule matched: the event being scanned carries only the text before the
+    /// match, and nothing is scanned or sent after it.
+    blocked: Option<GatewayError>,
+}
+
+use tollgate_protocol::chat::{ChatChunk, Delta, FunctionCallDelta, ToolCallDelta};
+
+impl<'g> StreamGuard<'g> {
+    /// A stream guard, when the profile looks at output at all.
+    pub(crate) fn new(guard: &'g Guard) -> Option<Self> {
+        (!guard.profile.is_idle(Side::Output)).then(|| StreamGuard {
+            guard,
+            channels: Vec::new(),
+            envelope: None,
+            blocked: None,
+        })
+    }
+
+    /// The error to end the stream with, once a `block` rule has matched: send the event
+    /// just scanned (it holds the text before the match), then this.
+    pub(crate) fn take_blocked(&mut self) -> Option<GatewayError> {
+        self.blocked.take()
+    }
+
+    /// One event's JSON (a chat or completions chunk). `Ok(None)`: forward it unchanged.
+    /// `Ok(Some(json))`: forward this instead. Then check [`StreamGuard::take_blocked`].
+    pub(crate) fn openai_event(
+        &mut self,
+        core: &Core,
+        data: &str,
+    ) -> Result<Option<String>, GatewayError> {
+        use serde_json::Value;
+
+        // Not JSON (an upstream's own error text, say): nothing to scan.
+        let Ok(mut event) = serde_json::from_str::<Value>(data) else {
+            return Ok(None);
+        };
+        let mut changed = false;
+        if let Some(object) = event.as_object() {
+            let envelope = ["id", "object", "created", "model"]
+                .iter()
+                .filter_map(|k| object.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+            self.envelope = Some(envelope);
+        }
+        let Some(choices) = event.get_mut("choices").and_then(Value::as_array_mut) else {
+            return Ok(None);
+        };
+        for choice in choices {
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(Value::String(text)) = choice.get_mut("text") {
+                changed |= self.rewrite(core, (index, Field::Text), text)?;
+            }
+            if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
+                for (name, field) in [
+                    ("content", Field::Content),
+                    ("refusal", Field::Refusal),
+                    ("reasoning_content", Field::Reasoning),
+                ] {
+                    if let Some(Value::String(text)) = delta.get_mut(name) {
+                        changed |= self.rewrite(core, (index, field), text)?;
+                    }
+                }
+                if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                    for call in calls {
+                        let tool = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        if let Some(Value::String(text)) = call
+                            .get_mut("function")
+                            .and_then(|f| f.get_mut("arguments"))
+                        {
+                            changed |= self.rewrite(core, (index, Field::Arguments(tool)), text)?;
+                        }
+                    }
+                }
+            }
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                let held = self.finish(core, |c| c.0 == index)?;
+                if !held.is_empty() {
+                    changed = true;
+                    append_held(choice, held);
+                }
+            }
+        }
+        Ok(changed.then(|| event.to_string()))
+    }
+
+    /// The stream's `[DONE]`: text still held for choices that never sent a `finish_reason`,
+    /// as one extra event to send before it.
+    pub(crate) fn openai_done(&mut self, core: &Core) -> Result<Option<String>, GatewayError> {
+        use serde_json::Value;
+
+        let held = self.finish(core, |_| true)?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let mut choices: Vec<Value> = Vec::new();
+        for (channel, text) in held {
+            let at = match choices
+                .iter()
+                .position(|c| c["index"].as_u64() == Some(channel.0))
+            {
+                Some(i) => i,
+                None => {
+                    choices.push(
+                        serde_json::json!({"index": channel.0, "delta": {}, "finish_reason": null}),
+                    );
+                    choices.len() - 1
+                }
+            };
+            append_held(&mut choices[at], vec![(channel, text)]);
+        }
+        let mut event = self.envelope.clone().unwrap_or_default();
+        event.insert("choices".into(), Value::Array(choices));
+        Ok(Some(Value::Object(event).to_string()))
+    }
+
+    /// The same for a stream translated from another provider's format, chunk by chunk
+    /// before it is encoded for the client.
+    pub(crate) fn chat_chunk(
+        &mut self,
+        core: &Core,
+        chunk: &mut ChatChunk,
+    ) -> Result<(), GatewayError> {
+        for choice in &mut chunk.choices {
+            let index = u64::from(choice.index);
+            let delta = &mut choice.delta;
+            if let Some(text) = &mut delta.content {
+                self.rewrite(core, (index, Field::Content), text)?;
+            }
+            if let Some(text) = &mut delta.reasoning_content {
+                self.rewrite(core, (index, Field::Reasoning), text)?;
+            }
+            for call in delta.tool_calls.iter_mut().flatten() {
+                if let Some(text) = &mut call.function.arguments {
+                    let channel = (index, Field::Arguments(u64::from(call.index)));
+                    self.rewrite(core, channel, text)?;
+                }
+            }
+            if choice.finish_reason.is_some() {
+                for ((_, field), text) in self.finish(core, |c| c.0 == index)? {
+                    append_to_delta(delta, field, &text);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a translated stream: text still held for choices that never finished, as
+    /// one extra chunk shaped like `last`.
+    pub(crate) fn chat_done(
+        &mut self,
+        core: &Core,
+        id: &str,
+        model: &str,
+        created: u64,
+    ) -> Result<Option<ChatChunk>, GatewayError> {
+        let held = self.finish(core, |_| true)?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let mut chunk = ChatChunk::delta(id, model, created, Delta::default(), None);
+        chunk.choices.clear();
+        for ((index, field), text) in held {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let at = match chunk.choices.iter().position(|c| c.index == index) {
+                Some(i) => i,
+                None => {
+                    chunk.choices.push(tollgate_protocol::chat::ChunkChoice {
+                        index,
+                        delta: Delta::default(),
+                        finish_reason: None,
+                    });
+                    chunk.choices.len() - 1
+                }
+            };
+            append_to_delta(&mut chunk.choices[at].delta, field, &text);
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Scans the next piece of a channel in place; true when it changed. After a `block`
+    /// match the piece keeps only the text before the match, and later pieces are emptied.
+    fn rewrite(
+        &mut self,
+        core: &Core,
+        channel: Channel,
+        text: &mut String,
+    ) -> Result<bool, GatewayError> {
+        if self.blocked.is_some() {
+            let changed = !text.is_empty();
+            text.clear();
+            return Ok(changed);
+        }
+        let slot = match self.channels.iter().position(|(c, _)| *c == channel) {
+            Some(i) => i,
+            None => {
+                self.channels.push((
+                    channel,
+                    tollgate_policy::guardrails::TextScan::new(Side::Output),
+                ));
+                self.channels.len() - 1
+            }
+        };
+        let mut out = String::with_capacity(text.len());
+        let scanned = self.channels[slot].1.push(
+            &self.guard.profile,
+            text,
+            &mut self.guard.session.borrow_mut(),
+            &mut core.guard_scratch.borrow_mut(),
+            &mut out,
+        );
+        if let Err(b) = scanned {
+            self.blocked = Some(self.blocked_error(b));
+        }
+        if out == *text {
+            return Ok(false);
+        }
+        *text = out;
+        Ok(true)
+    }
+
+    /// Ends the channels `which` selects; returns the text they still held.
+    fn finish(
+        &mut self,
+        core: &Core,
+        which: impl Fn(&Channel) -> bool,
+    ) -> Result<Vec<(Channel, String)>, GatewayError> {
+        let mut held = Vec::new();
+        if self.blocked.is_some() {
+            return Ok(held);
+        }
+        let mut i = 0;
+        while i < self.channels.len() {
+            if !which(&self.channels[i].0) {
+                i += 1;
+                continue;
+            }
+            let (channel, mut scan) = self.channels.swap_remove(i);
+            let mut out = String::new();
+            scan.finish(
+                &self.guard.profile,
+                &mut self.guard.session.borrow_mut(),
+                &mut core.guard_scratch.borrow_mut(),
+                &mut out,
+            )
+            .map_err(|b| self.blocked_error(b))?;
+            if !out.is_empty() {
+                held.push((channel, out));
+            }
+        }
+        held.sort_by_key(|(c, _)| match c.1 {
+            Field::Arguments(t) => (c.0, 1, t),
+            _ => (c.0, 0, 0),
+        });
+        Ok(held)
+    }
+
+    fn blocked_error(&self, b: tollgate_policy::guardrails::Blocked) -> GatewayError {
+        GatewayError::ContentPolicy {
+            rule: self.guard.profile.rules()[b.rule].id.clone(),
+            what: "response",
+        }
+    }
+}
+
+/// Adds held-back text to a typed delta (see [`append_held`]).
+fn append_to_delta(delta: &mut Delta, field: Field, text: &str) {
+    let slot = match field {
+        Field::Content | Field::Text | Field::Refusal => &mut delta.content,
+        Field::Reasoning => &mut delta.reasoning_content,
+        Field::Arguments(tool) => {
+            let tool = u32::try_from(tool).unwrap_or(u32::MAX);
+            let calls = delta.tool_calls.get_or_insert_with(Vec::new);
+            let at = match calls.iter().position(|c| c.index == tool) {
+                Some(i) => i,
+                None => {
+                    calls.push(ToolCallDelta {
+                        index: tool,
+                        function: FunctionCallDelta::default(),
+                        ..ToolCallDelta::default()
+                    });
+                    calls.len() - 1
+                }
+            };
+            &mut calls[at].function.arguments
+        }
+    };
+    slot.get_or_insert_with(String::new).push_str(text);
+}
+
+/// Adds held-back text to a choice of an event: appended to the field's string there, or
+/// added as that field.
+fn append_held(choice: &mut serde_json::Value, held: Vec<(Channel, String)>) {
+    use serde_json::{json, Value};
+
+    fn append(slot: &mut Value, text: &str) {
+        match slot {
+            Value::String(s) => s.push_str(text),
+            other => *other = Value::String(text.to_owned()),
+        }
+    }
+    for ((_, field), text) in held {
+        match field {
+            Field::Text => append(&mut choice["text"], &text),
+            Field::Content | Field::Refusal | Field::Reasoning => {
+                let name = match field {
+                    Field::Content => "content",
+                    Field::Refusal => "refusal",
+                    _ => "reasoning_content",
+                };
+                if !choice["delta"].is_object() {
+                    choice["delta"] = json!({});
+                }
+                append(&mut choice["delta"][name], &text);
+            }
+            Field::Arguments(tool) => {
+                if !choice["delta"].is_object() {
+                    choice["delta"] = json!({});
+                }
+                let delta = &mut choice["delta"];
+                if !delta["tool_calls"].is_array() {
+                    delta["tool_calls"] = json!([]);
+                }
+                let Some(calls) = delta["tool_calls"].as_array_mut() else {
+                    continue;
+                };
+                match calls.iter_mut().find(|c| c["index"].as_u64() == Some(tool)) {
+                    Some(call) => {
+                        if !call["function"].is_object() {
+                            call["function"] = json!({});
+                        }
+                        append(&mut call["function"]["arguments"], &text);
+                    }
+                    None => calls.push(json!({"index": tool, "function": {"arguments": text}})),
+                }
+            }
+        }
+    }
+}

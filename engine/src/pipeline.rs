@@ -1038,6 +1038,7 @@ async fn attempt(
             keep_alive: ctx.keep_alive,
             version: ctx.head.version,
             labels: &labels,
+            guard: ctx.guard.as_ref(),
         };
         match stream_response(core, conn, &mut response, stream).await {
             StreamEnd::Done {
@@ -1197,15 +1198,34 @@ struct SseRelay<'m> {
     batch: BytesMut,
     /// Events decoded so far (the first one commits the response).
     events: usize,
+    /// Output guardrails, when the request's profile has output rules.
+    guard: Option<crate::guard::StreamGuard<'m>>,
+    /// A `block` rule matched: nothing more is forwarded, the stream ends with this error.
+    blocked: Option<GatewayError>,
 }
 
 impl SseRelay<'_> {
-    fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, scratch: &mut Vec<u8>) {
+    fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, core: &Core) {
+        if self.blocked.is_some() {
+            return;
+        }
         self.events += 1;
         if frame.is_done() {
             self.saw_done = true;
+            if let Some(guard) = &mut self.guard {
+                match guard.openai_done(core) {
+                    Ok(Some(extra)) => write_event(&mut self.batch, &extra),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.blocked = Some(e);
+                        return;
+                    }
+                }
+            }
         } else if let Some(data) = frame.data.as_deref() {
-            if let Some(info) = inspect_stream_chunk(data.as_bytes(), scratch) {
+            if let Some(info) =
+                inspect_stream_chunk(data.as_bytes(), &mut core.scratch.borrow_mut())
+            {
                 if let Some(usage) = info.usage {
                     self.usage = Some(usage);
                     self.meter.report(usage);
@@ -1219,9 +1239,32 @@ impl SseRelay<'_> {
                     return;
                 }
             }
+            if let Some(guard) = &mut self.guard {
+                let scanned = guard.openai_event(core, data);
+                self.blocked = guard.take_blocked();
+                match scanned {
+                    Ok(Some(rewritten)) => {
+                        write_event(&mut self.batch, &rewritten);
+                        return;
+                    }
+                    Ok(None) if self.blocked.is_none() => {}
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.blocked = Some(e);
+                        return;
+                    }
+                }
+            }
         }
         self.batch.extend_from_slice(&frame.raw);
     }
+}
+
+/// One `data:` event with a JSON payload (which never contains a line break).
+fn write_event(out: &mut BytesMut, json: &str) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 struct StreamCtx<'a> {
@@ -1231,6 +1274,7 @@ struct StreamCtx<'a> {
     keep_alive: bool,
     version: Version,
     labels: &'a ResponseLabels<'a>,
+    guard: Option<&'a crate::guard::Guard>,
 }
 
 enum StreamEnd {
@@ -1411,15 +1455,21 @@ async fn stream_response(
         usage: None,
         batch: BytesMut::new(),
         events: 0,
+        guard: ctx.guard.and_then(crate::guard::StreamGuard::new),
+        blocked: None,
     };
     let mut held = HeldStream::new(ctx.labels, ctx.keep_alive, ctx.version, ctx.provider);
     let mut failure = None;
     loop {
         let ended = reader
             .read(response, core, ctx.provider, &mut failure, |frame| {
-                relay.on_frame(frame, &mut core.scratch.borrow_mut())
+                relay.on_frame(frame, core)
             })
             .await;
+        if let Some(blocked) = relay.blocked.take() {
+            // What was decided before the match goes out; then the error ends the stream.
+            failure = Some(blocked);
+        }
         let finished = ended || failure.is_some();
         let framing = match held.commit(conn, relay.events > 0, finished, &mut failure) {
             Commit::Wait => continue,

@@ -484,6 +484,9 @@ async fn translated_stream(
     let mut held = HeldStream::new(&info.labels, ctx.keep_alive, ctx.head.version, provider);
     let mut failure: Option<GatewayError> = None;
     let mut complete = false;
+    let mut guard = ctx.guard.as_ref().and_then(crate::guard::StreamGuard::new);
+    // Id and model of the last chunk: the shape of a chunk carrying text held to the end.
+    let mut last: Option<(String, String)> = None;
     loop {
         let ended = match response.next_chunk(&core.pools).await {
             Ok(Some(bytes)) => {
@@ -512,11 +515,27 @@ async fn translated_stream(
             if !chunk.choices.is_empty() {
                 ctx.meter.count_output();
             }
+            if failure.is_some() {
+                continue;
+            }
+            if let Some(guard) = &mut guard {
+                last = Some((chunk.id.clone(), chunk.model.clone()));
+                if let Err(e) = guard.chat_chunk(core, &mut chunk) {
+                    failure = Some(e);
+                    continue;
+                }
+                // What was decided before a match goes out; the error ends the stream.
+                failure = guard.take_blocked();
+            }
             client.push(&mut chunk, created, &mut out);
         }
         let finished = ended || failure.is_some();
         let framing = match held.commit(conn, !out.is_empty(), finished, &mut failure) {
             Commit::Wait => continue,
+            // The upstream answered and a guardrail refused it before anything went out.
+            Commit::FailedBeforeFirstEvent(e @ GatewayError::ContentPolicy { .. }) => {
+                return guard_refused(conn, ctx, e)
+            }
             // Nothing was sent yet: another deployment may still answer.
             Commit::FailedBeforeFirstEvent(e) => return failed(e, AttemptResult::Failure),
             Commit::Ready(framing) => framing,
@@ -527,6 +546,13 @@ async fn translated_stream(
                     provider: provider.clone(),
                     when: "mid-stream",
                 });
+            }
+            if let (None, Some(guard), Some((id, model))) = (&failure, &mut guard, &last) {
+                match guard.chat_done(core, id, model, created) {
+                    Ok(Some(mut extra)) => client.push(&mut extra, created, &mut out),
+                    Ok(None) => {}
+                    Err(e) => failure = Some(e),
+                }
             }
             match &failure {
                 // Never a silent truncation: the client gets a terminal error event.

@@ -75,6 +75,20 @@ name = "demo"
 key = "sk-tollgate-demo"
 "#;
 
+/// Input rules off; the phrase "sunny today" blocked in answers; one key.
+const OUTPUT_BLOCK_PROFILE: &str = r#"
+[guardrails]
+default_profile = "out"
+
+[[guardrails.profiles]]
+name = "out"
+rules = [{ id = "no-weather", detector = "words", words = ["sunny today"], action = "block", on = "output" }]
+
+[[keys]]
+name = "demo"
+key = "sk-tollgate-demo"
+"#;
+
 fn chat_with(content: &str) -> String {
     serde_json::json!({
         "model": "gpt-4o-mini",
@@ -224,27 +238,13 @@ fn without_restore_the_answer_keeps_the_placeholders() {
 #[test]
 fn an_output_rule_replaces_the_answer_with_the_error_and_is_charged() {
     let up = mock();
-    let gw = gateway(
-        &up,
-        r#"
-[guardrails]
-default_profile = "out"
-
-[[guardrails.profiles]]
-name = "out"
-rules = [{ id = "no-weather", detector = "words", words = ["sunny"], action = "block", on = "output" }]
-
-[[keys]]
-name = "demo"
-key = "sk-tollgate-demo"
-"#,
-    );
+    let gw = gateway(&up, OUTPUT_BLOCK_PROFILE);
     // Input rules are off: the word goes up, and comes back in the answer.
     let r = post(
         gw.addr(),
         "/v1/chat/completions",
         Some("sk-tollgate-demo"),
-        &tool_result_chat("sunny"),
+        &tool_result_chat("sunny today"),
     );
     assert_policy_error(&r, "no-weather", "response");
     assert_eq!(
@@ -438,5 +438,148 @@ name = "lenient"
     let cleared = admin("PATCH", "/admin/keys/k", r#"{"guardrails":null}"#);
     assert_eq!(cleared.status, 200, "{}", cleared.text());
     assert_eq!(cleared.json()["guardrails"], Value::Null);
+    gw.shutdown();
+}
+
+/// The streamed form of [`tool_result_chat`].
+fn streamed(body: &str) -> String {
+    let mut v: Value = serde_json::from_str(body).unwrap();
+    v["stream"] = Value::Bool(true);
+    v.to_string()
+}
+
+/// The text of a chat stream's content deltas, and its last event.
+fn stream_text(r: &Response) -> (String, String) {
+    let events = sse_data(&r.body);
+    let mut text = String::new();
+    for e in &events {
+        if let Ok(v) = serde_json::from_str::<Value>(e) {
+            if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                text.push_str(t);
+            }
+        }
+    }
+    (text, events.last().cloned().unwrap_or_default())
+}
+
+#[test]
+fn streamed_answers_are_restored_and_equal_the_whole_answer() {
+    let up = mock();
+    let gw = gateway(&up, DEFAULT_PROFILE);
+    let body = tool_result_chat("write to alice@example.com or +1 415 555 0132, thanks");
+    let whole = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some("sk-tollgate-demo"),
+        &body,
+    );
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some("sk-tollgate-demo"),
+        &streamed(&body),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (text, last) = stream_text(&r);
+    assert_eq!(last, "[DONE]");
+    assert_eq!(
+        text,
+        "Tool said: write to alice@example.com or +1 415 555 0132, thanks"
+    );
+    assert_eq!(text, whole.json()["choices"][0]["message"]["content"]);
+    gw.shutdown();
+}
+
+#[test]
+fn a_blocked_stream_ends_with_an_error_event_after_the_text_before_the_match() {
+    let up = mock();
+    let gw = gateway(&up, OUTPUT_BLOCK_PROFILE);
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some("sk-tollgate-demo"),
+        &streamed(&tool_result_chat("it is sunny today here")),
+    );
+    assert_eq!(r.status, 200, "the stream had started: {}", r.text());
+    let (text, last) = stream_text(&r);
+    // Everything before the phrase went out; the phrase never did.
+    assert_eq!(text, "Tool said: it is ");
+    let error: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(error["error"]["code"], "content_policy_violation", "{last}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`no-weather`"),
+        "{last}"
+    );
+    let records = admin_usage(gw.addr(), "demo", 1);
+    assert_eq!(
+        records[0]["guardrails"],
+        serde_json::json!([{"rule": "no-weather", "action": "block", "side": "output", "count": 1}])
+    );
+    gw.shutdown();
+}
+
+#[test]
+fn translated_streams_are_scanned_too() {
+    let up = mock();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "http://{addr}"
+api_key = "test-key"
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anth", model = "claude" }}]
+
+[[prices]]
+model = "claude"
+input = 3.0
+output = 15.0
+
+{profile}"#,
+        addr = up.addr(),
+        profile = DEFAULT_PROFILE.replace(
+            "  { id = \"secrets\", detector = \"secrets\", action = \"block\" },\n",
+            "  { id = \"secrets\", detector = \"secrets\", action = \"block\" },\n  { id = \"no-weather\", detector = \"words\", words = [\"sunny today\"], action = \"block\", on = \"output\" },\n",
+        )
+    );
+    assert!(extra.contains("no-weather"));
+    let gw = gateway(&up, &extra);
+    let key = Some("sk-tollgate-demo");
+    let claude = |result: &str| {
+        let mut v: Value = serde_json::from_str(&tool_result_chat(result)).unwrap();
+        v["model"] = Value::from("claude");
+        v["stream"] = Value::Bool(true);
+        v.to_string()
+    };
+    // Masked on the way up (the Anthropic upstream never sees the address), restored on the
+    // way back, across the translated stream.
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        key,
+        &claude("mail alice@example.com now"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (text, last) = stream_text(&r);
+    assert_eq!(text, "Tool said: mail alice@example.com now");
+    assert_eq!(last, "[DONE]");
+    // A blocked phrase ends the translated stream with the error event.
+    let r = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        key,
+        &claude("it is sunny today here"),
+    );
+    let (text, last) = stream_text(&r);
+    assert_eq!(text, "Tool said: it is ");
+    let error: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(error["error"]["code"], "content_policy_violation", "{last}");
     gw.shutdown();
 }
