@@ -392,6 +392,65 @@ impl<'g> StreamGuard<'g> {
         Ok(Some(chunk))
     }
 
+    /// One event of a native Anthropic stream, written to `out` as it should go to the
+    /// client: text, thinking and tool-input deltas scanned per content block; at a block's
+    /// `content_block_stop`, text it still held goes out first as one more delta. Then check
+    /// [`StreamGuard::take_blocked`].
+    pub(crate) fn anthropic_frame(
+        &mut self,
+        core: &Core,
+        event: Option<&str>,
+        data: Option<&str>,
+        raw: &[u8],
+        out: &mut bytes::BytesMut,
+    ) -> Result<(), GatewayError> {
+        use serde_json::Value;
+
+        let parsed = data.and_then(|d| serde_json::from_str::<Value>(d).ok());
+        let index = parsed
+            .as_ref()
+            .and_then(|v| v.get("index"))
+            .and_then(Value::as_u64);
+        match (event, parsed, index) {
+            (Some("content_block_delta"), Some(mut v), Some(index)) => {
+                let kind = v["delta"]["type"].as_str().unwrap_or_default().to_owned();
+                let Some((name, field)) = anthropic_field(&kind) else {
+                    out.extend_from_slice(raw);
+                    return Ok(());
+                };
+                let mut changed = false;
+                if let Some(Value::String(text)) = v["delta"].get_mut(name) {
+                    changed = self.rewrite(core, (index, field), text)?;
+                }
+                if changed {
+                    write_named_event(out, "content_block_delta", &v.to_string());
+                } else {
+                    out.extend_from_slice(raw);
+                }
+            }
+            (Some("content_block_stop"), _, Some(index)) => {
+                for ((index, field), text) in self.finish(core, |c| c.0 == index)? {
+                    let (name, kind) = match field {
+                        Field::Arguments(_) => ("partial_json", "input_json_delta"),
+                        Field::Reasoning => ("thinking", "thinking_delta"),
+                        _ => ("text", "text_delta"),
+                    };
+                    let extra = serde_json::json!({
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": kind, name: text},
+                    });
+                    write_named_event(out, "content_block_delta", &extra.to_string());
+                }
+                if self.blocked.is_none() {
+                    out.extend_from_slice(raw);
+                }
+            }
+            _ => out.extend_from_slice(raw),
+        }
+        Ok(())
+    }
+
     /// Scans the next piece of a channel in place; true when it changed. After a `block`
     /// match the piece keeps only the text before the match, and later pieces are emptied.
     fn rewrite(
@@ -475,6 +534,25 @@ impl<'g> StreamGuard<'g> {
             what: "response",
         }
     }
+}
+
+/// The field an Anthropic delta type carries its text in, and the channel field it is.
+fn anthropic_field(kind: &str) -> Option<(&'static str, Field)> {
+    match kind {
+        "text_delta" => Some(("text", Field::Content)),
+        "thinking_delta" => Some(("thinking", Field::Reasoning)),
+        "input_json_delta" => Some(("partial_json", Field::Arguments(0))),
+        _ => None,
+    }
+}
+
+/// One named SSE event with a JSON payload (which never contains a line break).
+fn write_named_event(out: &mut bytes::BytesMut, event: &str, json: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Adds held-back text to a typed delta (see [`append_held`]).

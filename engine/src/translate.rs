@@ -719,9 +719,14 @@ async fn native_stream(
     let mut stopped = false;
     let mut error_event = false;
     let mut events = 0usize;
+    let mut guard = ctx.guard.as_ref().and_then(crate::guard::StreamGuard::new);
+    let mut blocked: Option<GatewayError> = None;
     loop {
         let ended = reader
             .read(response, core, provider, &mut failure, |frame| {
+                if blocked.is_some() {
+                    return;
+                }
                 events += 1;
                 match frame.event.as_deref() {
                     Some("message_stop") => stopped = true,
@@ -736,9 +741,26 @@ async fn native_stream(
                 if let Some(data) = frame.data.as_deref() {
                     usage.observe(data.as_bytes());
                 }
-                batch.extend_from_slice(&frame.raw);
+                match &mut guard {
+                    Some(g) => {
+                        let scanned = g.anthropic_frame(
+                            core,
+                            frame.event.as_deref(),
+                            frame.data.as_deref(),
+                            &frame.raw,
+                            &mut batch,
+                        );
+                        blocked = scanned.err().or_else(|| g.take_blocked());
+                    }
+                    None => batch.extend_from_slice(&frame.raw),
+                }
             })
             .await;
+        if let Some(e) = blocked.take() {
+            // What was decided before the match goes out; the error ends the stream.
+            failure = Some(e);
+            stopped = false;
+        }
         if let Some(u) = usage.usage() {
             ctx.meter.report_chat(&u);
         }
@@ -756,8 +778,9 @@ async fn native_stream(
             Commit::Ready(framing) => framing,
         };
         // Read to the end of the body (so the connection can be pooled); the stream is
-        // complete only if `message_stop` came.
-        let done = ended;
+        // complete only if `message_stop` came. A guardrail block ends it at once.
+        let guard_blocked = matches!(failure, Some(GatewayError::ContentPolicy { .. }));
+        let done = ended || guard_blocked;
         if done && !stopped && failure.is_none() {
             failure = Some(GatewayError::UpstreamClosed {
                 provider: provider.clone(),

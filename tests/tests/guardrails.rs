@@ -583,3 +583,78 @@ output = 15.0
     assert_eq!(error["error"]["code"], "content_policy_violation", "{last}");
     gw.shutdown();
 }
+
+#[test]
+fn native_anthropic_streams_are_scanned_too() {
+    let up = mock();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "http://{addr}"
+api_key = "test-key"
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anth", model = "claude" }}]
+
+[[prices]]
+model = "claude"
+input = 3.0
+output = 15.0
+{OUTPUT_BLOCK_PROFILE}"#,
+        addr = up.addr()
+    );
+    let gw = gateway(&up, &extra);
+    let messages = |result: &str| {
+        serde_json::json!({
+            "model": "claude",
+            "max_tokens": 100,
+            "stream": true,
+            "messages": [
+                {"role": "user", "content": "What is on file?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result}]},
+            ],
+        })
+        .to_string()
+    };
+    let text_of = |r: &Response| -> (String, Vec<Value>) {
+        let events: Vec<Value> = sse_data(&r.body)
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect();
+        let text = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_delta")
+            .filter_map(|e| e["delta"]["text"].as_str())
+            .collect();
+        (text, events)
+    };
+    let key = Some("sk-tollgate-demo");
+    let clean = post(gw.addr(), "/v1/messages", key, &messages("cloudy"));
+    assert_eq!(clean.status, 200, "{}", clean.text());
+    let (text, events) = text_of(&clean);
+    assert_eq!(text, "Tool said: cloudy");
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+
+    let blocked = post(
+        gw.addr(),
+        "/v1/messages",
+        key,
+        &messages("it is sunny today here"),
+    );
+    let (text, events) = text_of(&blocked);
+    assert_eq!(text, "Tool said: it is ");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`no-weather`"),
+        "{last}"
+    );
+    gw.shutdown();
+}
