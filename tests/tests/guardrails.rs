@@ -441,6 +441,29 @@ name = "lenient"
     gw.shutdown();
 }
 
+/// A model `claude` served by the mock in Anthropic's native format.
+fn anthropic_model(up: &MockServer) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "http://{addr}"
+api_key = "test-key"
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anth", model = "claude" }}]
+
+[[prices]]
+model = "claude"
+input = 3.0
+output = 15.0
+"#,
+        addr = up.addr()
+    )
+}
+
 /// The streamed form of [`tool_result_chat`].
 fn streamed(body: &str) -> String {
     let mut v: Value = serde_json::from_str(body).unwrap();
@@ -526,25 +549,9 @@ fn a_blocked_stream_ends_with_an_error_event_after_the_text_before_the_match() {
 fn translated_streams_are_scanned_too() {
     let up = mock();
     let extra = format!(
-        r#"
-[[providers]]
-name = "anth"
-kind = "anthropic"
-base_url = "http://{addr}"
-api_key = "test-key"
-
-[[models]]
-name = "claude"
-deployments = [{{ provider = "anth", model = "claude" }}]
-
-[[prices]]
-model = "claude"
-input = 3.0
-output = 15.0
-
-{profile}"#,
-        addr = up.addr(),
-        profile = DEFAULT_PROFILE.replace(
+        "{}\n{}",
+        anthropic_model(&up),
+        DEFAULT_PROFILE.replace(
             "  { id = \"secrets\", detector = \"secrets\", action = \"block\" },\n",
             "  { id = \"secrets\", detector = \"secrets\", action = \"block\" },\n  { id = \"no-weather\", detector = \"words\", words = [\"sunny today\"], action = \"block\", on = \"output\" },\n",
         )
@@ -587,25 +594,7 @@ output = 15.0
 #[test]
 fn native_anthropic_streams_are_scanned_too() {
     let up = mock();
-    let extra = format!(
-        r#"
-[[providers]]
-name = "anth"
-kind = "anthropic"
-base_url = "http://{addr}"
-api_key = "test-key"
-
-[[models]]
-name = "claude"
-deployments = [{{ provider = "anth", model = "claude" }}]
-
-[[prices]]
-model = "claude"
-input = 3.0
-output = 15.0
-{OUTPUT_BLOCK_PROFILE}"#,
-        addr = up.addr()
-    );
+    let extra = format!("{}\n{OUTPUT_BLOCK_PROFILE}", anthropic_model(&up));
     let gw = gateway(&up, &extra);
     let messages = |result: &str| {
         serde_json::json!({
