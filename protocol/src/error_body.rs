@@ -60,57 +60,13 @@ fn write_optional(out: &mut BytesMut, value: Option<&str>) {
     }
 }
 
-/// What a byte needs when it appears inside a JSON string: 0 = copy as is, `u` = `\u00XX`, any
-/// other value = that character after a backslash.
-static ESCAPE: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        table[i] = b'u';
-        i += 1;
-    }
-    table[0x08] = b'b';
-    table[0x09] = b't';
-    table[0x0a] = b'n';
-    table[0x0c] = b'f';
-    table[0x0d] = b'r';
-    table[b'"' as usize] = b'"';
-    table[b'\\' as usize] = b'\\';
-    table
-};
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// Appends `s` as a JSON string literal (with the surrounding quotes) to `out`, escaping `"`,
 /// `\` and control characters. Everything else, including non-ASCII, is copied as UTF-8, which
 /// JSON allows and which keeps the common case a single `memcpy` per run.
 pub fn write_json_string(out: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.put_u8(b'"');
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
-        }
-        // Copy the clean run before this byte in one go rather than byte by byte.
-        if let Some(run) = bytes.get(run_start..i) {
-            out.put_slice(run);
-        }
-        run_start = i + 1;
-        if esc == b'u' {
-            out.put_slice(b"\\u00");
-            out.put_u8(HEX[usize::from(b >> 4)]);
-            out.put_u8(HEX[usize::from(b & 0x0f)]);
-        } else {
-            out.put_u8(b'\\');
-            out.put_u8(esc);
-        }
-    }
-    if let Some(run) = bytes.get(run_start..) {
-        out.put_slice(run);
-    }
+    crate::json_text::escape_into(s, out);
     out.put_u8(b'"');
 }
 

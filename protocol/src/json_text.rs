@@ -564,9 +564,8 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Appends `text` JSON-escaped (without quotes): `"` `\\` and control chars < 0x20 (`\n` `\r`
 /// `\t` `\b` `\f` as short escapes, others `\u00XX`); everything else (incl. non-ASCII and '/')
 /// as is.
-pub fn escape_into(text: &str, out: &mut Vec<u8>) {
+pub fn escape_into(text: &str, out: &mut impl bytes::BufMut) {
     let bytes = text.as_bytes();
-    out.reserve(bytes.len());
     let mut run_start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc = ESCAPE[usize::from(b)];
@@ -574,18 +573,18 @@ pub fn escape_into(text: &str, out: &mut Vec<u8>) {
             continue;
         }
         // Clean runs are copied in one go rather than byte by byte.
-        out.extend_from_slice(bytes.get(run_start..i).unwrap_or_default());
+        out.put_slice(bytes.get(run_start..i).unwrap_or_default());
         run_start = i + 1;
         if esc == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0x0f)]);
+            out.put_slice(b"\\u00");
+            out.put_u8(HEX[usize::from(b >> 4)]);
+            out.put_u8(HEX[usize::from(b & 0x0f)]);
         } else {
-            out.push(b'\\');
-            out.push(esc);
+            out.put_u8(b'\\');
+            out.put_u8(esc);
         }
     }
-    out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
+    out.put_slice(bytes.get(run_start..).unwrap_or_default());
 }
 
 /// Rebuilds `doc` with each `(span, replacement)` applied; spans sorted by start and
