@@ -276,6 +276,11 @@ impl GatewayError {
         )
     }
 
+    /// True for a guardrail refusal: the upstream did its job, the policy refused the text.
+    pub fn is_content_policy(&self) -> bool {
+        matches!(self, GatewayError::ContentPolicy { .. })
+    }
+
     /// True when the client connection must be closed after answering (framing is lost).
     pub fn closes_connection(&self) -> bool {
         matches!(

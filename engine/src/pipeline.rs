@@ -1497,7 +1497,8 @@ async fn stream_response(
             when: "mid-stream",
         })
     });
-    let upstream_ok = failure.is_none();
+    // A guardrail ending the stream says nothing about the upstream's health.
+    let upstream_ok = failure.as_ref().is_none_or(GatewayError::is_content_policy);
     if let Some(e) = failure {
         // Never a silent truncation: the client gets a terminal error event.
         let mut event = BytesMut::new();

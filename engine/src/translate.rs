@@ -568,7 +568,8 @@ async fn translated_stream(
             conn.end_stream(framing);
             let keep_alive = ctx.keep_alive && framing == StreamFraming::Chunked;
             let flushed = conn.flush().await.is_ok();
-            let result = if failure.is_some() {
+            // A guardrail ending the stream says nothing about the upstream's health.
+            let result = if failure.as_ref().is_some_and(|e| !e.is_content_policy()) {
                 AttemptResult::Failure
             } else {
                 AttemptResult::Success
@@ -800,7 +801,8 @@ async fn native_stream(
         if done {
             conn.end_stream(framing);
             let flushed = conn.flush().await.is_ok();
-            let result = if failure.is_some() {
+            // A guardrail ending the stream says nothing about the upstream's health.
+            let result = if failure.as_ref().is_some_and(|e| !e.is_content_policy()) {
                 AttemptResult::Failure
             } else {
                 AttemptResult::Success
