@@ -12,6 +12,7 @@
 //! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
 //! on errors and on Ctrl-C too, and the governed gateway's store directory is removed.
 
+mod corpus;
 mod idle;
 mod loadgen;
 mod machine;
@@ -264,6 +265,7 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
         }
     }
     results.load_at_end = machine::load_average();
+    results.accuracy = Some(corpus::evaluate(&root));
     if let Err(e) = finished {
         // Keep the logs of a broken run; write nothing over a previous RESULTS.md.
         scratch.keep();

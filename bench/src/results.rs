@@ -182,6 +182,8 @@ pub struct Results {
     translation_config: Option<String>,
     /// The scenario-g governed gateway's configuration file of the first run.
     governance_config: Option<String>,
+    /// Guardrail detectors against the labelled corpus (not a load scenario; always run).
+    pub accuracy: Option<Result<crate::corpus::Accuracy, String>>,
 }
 
 // === impl Target / Scenario ===
@@ -336,6 +338,7 @@ impl Results {
             gateway_config: None,
             translation_config: None,
             governance_config: None,
+            accuracy: None,
         }
     }
 
@@ -1154,6 +1157,9 @@ impl Results {
         self.write_goals(&mut s);
         s.push('\n');
         self.write_scenarios(&mut s, true);
+        if let Some(accuracy) = &self.accuracy {
+            crate::corpus::render(accuracy, &mut s);
+        }
 
         let _ = writeln!(s, "## Problems\n");
         let problems = self.problems();
