@@ -102,6 +102,8 @@ enum KeyAction {
         expires: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        guardrails: GuardrailArgs,
     },
     /// List keys (never their secrets).
     List,
@@ -126,6 +128,8 @@ enum KeyAction {
         no_expiry: bool,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        guardrails: GuardrailArgs,
     },
     /// Delete a key (its ledger records stay).
     Delete { name: String },
@@ -149,6 +153,8 @@ enum EntityAction {
         owner: OwnerArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        guardrails: GuardrailArgs,
     },
     /// List them.
     List,
@@ -161,9 +167,33 @@ enum EntityAction {
         owner: OwnerArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        guardrails: GuardrailArgs,
     },
     /// Delete one.
     Delete { name: String },
+}
+
+/// Which guardrails profile applies (`[[guardrails.profiles]]` in the config).
+#[derive(Debug, Args)]
+struct GuardrailArgs {
+    /// Guardrails profile for its requests (overrides the levels above it).
+    #[arg(long)]
+    guardrails: Option<String>,
+    /// Use the profile of the level above (or the default) again.
+    #[arg(long, conflicts_with = "guardrails")]
+    no_guardrails: bool,
+}
+
+impl GuardrailArgs {
+    /// Add a `guardrails` field when one was given (the admin API checks the name).
+    fn insert_into(self, body: &mut Map<String, Value>) {
+        if self.no_guardrails {
+            body.insert("guardrails".into(), Value::Null);
+        } else if let Some(name) = self.guardrails {
+            body.insert("guardrails".into(), name.into());
+        }
+    }
 }
 
 /// Where a team or user belongs.
@@ -396,6 +426,7 @@ fn key_request(action: KeyAction) -> Result<AdminRequest, String> {
             models,
             expires,
             limits,
+            guardrails,
         } => {
             let mut body = key_owner(owner);
             if let Some(name) = name {
@@ -408,6 +439,7 @@ fn key_request(action: KeyAction) -> Result<AdminRequest, String> {
                 body.insert("expires".into(), at.into());
             }
             limits.insert_into(&mut body)?;
+            guardrails.insert_into(&mut body);
             with_body("POST", "/admin/keys".into(), body)
         }
         KeyAction::List => get("/admin/keys".into()),
@@ -420,6 +452,7 @@ fn key_request(action: KeyAction) -> Result<AdminRequest, String> {
             expires,
             no_expiry,
             limits,
+            guardrails,
         } => {
             let mut body = key_owner(owner);
             if all_models {
@@ -433,6 +466,7 @@ fn key_request(action: KeyAction) -> Result<AdminRequest, String> {
                 body.insert("expires".into(), at.into());
             }
             limits.insert_into(&mut body)?;
+            guardrails.insert_into(&mut body);
             with_body("PATCH", format!("/admin/keys/{name}"), body)
         }
         KeyAction::Delete { name } => {
@@ -478,10 +512,12 @@ fn entity_request(collection: &str, action: EntityAction) -> Result<AdminRequest
             name,
             owner,
             limits,
+            guardrails,
         } => {
             let mut body = owner_fields(owner);
             body.insert("name".into(), name.into());
             limits.insert_into(&mut body)?;
+            guardrails.insert_into(&mut body);
             with_body("POST", format!("/admin/{collection}"), body)
         }
         EntityAction::List => get(format!("/admin/{collection}")),
@@ -490,9 +526,11 @@ fn entity_request(collection: &str, action: EntityAction) -> Result<AdminRequest
             name,
             owner,
             limits,
+            guardrails,
         } => {
             let mut body = owner_fields(owner);
             limits.insert_into(&mut body)?;
+            guardrails.insert_into(&mut body);
             with_body("PATCH", format!("/admin/{collection}/{name}"), body)
         }
         EntityAction::Delete { name } => {

@@ -291,6 +291,40 @@ fn keys_from_the_cli_offline_and_through_a_running_gateway() {
 }
 
 #[test]
+fn keys_and_teams_take_a_guardrails_profile_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tollgate.toml");
+    let profiles = "\n[[guardrails.profiles]]\nname = \"strict\"\nrules = [{ id = \"cards\", detector = \"payment_card\", action = \"block\" }]\n";
+    std::fs::write(&config, format!("{GOVERNED}{profiles}")).unwrap();
+    let data = dir.path().join("data");
+
+    let (code, created, err) = tollgate(
+        &config,
+        &data,
+        &["keys", "create", "--name", "k", "--guardrails", "strict"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(created["guardrails"], "strict");
+    let (code, cleared, err) =
+        tollgate(&config, &data, &["keys", "update", "k", "--no-guardrails"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cleared["guardrails"], serde_json::Value::Null);
+    let (code, team, err) = tollgate(
+        &config,
+        &data,
+        &["teams", "create", "payments", "--guardrails", "strict"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(team["guardrails"], "strict");
+    let (code, _, err) = tollgate(&config, &data, &["keys", "create", "--guardrails", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown guardrails profile \"nope\" (configured: strict)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn kill_9_under_load_leaves_a_consistent_store() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
