@@ -6,13 +6,16 @@
 //! load generator on CPU 1). Then, with a second gateway that serves one model pass-through and
 //! one translated to an Anthropic-format upstream, measures what translation costs (scenario f);
 //! with a fresh plain gateway and one enforcing key and team limits and pricing every request,
-//! what governance costs (scenario g). Every gateway writes its usage ledger (one record per
-//! request, always on) to a store of its own in the scratch directory. `--only` picks scenarios by letter.
+//! what governance costs (scenario g); with a fresh plain gateway and one scanning every prompt
+//! and answer with the default guardrails profile, what guardrails cost (scenario h). Every
+//! gateway writes its usage ledger (one record per request, always on) to a store of its own in
+//! the scratch directory. `--only` picks scenarios by letter (a to h).
 //! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes
 //! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
 //! on errors and on Ctrl-C too, and the governed gateway's store directory is removed.
 
 mod corpus;
+mod guardrails;
 mod idle;
 mod loadgen;
 mod machine;
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::guardrails::{BodyLoadgen, GUARDRAILS_SECTION};
 use crate::loadgen::{
     LoadSpec, Outcome, RequestKind, Watch, ANTHROPIC_BODY, ANTHROPIC_KEY, MODEL, TRANSLATED_MODEL,
 };
@@ -71,25 +75,26 @@ struct Cli {
     /// Idle keep-alive connections held open for the memory scenario.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
-    /// Connections of the closed-loop throughput scenarios (a, f and g).
+    /// Connections of the closed-loop throughput scenarios (a, f, g and h).
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Request rate of the open-loop scenario (requests per second).
     #[arg(long, default_value_t = 5_000)]
     rate: u32,
-    /// Concurrent streams in the streaming scenario.
+    /// Concurrent streams in the streaming scenarios (d, and f's and h's streaming loads).
     #[arg(long, default_value_t = 16)]
     stream_connections: usize,
     /// Run only these scenarios, by letter, comma-separated (default: all): a throughput,
-    /// b latency, c open loop, d streaming, e memory, f translation, g governance; e.g.
-    /// `--only g`. A partial run writes bench/RESULTS-<letters>.md unless --out is given, so the
-    /// full results are not overwritten; nginx is only started (and installed) for a–d.
+    /// b latency, c open loop, d streaming, e memory, f translation, g governance,
+    /// h guardrails; e.g. `--only g`. A partial run writes bench/RESULTS-<letters>.md unless
+    /// --out is given, so the full results are not overwritten; nginx is only started (and
+    /// installed) for a–d.
     #[arg(long, visible_alias = "scenarios", value_delimiter = ',', value_parser = parse_scenario_letter)]
     only: Vec<char>,
 }
 
 /// Every scenario letter `--only` accepts.
-const SCENARIO_LETTERS: &str = "abcdefg";
+const SCENARIO_LETTERS: &str = "abcdefgh";
 
 fn parse_scenario_letter(s: &str) -> Result<char, String> {
     let s = s.trim().to_ascii_lowercase();
@@ -97,7 +102,7 @@ fn parse_scenario_letter(s: &str) -> Result<char, String> {
     match (chars.next(), chars.next()) {
         (Some(c), None) if SCENARIO_LETTERS.contains(c) => Ok(c),
         _ => Err(format!(
-            "unknown scenario {s:?}: expected letters a to g (a throughput, b latency, c open loop, d streaming, e memory, f translation, g governance)"
+            "unknown scenario {s:?}: expected letters a to h (a throughput, b latency, c open loop, d streaming, e memory, f translation, g governance, h guardrails)"
         )),
     }
 }
@@ -402,6 +407,9 @@ enum GatewayRole {
         /// The store's directory (fresh, inside the scratch directory).
         store: PathBuf,
     },
+    /// Scenario h: the pass-through configuration plus [`GUARDRAILS_SECTION`], the default
+    /// guardrails profile scanning every prompt and answer.
+    Guarded,
 }
 
 /// The gateway's configuration: one worker in front of the mock.
@@ -421,6 +429,7 @@ fn gateway_config(
         GatewayRole::Governed { store } => {
             governed_gateway_config(listen, mock, max_connections, store)
         }
+        GatewayRole::Guarded => guarded_gateway_config(listen, mock, max_connections, ledger),
     }
 }
 
@@ -527,6 +536,21 @@ output = 0.60
 "#,
         key = loadgen::DEMO_KEY,
         store = store_section(store),
+    )
+}
+
+/// Scenario h's guarded configuration: the plain one, byte for byte, then the default
+/// guardrails profile; ports and store paths aside, nothing else differs between the two
+/// gateways h compares.
+fn guarded_gateway_config(
+    listen: SocketAddr,
+    mock: SocketAddr,
+    max_connections: usize,
+    ledger: &Path,
+) -> String {
+    format!(
+        "{}\n{GUARDRAILS_SECTION}",
+        plain_gateway_config(listen, mock, max_connections, ledger)
     )
 }
 
@@ -787,7 +811,8 @@ fn one_run(
                     | Target::PassThrough
                     | Target::Translated
                     | Target::Plain
-                    | Target::Governed => return Err("a target of scenario f or g only".into()),
+                    | Target::Governed
+                    | Target::Guarded => return Err("a target of scenario f, g or h only".into()),
                 };
                 let url = format!("http://{addr}/v1/chat/completions");
                 if run == 0 {
@@ -839,6 +864,12 @@ fn one_run(
         out.gateway_warnings.extend(governance.gateway_warnings);
         out.governance_store_bytes = governance.store_bytes;
         out.governance_plain_cwd_bytes = governance.plain_cwd_bytes;
+    }
+    // h. guardrails: two fresh gateways of their own, plain and guarded.
+    if settings.includes('h') {
+        let guardrails = guardrails_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
+        out.load.extend(guardrails.load);
+        out.gateway_warnings.extend(guardrails.gateway_warnings);
     }
     if let Some(Ok(n)) = nginx.as_mut() {
         out.nginx_errors = results::nginx_errors(&procs::tail(
@@ -954,9 +985,11 @@ fn translation_run(
                         g.proc.check_alive()?;
                         (g.addr, Some(g.proc.pid()))
                     }
-                    Target::Tollgate | Target::Nginx | Target::Plain | Target::Governed => {
-                        return Err("not a target of scenario f".into())
-                    }
+                    Target::Tollgate
+                    | Target::Nginx
+                    | Target::Plain
+                    | Target::Governed
+                    | Target::Guarded => return Err("not a target of scenario f".into()),
                 };
                 let url = spec.url(addr);
                 if run == 0 {
@@ -1126,6 +1159,128 @@ fn governance_run(
     Ok(out)
 }
 
+/// What scenario h measured in one run.
+#[derive(Debug, Default)]
+struct GuardrailsRun {
+    load: Vec<((Scenario, Target), Outcome)>,
+    gateway_warnings: Vec<String>,
+}
+
+/// Scenario h: a fresh plain gateway ([`GatewayRole::PassThrough`]) and a fresh guarded one
+/// ([`GatewayRole::Guarded`]), both on the proxy CPU, each writing the usage ledger to a store of
+/// its own; the throughput scenario's load and the streaming scenario's load, every request
+/// carrying the same ~1.5 KiB chat body ([`guardrails::chat_body`]), to each and straight to
+/// the mock, back to back in rotating order.
+fn guardrails_run(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    mock: &mut Proc,
+    mock_addr: SocketAddr,
+    dir: &Path,
+    results: &mut Results,
+) -> Result<GuardrailsRun, BenchError> {
+    let tag = format!("run{}", run + 1);
+    let chat = BodyLoadgen::write(dir, &bins.loadgen, false)?;
+    let chat_stream = BodyLoadgen::write(dir, &bins.loadgen, true)?;
+    let mut start = |name: String, role: GatewayRole, kind: &str| match start_gateway(
+        bins, settings, mock_addr, dir, &name, &role, None,
+    ) {
+        Ok(g) => {
+            results.note_command(kind, g.command_line.clone());
+            match role {
+                GatewayRole::Guarded => results.note_guardrails_config(g.config.clone()),
+                _ => results.note_gateway_config(g.config.clone()),
+            }
+            Ok(Ok(g))
+        }
+        Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
+        Err(e) => Ok(Err(e.to_string())),
+    };
+    let mut plain = start(
+        format!("tollgate-h-plain-{tag}"),
+        GatewayRole::PassThrough,
+        "tollgate (scenario h, plain)",
+    )?;
+    let mut guarded = start(
+        format!("tollgate-h-guarded-{tag}"),
+        GatewayRole::Guarded,
+        "tollgate (scenario h, guarded)",
+    )?;
+
+    let mut out = GuardrailsRun::default();
+    for scenario in Scenario::GUARDRAILS {
+        let mut targets = scenario.targets();
+        // Rotate as the other scenarios do: neither gateway always runs first.
+        let shift = run % targets.len();
+        targets.rotate_left(shift);
+        let loadgen = if scenario.is_stream() {
+            &chat_stream
+        } else {
+            &chat
+        };
+        for target in targets {
+            procs::check_interrupted()?;
+            let spec = settings.spec(scenario);
+            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
+            let outcome: Outcome = (|| {
+                mock.check_alive()?;
+                let (addr, proxy) = match target {
+                    Target::Direct => (mock_addr, None),
+                    Target::Plain | Target::Guarded => {
+                        let g = if target == Target::Plain {
+                            &mut plain
+                        } else {
+                            &mut guarded
+                        };
+                        let g = g.as_mut().map_err(|e| e.clone())?;
+                        g.proc.check_alive()?;
+                        (g.addr, Some(g.proc.pid()))
+                    }
+                    _ => return Err("not a target of scenario h".into()),
+                };
+                let url = spec.url(addr);
+                if run == 0 {
+                    // What the wrapper runs: the load generator with the body file.
+                    let spawn = Spawn::new(
+                        &name,
+                        Some(CLIENT_CPU),
+                        &bins.loadgen,
+                        loadgen.effective_args(spec.args(&url)),
+                    );
+                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                }
+                let watch = Watch {
+                    proxy_core: PROXY_CPU,
+                    client_core: CLIENT_CPU,
+                    proxy_pid: proxy,
+                    mock_pid: mock.pid(),
+                };
+                loadgen::measure(&loadgen.program, &spec, &url, &name, &watch, dir).map_err(
+                    |e| match e {
+                        BenchError::Interrupted => "interrupted".to_owned(),
+                        other => other.to_string(),
+                    },
+                )?
+            })();
+            procs::check_interrupted()?;
+            eprintln!(
+                "tollgate-bench:   {:<18} {:<16} {}",
+                scenario.slug(),
+                target.slug(),
+                results::one_line(scenario, &outcome)
+            );
+            out.load.push(((scenario, target), outcome));
+        }
+    }
+    for g in [&mut plain, &mut guarded].into_iter().flatten() {
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
+        g.proc.stop();
+    }
+    Ok(out)
+}
+
 /// The governed gateway's store directory: created empty, removed (with everything the
 /// gateway wrote) on drop, also when the run fails or is interrupted. Kept out of the scratch
 /// directory's fate: a failed run keeps its logs, never a ledger.
@@ -1188,8 +1343,12 @@ impl Settings {
             request: RequestKind::OpenAi { model: MODEL },
         };
         match scenario {
-            // g must be exactly a's load: its plain gateway stands in for a's Tollgate target.
-            Scenario::Throughput | Scenario::Translation | Scenario::Governance => LoadSpec {
+            // g and h must be exactly a's load: their plain gateways stand in for a's Tollgate
+            // target (h's requests carry its own body; see `guardrails_run`).
+            Scenario::Throughput
+            | Scenario::Translation
+            | Scenario::Governance
+            | Scenario::Guardrails => LoadSpec {
                 connections: self.connections,
                 ..base
             },
@@ -1199,7 +1358,9 @@ impl Settings {
                 rate: Some(self.rate),
                 ..base
             },
-            Scenario::Streaming | Scenario::TranslationStreaming => LoadSpec {
+            Scenario::Streaming
+            | Scenario::TranslationStreaming
+            | Scenario::GuardrailsStreaming => LoadSpec {
                 connections: self.stream_connections,
                 stream: true,
                 ..base
@@ -1348,6 +1509,90 @@ mod tests {
     }
 
     #[test]
+    fn guarded_config_is_the_plain_one_plus_the_default_profile() {
+        use tollgate_config::guardrails::{Detector, GuardAction};
+
+        let ledger = PathBuf::from("/tmp/tollgate-bench-1/tollgate-h-guarded-run1-store");
+        let (listen, mock) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let conf = gateway_config(listen, mock, 30_000, &GatewayRole::Guarded, &ledger);
+        let plain = gateway_config(listen, mock, 30_000, &GatewayRole::PassThrough, &ledger);
+        assert!(
+            conf.starts_with(&plain),
+            "the plain configuration, unchanged"
+        );
+
+        let config = tollgate_config::Config::from_toml_str(&conf, &|_| None).unwrap();
+        assert_eq!(config.server.workers, 1);
+        assert_eq!(config.server.max_connections_per_worker, 30_000);
+        assert!(config.model(MODEL).is_some());
+        assert_eq!(config.keys.len(), 1);
+        assert_eq!(config.keys[0].key.expose(), loadgen::DEMO_KEY);
+        assert_eq!(
+            config.keys[0].guardrails, None,
+            "the default profile applies"
+        );
+        assert_eq!(
+            config.store.path, ledger,
+            "the guarded gateway writes the ledger"
+        );
+
+        let g = &config.guardrails;
+        assert_eq!(g.default_profile.as_deref(), Some("default"));
+        assert_eq!(g.profiles.len(), 1);
+        let profile = &g.profiles[0];
+        assert_eq!(profile.name, "default");
+        assert!(profile.restore_masked);
+        assert_eq!(profile.allow, ["support@example.com"]);
+        let rules: Vec<(&str, &Detector, GuardAction, bool, bool)> = profile
+            .rules
+            .iter()
+            .map(|r| (r.id.as_str(), &r.detector, r.action, r.input, r.output))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (
+                    "prompt-injection",
+                    &Detector::PromptInjection,
+                    GuardAction::Block,
+                    true,
+                    true
+                ),
+                (
+                    "payment-cards",
+                    &Detector::PaymentCard,
+                    GuardAction::Block,
+                    true,
+                    true
+                ),
+                ("emails", &Detector::Email, GuardAction::Mask, true, true),
+                ("phones", &Detector::Phone, GuardAction::Mask, true, true),
+                (
+                    "secrets",
+                    &Detector::Secrets,
+                    GuardAction::Block,
+                    true,
+                    true
+                ),
+            ]
+        );
+
+        // The same profile as the example's default one, as the config parser reads both.
+        let example_path = workspace_root().join("config/examples/guardrails.toml");
+        let example = std::fs::read_to_string(&example_path).unwrap();
+        let example = tollgate_config::Config::from_toml_str(&example, &|name| match name {
+            "UPSTREAM_BASE_URL" => Some("http://127.0.0.1:2/v1".into()),
+            "TOLLGATE_MASTER_KEY" => Some("master-key-for-tests-0123456789".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.guardrails, example.guardrails);
+    }
+
+    #[test]
     fn governed_store_is_removed_on_drop() {
         let base = std::env::temp_dir().join(format!("tollgate-bench-test-{}", std::process::id()));
         let store = StoreDir::create(base.join("store")).unwrap();
@@ -1375,13 +1620,18 @@ mod tests {
         // Default, and every letter named: everything runs.
         for args in [
             &["tollgate-bench"][..],
-            &["tollgate-bench", "--only", "a,b,c,d,e,f,g"][..],
+            &["tollgate-bench", "--only", "a,b,c,d,e,f,g,h"][..],
         ] {
             let settings = Settings::from_cli(&Cli::try_parse_from(args).unwrap());
             assert_eq!(settings.only, None);
             assert!(SCENARIO_LETTERS.chars().all(|c| settings.includes(c)));
         }
-        assert!(Cli::try_parse_from(["tollgate-bench", "--only", "h"]).is_err());
+        let settings =
+            Settings::from_cli(&Cli::try_parse_from(["tollgate-bench", "--only", "H"]).unwrap());
+        assert_eq!(settings.only.as_deref(), Some("h"));
+        assert!(settings.includes('h') && !settings.includes('g'));
+        let err = Cli::try_parse_from(["tollgate-bench", "--only", "i"]).unwrap_err();
+        assert!(err.to_string().contains("a to h"), "{err}");
         assert!(Cli::try_parse_from(["tollgate-bench", "--only", "ab"]).is_err());
     }
 
@@ -1393,6 +1643,27 @@ mod tests {
         assert_eq!(format!("{a:?}"), format!("{g:?}"));
         assert_eq!(g.connections, 64);
         assert!(!g.stream);
+    }
+
+    #[test]
+    fn guardrails_loads_are_the_throughput_and_streaming_loads() {
+        let settings = Settings::from_cli(&Cli::try_parse_from(["tollgate-bench"]).unwrap());
+        let pairs = [
+            (Scenario::Throughput, Scenario::Guardrails),
+            (Scenario::Streaming, Scenario::GuardrailsStreaming),
+        ];
+        for (base, h) in pairs {
+            let (base, h) = (settings.spec(base), settings.spec(h));
+            assert_eq!(format!("{base:?}"), format!("{h:?}"));
+        }
+        assert!(!settings.spec(Scenario::Guardrails).stream);
+        assert!(settings.spec(Scenario::GuardrailsStreaming).stream);
+        assert_eq!(settings.spec(Scenario::GuardrailsStreaming).connections, 16);
+        assert_eq!(
+            Scenario::GUARDRAILS.map(Scenario::letter),
+            ['h', 'h'],
+            "`--only h` runs both"
+        );
     }
 
     #[test]

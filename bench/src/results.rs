@@ -1,7 +1,8 @@
 //! What the runs measured and how it is reported: medians across runs, latency added over the
 //! direct-to-mock baseline of the same run, ratios against nginx, of translated against
-//! pass-through (scenario f) and of governed against plain (scenario g), the goals met or missed,
-//! and the problems seen. Renders `bench/RESULTS.md` and the stdout summary; does no I/O itself.
+//! pass-through (scenario f), of governed against plain (scenario g) and of guarded against plain
+//! (scenario h), the goals met or missed, and the problems seen. Renders `bench/RESULTS.md` and
+//! the stdout summary; does no I/O itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +27,13 @@ const TRANSLATION_RATIO_GOAL: f64 = 0.85;
 
 /// Governance goal: req/s of the governed gateway over the plain one, same run.
 const GOVERNANCE_RATIO_GOAL: f64 = 0.90;
+
+/// Guardrails goal: req/s of the guarded gateway over the plain one, same run.
+const GUARDRAILS_RATIO_GOAL: f64 = 0.90;
+
+/// Guardrails streaming goal: TTFT p50 of the guarded gateway over the plain one, same run (at
+/// most 10% more).
+const GUARDRAILS_TTFT_RATIO_GOAL: f64 = 1.10;
 
 /// An open-loop run that achieved less than this fraction of its rate is flagged.
 const OPEN_LOOP_MIN_ACHIEVED: f64 = 0.95;
@@ -52,6 +60,9 @@ pub enum Target {
     /// Scenario g: a fresh gateway with a key, team budget, RPM and TPM limits, prices and the
     /// usage ledger's store.
     Governed,
+    /// Scenario h: a fresh gateway with the scenario-a configuration plus the default
+    /// guardrails profile (every prompt and answer scanned).
+    Guarded,
 }
 
 /// A load scenario.
@@ -71,6 +82,11 @@ pub enum Scenario {
     TranslationStreaming,
     /// g. closed-loop throughput, plain gateway vs one enforcing key and team limits.
     Governance,
+    /// h. closed-loop throughput, plain gateway vs one scanning with the default guardrails
+    /// profile.
+    Guardrails,
+    /// h. streaming, plain vs guarded: time to first token.
+    GuardrailsStreaming,
 }
 
 /// What every run used.
@@ -182,6 +198,8 @@ pub struct Results {
     translation_config: Option<String>,
     /// The scenario-g governed gateway's configuration file of the first run.
     governance_config: Option<String>,
+    /// The scenario-h guarded gateway's configuration file of the first run.
+    guardrails_config: Option<String>,
     /// Guardrail detectors against the labelled corpus (not a load scenario; always run).
     pub accuracy: Option<Result<crate::corpus::Accuracy, String>>,
 }
@@ -203,6 +221,7 @@ impl Target {
             Target::Translated => "translated",
             Target::Plain => "plain",
             Target::Governed => "governed",
+            Target::Guarded => "guarded",
         }
     }
 
@@ -216,6 +235,7 @@ impl Target {
             Target::Translated => "Tollgate translated (`anthropic` provider)",
             Target::Plain => "Tollgate plain (no limits, no prices)",
             Target::Governed => "Tollgate governed (key + team limits, priced)",
+            Target::Guarded => "Tollgate guarded (default guardrails profile)",
         }
     }
 }
@@ -235,6 +255,9 @@ impl Scenario {
     /// Scenario g's load, run after f with its own two gateways.
     pub const GOVERNANCE: [Scenario; 1] = [Scenario::Governance];
 
+    /// Scenario h's loads, run after g with their own two gateways.
+    pub const GUARDRAILS: [Scenario; 2] = [Scenario::Guardrails, Scenario::GuardrailsStreaming];
+
     /// Short lowercase name.
     pub fn slug(self) -> &'static str {
         match self {
@@ -245,6 +268,8 @@ impl Scenario {
             Scenario::Translation => "translation",
             Scenario::TranslationStreaming => "translation-stream",
             Scenario::Governance => "governance",
+            Scenario::Guardrails => "guardrails",
+            Scenario::GuardrailsStreaming => "guardrails-stream",
         }
     }
 
@@ -257,17 +282,21 @@ impl Scenario {
             Scenario::Streaming => 'd',
             Scenario::Translation | Scenario::TranslationStreaming => 'f',
             Scenario::Governance => 'g',
+            Scenario::Guardrails | Scenario::GuardrailsStreaming => 'h',
         }
     }
 
     /// Whether the load is streamed.
     pub fn is_stream(self) -> bool {
-        matches!(self, Scenario::Streaming | Scenario::TranslationStreaming)
+        matches!(
+            self,
+            Scenario::Streaming | Scenario::TranslationStreaming | Scenario::GuardrailsStreaming
+        )
     }
 
-    /// Scenario f's targets. Streams are not sent straight to the mock in Anthropic format:
-    /// the load generator decodes OpenAI streams only (a stream must end with `data: [DONE]`,
-    /// which Anthropic's never sends).
+    /// The targets of each scenario (a–d: [`Target::ALL`]). Scenario f's streams are not sent
+    /// straight to the mock in Anthropic format: the load generator decodes OpenAI streams only
+    /// (a stream must end with `data: [DONE]`, which Anthropic's never sends).
     pub fn targets(self) -> Vec<Target> {
         match self {
             Scenario::Translation => vec![
@@ -280,6 +309,9 @@ impl Scenario {
                 vec![Target::Direct, Target::PassThrough, Target::Translated]
             }
             Scenario::Governance => vec![Target::Direct, Target::Plain, Target::Governed],
+            Scenario::Guardrails | Scenario::GuardrailsStreaming => {
+                vec![Target::Direct, Target::Plain, Target::Guarded]
+            }
             _ => Target::ALL.to_vec(),
         }
     }
@@ -338,6 +370,7 @@ impl Results {
             gateway_config: None,
             translation_config: None,
             governance_config: None,
+            guardrails_config: None,
             accuracy: None,
         }
     }
@@ -360,6 +393,11 @@ impl Results {
     /// Records the scenario-g governed gateway's configuration file (the first time only).
     pub fn note_governance_config(&mut self, toml: String) {
         self.governance_config.get_or_insert(toml);
+    }
+
+    /// Records the scenario-h guarded gateway's configuration file (the first time only).
+    pub fn note_guardrails_config(&mut self, toml: String) {
+        self.guardrails_config.get_or_insert(toml);
     }
 
     /// Records a load generator command line (the first time only).
@@ -559,6 +597,22 @@ impl Results {
                     }
                 }
             }
+            // h: the plain gateway must pass every event on. The guarded one may hold text that
+            // could still be part of a match back for a later event, so its count is shown, not
+            // judged.
+            let events = |t: Target| {
+                run.load
+                    .get(&(Scenario::GuardrailsStreaming, t))
+                    .and_then(|o| o.as_ref().ok())
+                    .and_then(|s| s.report.events_per_stream())
+            };
+            if let (Some(d), Some(p)) = (events(Target::Direct), events(Target::Plain)) {
+                if (d - p).abs() > 0.01 {
+                    out.push(format!(
+                        "run {n}, guardrails-stream, plain: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)"
+                    ));
+                }
+            }
             if run.governance_store_bytes == Some(0) {
                 out.push(format!(
                     "run {n}, governance: the governed gateway left its store directory empty (was the usage ledger written?)"
@@ -648,6 +702,9 @@ impl Results {
         }
         if self.settings.includes('g') {
             goals.extend(self.governance_goals());
+        }
+        if self.settings.includes('h') {
+            goals.extend(self.guardrails_goals());
         }
 
         // Clean runs.
@@ -911,6 +968,105 @@ impl Results {
     }
 }
 
+impl Results {
+    /// Scenario h: the goals on guarded / plain req/s and on guarded / plain TTFT p50, and
+    /// beside them (no goal) the proxy's CPU per request.
+    fn guardrails_goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let sc = Scenario::Guardrails;
+        let ratios = self.per_run_ratios(sc, Target::Guarded, Target::Plain, rps);
+        let per_run = fmt_ratios(&ratios);
+        let guarded = self.median_of(sc, Target::Guarded, rps);
+        let plain = self.median_of(sc, Target::Plain, rps);
+        let (value, verdict) = match (median(ratios), guarded, plain) {
+            (Some(r), Some(g), Some(p)) => (
+                format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
+                ratio_verdict(r, p, GUARDRAILS_RATIO_GOAL),
+            ),
+            _ => (
+                "—".into(),
+                Verdict::NotEvaluated("no run measured both gateways".into()),
+            ),
+        };
+        goals.push(Goal {
+            scenario: "h. guardrails",
+            metric: format!(
+                "req/s guarded / plain, {} conns, same run",
+                self.settings.connections
+            ),
+            goal: format!("≥ {GUARDRAILS_RATIO_GOAL:.2}"),
+            value,
+            verdict,
+        });
+
+        let g_cpu = self.median_of(sc, Target::Guarded, cpu_per_request);
+        let p_cpu = self.median_of(sc, Target::Plain, cpu_per_request);
+        let bound =
+            median(self.per_run_ratios(sc, Target::Plain, Target::Guarded, cpu_per_request));
+        goals.push(Goal {
+            scenario: "h. guardrails",
+            metric: "proxy CPU / request, guarded vs plain".into(),
+            goal: "—".into(),
+            value: match (g_cpu, p_cpu, bound) {
+                (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
+                    "{g:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
+                    (g / p - 1.0) * 100.0
+                ),
+                _ => "—".into(),
+            },
+            verdict: Verdict::Info,
+        });
+
+        let st = Scenario::GuardrailsStreaming;
+        let ttft = |x: &Sample| x.report.ttft.as_ref().map(|t| t.p50_us as f64);
+        let ratios = self.per_run_ratios(st, Target::Guarded, Target::Plain, ttft);
+        let per_run = fmt_ratios(&ratios);
+        let guarded = self.median_of(st, Target::Guarded, ttft);
+        let plain = self.median_of(st, Target::Plain, ttft);
+        let (value, verdict) = match (median(ratios), guarded, plain) {
+            (Some(r), Some(g), Some(p)) => (
+                format!("{r:.3} ({} vs {}; per run {per_run})", fmt_us(g), fmt_us(p)),
+                ttft_ratio_verdict(r, p, GUARDRAILS_TTFT_RATIO_GOAL),
+            ),
+            _ => (
+                "—".into(),
+                Verdict::NotEvaluated("no run measured both gateways".into()),
+            ),
+        };
+        goals.push(Goal {
+            scenario: "h. guardrails, streaming",
+            metric: format!(
+                "TTFT p50 guarded / plain, {} streams, same run",
+                self.settings.stream_connections
+            ),
+            goal: format!("≤ {GUARDRAILS_TTFT_RATIO_GOAL:.2}"),
+            value,
+            verdict,
+        });
+        goals
+    }
+}
+
+/// The verdict on a same-run latency ratio `r` that must stay at most `goal`, with `den` (the
+/// baseline's latency, µs) turning the margin into time.
+fn ttft_ratio_verdict(r: f64, den: f64, goal: f64) -> Verdict {
+    if r <= goal {
+        Verdict::Met(format!(
+            "by {:.3} (≈ {} to spare)",
+            goal - r,
+            fmt_us((goal - r) * den)
+        ))
+    } else {
+        Verdict::Missed(format!(
+            "by {:.3} (needs ≤ {}, ≈ {} over)",
+            r - goal,
+            fmt_us(den * goal),
+            fmt_us((r - goal) * den)
+        ))
+    }
+}
+
 /// The verdict on a same-run ratio `r` against `goal`, with `den` (the baseline's req/s)
 /// turning the margin into req/s.
 fn ratio_verdict(r: f64, den: f64, goal: f64) -> Verdict {
@@ -1107,9 +1263,14 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "- Every load: {} measured after {} warm-up, HTTP/1.1 keep-alive, `POST /v1/chat/completions` with the loadgen's default body and `Authorization: Bearer sk-tollgate-demo` (nginx and the mock ignore it).",
+            "- Every load: {} measured after {} warm-up, HTTP/1.1 keep-alive, `POST /v1/chat/completions` with the loadgen's default body{} and `Authorization: Bearer sk-tollgate-demo` (nginx and the mock ignore it).",
             fmt_duration(st.duration),
-            fmt_duration(st.warmup)
+            fmt_duration(st.warmup),
+            if st.includes('h') {
+                " (scenario h: its own body, below)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             s,
@@ -1141,6 +1302,11 @@ impl Results {
             "- Governance (g): after f, two fresh gateways: a plain one (the configuration of a–d) and a governed one whose key `{}` belongs to a team with a monthly budget, RPM and TPM limits (the key has RPM and TPM limits too), with a price for `{}`. Both write the usage ledger (always on) to a fresh store of their own, flushed every 200 ms. The same closed-loop load as scenario a goes to both and straight to the mock, back to back and rotating order each run; the ratio governed / plain is taken per run and the median shown.",
             crate::loadgen::DEMO_KEY,
             crate::loadgen::MODEL
+        );
+        let _ = writeln!(
+            s,
+            "- Guardrails (h): after g, two fresh gateways: a plain one (the configuration of a–d) and a guarded one, the same plus the default profile of `config/examples/guardrails.toml` (block prompt injection, payment cards and secrets; mask e-mail addresses and phone numbers; `restore_masked`; one allowed address) applied to every key, scanning every prompt and answer. Both write the usage ledger (always on) to a fresh store of their own. Every h request, to both gateways and straight to the mock, carries the same clean {}-byte chat body (system prompt and user message, `guardrails-chat.json`, with `\"stream\": true` and usage for streams); the load generator sends it with `--body-file`. The closed-loop load is scenario a's and the streaming load scenario d's, back to back and rotating order each run; the ratios guarded / plain (req/s, and TTFT p50 for streams) are taken per run and the median shown.",
+            crate::guardrails::chat_body(false).len()
         );
         if let Some(only) = &st.only {
             let _ = writeln!(
@@ -1197,6 +1363,18 @@ impl Results {
                 "Scenario g's governed gateway (its plain one has the configuration above):\n"
             );
             let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
+        }
+        if let Some(conf) = &self.guardrails_config {
+            let _ = writeln!(
+                s,
+                "Scenario h's guarded gateway (its plain one has the configuration above):\n"
+            );
+            let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
+            let _ = writeln!(
+                s,
+                "The body of every scenario-h request (`guardrails-chat.json`; streams send it with `\"stream\":true,\"stream_options\":{{\"include_usage\":true}}`). The h load generator commands above are what actually runs: a two-line `exec` wrapper in the scratch directory appends `--body-file` to the arguments the runner builds:\n"
+            );
+            let _ = writeln!(s, "```json\n{}\n```\n", crate::guardrails::chat_body(false));
         }
         if let Some(conf) = &self.translation_config {
             let _ = writeln!(s, "Scenario f's gateway:\n");
@@ -1448,6 +1626,9 @@ impl Results {
         if self.settings.includes('g') {
             self.write_governance(s, markdown_headings);
         }
+        if self.settings.includes('h') {
+            self.write_guardrails(s, markdown_headings);
+        }
     }
 
     /// Scenario f: pass-through vs translated through one gateway, and the mock alone in both
@@ -1618,6 +1799,103 @@ impl Results {
             s,
             "- The governed gateway's store (a fresh directory per run, removed after it) held {} once the gateway stopped (median over runs).\n",
 opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
+        );
+    }
+
+    /// Scenario h: a plain and a guarded gateway under the closed-loop and the streaming load,
+    /// every request carrying the same chat body, and the mock alone.
+    fn write_guardrails(&self, s: &mut String, markdown_headings: bool) {
+        let st = &self.settings;
+        let h = |s: &mut String, title: String| {
+            if markdown_headings {
+                let _ = writeln!(s, "## {title}\n");
+            } else {
+                let _ = writeln!(s, "{title}\n");
+            }
+        };
+        let label = |t: Target| match t {
+            Target::Plain => "Tollgate plain (no guardrails)",
+            other => other.label(),
+        };
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
+        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
+        let pcpu = |x: &Sample| x.proxy_cpu;
+        let ccpu = |x: &Sample| x.client_cpu;
+        let us = |v: f64| format!("{v:.1} µs");
+        let body_bytes = crate::guardrails::chat_body(false).len();
+
+        let sc = Scenario::Guardrails;
+        h(
+            s,
+            format!(
+                "h. Guardrails: closed loop, {} connections, non-streaming; a plain gateway vs one scanning every prompt and answer with the default guardrails profile, {body_bytes}-byte chat body",
+                st.connections
+            ),
+        );
+        let _ = writeln!(s, "| target | req/s | vs plain (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for t in sc.targets() {
+            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, rps));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(t),
+                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(ratio, |v| format!("{v:.2}")),
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(self.median_of(sc, t, p99), fmt_us),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(self.median_of(sc, t, cpu_per_request), us),
+                opt(self.median_of(sc, t, ccpu), fmt_pct),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+
+        let sc = Scenario::GuardrailsStreaming;
+        h(
+            s,
+            format!(
+                "h. Guardrails, streaming: {} concurrent streams, {} chunks {} apart, same chat body with `\"stream\": true`",
+                st.stream_connections,
+                st.mock_chunks,
+                fmt_duration(st.mock_chunk_delay)
+            ),
+        );
+        let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | TTFT p50 vs plain (per-run median) | stream p50 | content events / stream | proxy CPU | proxy CPU / stream | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
+        let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
+        for t in sc.targets() {
+            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, t50));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                label(t),
+                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, t50), fmt_us),
+                opt(self.median_of(sc, t, t99), fmt_us),
+                opt(ratio, |v| format!("{v:.2}")),
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(
+                    self.median_of(sc, t, |x| x.report.events_per_stream()),
+                    |v| format!("{v:.2}")
+                ),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(self.median_of(sc, t, cpu_per_request), us),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+        let _ = writeln!(
+            s,
+            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration, the guarded one the same plus the default guardrails profile. Both write a usage record per request.",
+            st.proxy_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- The body (a support assistant's system prompt and a customer's message about a missing parcel, with an order number and dates) matches no rule, so every request is scanned in full and passed on: any refusal would show as an error. The guarded gateway also scans every answer; in streams it may hold text that could still be part of a match back for a later event, which is what the TTFT ratio would show.\n"
         );
     }
 
@@ -2049,6 +2327,139 @@ mod tests {
         let r = results_with(&[(50_000.0, 40_000.0)]);
         match &r.governance_goals()[0].verdict {
             Verdict::NotEvaluated(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A streaming sample: TTFT p50 of `ttft_us`, `events` content events per stream.
+    fn stream_sample(ttft_us: u64, events: u64) -> Sample {
+        let mut x = sample(1_000.0, 0.5);
+        x.report.ttft = Some(crate::loadgen::Latency {
+            count: 1000,
+            p50_us: ttft_us,
+            ..Default::default()
+        });
+        x.report.itl = Some(crate::loadgen::Latency {
+            count: 1000 * (events - 1),
+            ..Default::default()
+        });
+        x
+    }
+
+    #[test]
+    fn guardrails_goals_and_problems() {
+        // Per run guarded / plain req/s: 0.95, 0.85, 0.92 -> median 0.92, met by 0.020.
+        // TTFT p50 guarded / plain: 1.05, 1.20, 1.08 -> median 1.08, met by 0.020.
+        let mut r = results_with(&[]);
+        r.settings.only = Some("h".into());
+        for (i, &((plain, guarded), (plain_ttft, guarded_ttft))) in [
+            ((50_000.0, 47_500.0), (400, 420)),
+            ((60_000.0, 51_000.0), (500, 600)),
+            ((50_000.0, 46_000.0), (400, 432)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut run = RunResult::default();
+            let sc = Scenario::Guardrails;
+            run.load
+                .insert((sc, Target::Direct), Ok(sample(70_000.0, 0.0)));
+            run.load
+                .insert((sc, Target::Plain), Ok(sample(plain, 0.97)));
+            let mut g = sample(guarded, 0.97);
+            if i == 0 {
+                // A refused request: the body must pass the profile.
+                g.report.ok -= 3;
+                g.report.errors.total = 3;
+                g.report.errors.status.insert("400".into(), 3);
+            }
+            run.load.insert((sc, Target::Guarded), Ok(g));
+            let st = Scenario::GuardrailsStreaming;
+            run.load
+                .insert((st, Target::Direct), Ok(stream_sample(300, 16)));
+            // Run 2's plain gateway lost events: a problem. The guarded one may hold text
+            // back for later events: shown, not judged.
+            let plain_events = if i == 1 { 15 } else { 16 };
+            run.load.insert(
+                (st, Target::Plain),
+                Ok(stream_sample(plain_ttft, plain_events)),
+            );
+            run.load
+                .insert((st, Target::Guarded), Ok(stream_sample(guarded_ttft, 12)));
+            r.runs.push(run);
+        }
+        let goals = r.goals();
+        let names: Vec<&str> = goals.iter().map(|g| g.scenario).collect();
+        assert_eq!(
+            names,
+            [
+                "h. guardrails",
+                "h. guardrails",
+                "h. guardrails, streaming",
+                "all"
+            ]
+        );
+        assert_eq!(goals[0].metric, "req/s guarded / plain, 64 conns, same run");
+        assert_eq!(goals[0].goal, "≥ 0.90");
+        assert!(goals[0].value.starts_with("0.920 "), "{}", goals[0].value);
+        assert!(goals[0].value.contains("per run 0.950, 0.850, 0.920"));
+        match &goals[0].verdict {
+            Verdict::Met(m) => assert!(m.starts_with("by 0.020"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(goals[1].verdict, Verdict::Info));
+        assert!(goals[1]
+            .value
+            .contains("ratio if the proxy alone set the pace: 0.92"));
+        assert_eq!(goals[2].goal, "≤ 1.10");
+        assert_eq!(
+            goals[2].value,
+            "1.080 (432 µs vs 400 µs; per run 1.050, 1.200, 1.080)"
+        );
+        match &goals[2].verdict {
+            Verdict::Met(m) => assert_eq!(m, "by 0.020 (≈ 8 µs to spare)"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.problems(),
+            vec![
+                "run 1, guardrails, guarded: 3 of 1000 requests failed (status 400: 3)".to_owned(),
+                "run 2, guardrails-stream, plain: 15.00 content events per stream, direct had 16.00 (chunks lost or merged)".to_owned(),
+            ]
+        );
+        let md = r.render_markdown();
+        assert!(md.contains("## h. Guardrails: closed loop, 64 connections"));
+        assert!(md.contains("## h. Guardrails, streaming: 16 concurrent streams"));
+        assert!(md.contains("| Tollgate plain (no guardrails) |"));
+        assert!(md.contains("- Guardrails (h): "));
+        assert!(!md.contains("## g. Governance"));
+        assert!(!md.contains("## a. Throughput"));
+        assert!(md.contains("`--only h`"));
+
+        // One run over the TTFT goal, and one where the guarded gateway failed.
+        let mut r = results_with(&[]);
+        let mut run = RunResult::default();
+        let st = Scenario::GuardrailsStreaming;
+        run.load
+            .insert((st, Target::Plain), Ok(stream_sample(400, 16)));
+        run.load
+            .insert((st, Target::Guarded), Ok(stream_sample(480, 16)));
+        r.runs.push(run);
+        let mut run = RunResult::default();
+        run.load
+            .insert((st, Target::Plain), Ok(stream_sample(400, 16)));
+        run.load
+            .insert((st, Target::Guarded), Err("gateway did not start".into()));
+        r.runs.push(run);
+        let goals = r.guardrails_goals();
+        assert!(matches!(goals[0].verdict, Verdict::NotEvaluated(_)));
+        assert!(
+            goals[2].value.contains("per run 1.200)"),
+            "{}",
+            goals[2].value
+        );
+        match &goals[2].verdict {
+            Verdict::Missed(m) => assert_eq!(m, "by 0.100 (needs ≤ 440 µs, ≈ 40 µs over)"),
             other => panic!("{other:?}"),
         }
     }
