@@ -51,6 +51,114 @@ enum Unscanned {
     NotJson(String),
 }
 
+/// Field names of the OpenAI and Anthropic APIs (and of JSON schemas in tool definitions):
+/// as object keys they are protocol, not text anyone wrote, so they are not scanned (their
+/// values are). Any other key, a tool parameter's name say, is scanned like a value.
+fn is_protocol_key(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"model"
+            | b"messages"
+            | b"role"
+            | b"content"
+            | b"name"
+            | b"tool_calls"
+            | b"tool_call_id"
+            | b"function"
+            | b"arguments"
+            | b"type"
+            | b"id"
+            | b"text"
+            | b"image_url"
+            | b"url"
+            | b"detail"
+            | b"input_audio"
+            | b"data"
+            | b"format"
+            | b"tools"
+            | b"tool_choice"
+            | b"parameters"
+            | b"description"
+            | b"properties"
+            | b"required"
+            | b"items"
+            | b"enum"
+            | b"stream"
+            | b"stream_options"
+            | b"include_usage"
+            | b"max_tokens"
+            | b"max_completion_tokens"
+            | b"temperature"
+            | b"top_p"
+            | b"top_k"
+            | b"n"
+            | b"stop"
+            | b"presence_penalty"
+            | b"frequency_penalty"
+            | b"logit_bias"
+            | b"logprobs"
+            | b"top_logprobs"
+            | b"user"
+            | b"seed"
+            | b"response_format"
+            | b"json_schema"
+            | b"schema"
+            | b"strict"
+            | b"parallel_tool_calls"
+            | b"service_tier"
+            | b"metadata"
+            | b"store"
+            | b"reasoning_effort"
+            | b"prompt"
+            | b"suffix"
+            | b"input"
+            | b"encoding_format"
+            | b"dimensions"
+            | b"system"
+            | b"stop_sequences"
+            | b"tool_use_id"
+            | b"is_error"
+            | b"source"
+            | b"media_type"
+            | b"cache_control"
+            | b"thinking"
+            | b"budget_tokens"
+            | b"signature"
+            | b"object"
+            | b"created"
+            | b"choices"
+            | b"index"
+            | b"message"
+            | b"finish_reason"
+            | b"usage"
+            | b"prompt_tokens"
+            | b"completion_tokens"
+            | b"total_tokens"
+            | b"prompt_tokens_details"
+            | b"completion_tokens_details"
+            | b"cached_tokens"
+            | b"reasoning_tokens"
+            | b"system_fingerprint"
+            | b"refusal"
+            | b"delta"
+            | b"input_tokens"
+            | b"output_tokens"
+            | b"stop_reason"
+            | b"stop_sequence"
+            | b"cache_creation_input_tokens"
+            | b"cache_read_input_tokens"
+            | b"embedding"
+            | b"title"
+            | b"default"
+            | b"minimum"
+            | b"maximum"
+            | b"additionalProperties"
+            | b"anyOf"
+            | b"oneOf"
+            | b"allOf"
+    )
+}
+
 /// One request's guardrails: the profile it runs under and what the scans found.
 #[derive(Debug)]
 pub(crate) struct Guard {
@@ -126,7 +234,12 @@ impl Guard {
         let mut blocked = None;
         let mut text = String::new();
         let walked = for_each_string(body, |s| {
-            if blocked.is_some() || (!s.is_key && s.key.is_some_and(|k| NOT_TEXT.contains(&k))) {
+            let skip = if s.is_key {
+                is_protocol_key(s.raw)
+            } else {
+                s.key.is_some_and(|k| NOT_TEXT.contains(&k))
+            };
+            if blocked.is_some() || skip {
                 return;
             }
             let t = if s.escaped {

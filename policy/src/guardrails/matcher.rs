@@ -26,6 +26,9 @@ const PLACEHOLDER_PATTERN: &str = r"\[[A-Z0-9_]{1,32}_[0-9]{1,9}\]";
 /// A built-in pattern's check on the matched bytes.
 type Validator = fn(&[u8]) -> bool;
 
+/// Parts of a side at most: case-insensitive words, case-sensitive words, regexes.
+pub(crate) const MAX_PARTS: usize = 3;
+
 /// What a match stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Target {

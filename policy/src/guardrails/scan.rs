@@ -4,7 +4,7 @@
 //! of input; a stream is many pushes, then [`TextScan::finish`]. Because a match is only acted
 //! on once it is decided, both give the same hits and the same output for any split.
 
-use super::matcher::{Candidate, SideCache, SideMatcher, Target};
+use super::matcher::{Candidate, SideCache, SideMatcher, Target, MAX_PARTS};
 use super::{Action, Blocked, Profile, ScanScratch, Session, Side};
 
 /// Scans one text field of one side: a whole string, or a stream of deltas (one choice's
@@ -77,8 +77,7 @@ impl TextScan {
     ) -> Result<bool, Blocked> {
         let matcher = profile.matcher(self.side);
         let cache = profile.cache(self.side, scratch);
-        self.settled.clear();
-        self.settled.resize(matcher.parts(), 0);
+        // At end of input nothing is pending: `settled` is not used.
         let mut emit = Emit {
             out,
             lazy: true,
@@ -190,7 +189,9 @@ impl TextScan {
         let bytes = hay.as_bytes();
         let parts = matcher.parts();
         // Per part, the last search: (from, limit, result). Reused while still valid.
-        let mut found: Vec<Option<(usize, usize, Option<Candidate>)>> = vec![None; parts];
+        // A side has at most MAX_PARTS parts: no allocation per scan.
+        let mut found: [Option<(usize, usize, Option<Candidate>)>; MAX_PARTS] = [None; MAX_PARTS];
+        let found = &mut found[..parts];
         loop {
             let limit = if eoi {
                 bytes.len()
