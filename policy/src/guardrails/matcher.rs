@@ -8,6 +8,7 @@ use std::fmt;
 use aho_corasick::automaton::Automaton;
 use aho_corasick::{Anchored as AcAnchored, Input as AcInput, MatchKind as AcMatchKind, StartKind};
 use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa};
+use regex_automata::hybrid::LazyStateID as LazyStateId;
 use regex_automata::meta::{Cache as MetaCache, Regex};
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
@@ -99,6 +100,8 @@ enum Ac {
 struct RegexSet {
     regex: Regex,
     lazy: LazyDfa,
+    /// Longest match any pattern allows.
+    longest: usize,
     /// By pattern id: what a match means and the check it must pass.
     targets: Vec<(Target, Option<Validator>)>,
 }
@@ -226,8 +229,8 @@ impl SideMatcher {
         match &self.parts[k] {
             Part::Words(w) => w.find(hay, from, limit),
             Part::Regex(r) => {
-                let (meta, _) = cache.regex[k].as_mut()?;
-                r.find(meta, hay, from, limit)
+                let (meta, lazy) = cache.regex[k].as_mut()?;
+                r.find(meta, lazy, hay, from, limit)
             }
         }
     }
@@ -460,6 +463,7 @@ impl RegexSet {
             RegexSet {
                 regex,
                 lazy,
+                longest,
                 targets,
             },
             longest,
@@ -469,12 +473,17 @@ impl RegexSet {
     fn find(
         &self,
         cache: &mut MetaCache,
+        lazy: &mut LazyCache,
         hay: &[u8],
         from: usize,
         limit: usize,
     ) -> Option<Candidate> {
         let mut at = from;
         while at < limit {
+            at = self.skip_clean(lazy, hay, at);
+            if at >= limit {
+                return None;
+            }
             let m = self
                 .regex
                 .search_with(cache, &Input::new(hay).range(at..))?;
@@ -502,6 +511,55 @@ impl RegexSet {
             at = m.start() + 1;
         }
         None
+    }
+
+    /// [`skip_clean`] for regexes: four lanes of the lazy DFA walked side by side, each
+    /// starting `longest + 1` bytes (a match and the byte a boundary needs) before its share;
+    /// returns the start of the first lane where some pattern matches (the exact search then
+    /// takes over there), or `hay.len()`. An unanchored leftmost-first DFA only reaches a
+    /// match state, or the dead state after one, when a pattern matches. Any failure of the
+    /// lazy DFA (a full cache, a quit byte) stops skipping where it happened: safe, only slower.
+    fn skip_clean(&self, cache: &mut LazyCache, hay: &[u8], mut at: usize) -> usize {
+        let overlap = self.longest + 1;
+        let lane = LANE.max(2 * overlap);
+        let walk = lane + overlap;
+        while hay.len().saturating_sub(at) >= LANES * lane + overlap {
+            let first = [
+                at,
+                at + lane - overlap,
+                at + 2 * lane - overlap,
+                at + 3 * lane - overlap,
+            ];
+            let mut sid = [LazyStateId::default(); LANES];
+            for k in 0..LANES {
+                let config = start::Config::new()
+                    .anchored(Anchored::No)
+                    .look_behind(first[k].checked_sub(1).map(|i| hay[i]));
+                match self.lazy.start_state(cache, &config) {
+                    Ok(s) => sid[k] = s,
+                    Err(_) => return first[k],
+                }
+            }
+            let mut hit = [false; LANES];
+            for j in 0..walk {
+                for k in 0..LANES {
+                    sid[k] = match self.lazy.next_state(cache, sid[k], hay[first[k] + j]) {
+                        Ok(s) => s,
+                        Err(_) => return first[0],
+                    };
+                    if sid[k].is_tagged()
+                        && (sid[k].is_match() || sid[k].is_dead() || sid[k].is_quit())
+                    {
+                        hit[k] = true;
+                    }
+                }
+            }
+            if let Some(k) = hit.iter().position(|&h| h) {
+                return first[k];
+            }
+            at += LANES * lane - overlap;
+        }
+        at
     }
 
     fn accept(&self, pid: PatternID, start: usize, end: usize, hay: &[u8]) -> Option<Candidate> {
@@ -595,5 +653,53 @@ mod tests {
             }
         }
         assert_eq!(w.find(&filler, 0, filler.len()), None);
+    }
+
+    /// The same for the regex part, whose lanes start `longest + 1` bytes early (a boundary
+    /// after the match is only known one byte on).
+    #[test]
+    fn skipping_with_the_lazy_dfa_finds_the_same_leftmost_match() {
+        let (r, longest) = RegexSet::build(vec![
+            (r"\bORD-[0-9]{4,8}\b".into(), Target::Rule(0), None),
+            (r"(?i)launch\s{1,3}codes?".into(), Target::Rule(1), None),
+        ])
+        .unwrap();
+        let overlap = longest + 1;
+        let lane = LANE.max(2 * overlap);
+        let window = LANES * lane - overlap;
+        let mut meta = r.regex.create_cache();
+        let mut lazy = r.lazy.create_cache();
+        let filler: Vec<u8> = b"orders ship daily from the warehouse, see ORD-12 and more. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(6 * window)
+            .collect();
+        let mut positions = vec![0, 1, 2 * window + 3];
+        for edge in [lane, 2 * lane, 3 * lane, window, 2 * window] {
+            for delta in [-(overlap as i64) - 1, -(overlap as i64), -3, -1, 0, 1, 3] {
+                positions.push((edge as i64 + delta) as usize);
+            }
+        }
+        for &p in &positions {
+            for (text, pid) in [(" ORD-123456 ", 0), (" Launch  Code ", 1)] {
+                let mut hay = filler.clone();
+                hay[p..p + text.len()].copy_from_slice(text.as_bytes());
+                let want = r
+                    .regex
+                    .search_with(&mut meta, &Input::new(&hay))
+                    .map(|m| (m.start(), m.end()));
+                let got = r
+                    .find(&mut meta, &mut lazy, &hay, 0, hay.len())
+                    .map(|c| (c.start, c.end));
+                assert_eq!(got, want, "{text:?} at {p}");
+                assert_eq!(
+                    got.map(|g| g.0),
+                    Some(p + 1),
+                    "{text:?} at {p} (pattern {pid})"
+                );
+            }
+        }
+        assert_eq!(r.find(&mut meta, &mut lazy, &filler, 0, filler.len()), None);
     }
 }
