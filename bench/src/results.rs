@@ -908,17 +908,36 @@ impl Results {
     /// Scenario g: the goal on governed / plain req/s, and beside it (no goal) the proxy's CPU
     /// per request and what the governed gateway left in its store.
     fn governance_goals(&self) -> Vec<Goal> {
+        self.against_plain(
+            Scenario::Governance,
+            Target::Governed,
+            "g. governance",
+            "governed",
+            GOVERNANCE_RATIO_GOAL,
+        )
+    }
+
+    /// A gateway with something switched on (`target`) against the plain one in scenario
+    /// `sc`: the goal on its req/s over the plain one's (median of per-run ratios) and, no
+    /// goal, the proxy's CPU per request for both.
+    fn against_plain(
+        &self,
+        sc: Scenario,
+        target: Target,
+        scenario: &'static str,
+        noun: &str,
+        ratio_goal: f64,
+    ) -> Vec<Goal> {
         let mut goals = Vec::new();
         let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let sc = Scenario::Governance;
-        let ratios = self.per_run_ratios(sc, Target::Governed, Target::Plain, rps);
+        let ratios = self.per_run_ratios(sc, target, Target::Plain, rps);
         let per_run = fmt_ratios(&ratios);
-        let governed = self.median_of(sc, Target::Governed, rps);
+        let on = self.median_of(sc, target, rps);
         let plain = self.median_of(sc, Target::Plain, rps);
-        let (value, verdict) = match (median(ratios), governed, plain) {
+        let (value, verdict) = match (median(ratios), on, plain) {
             (Some(r), Some(g), Some(p)) => (
                 format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
-                ratio_verdict(r, p, GOVERNANCE_RATIO_GOAL),
+                ratio_verdict(r, p, ratio_goal),
             ),
             _ => (
                 "—".into(),
@@ -926,25 +945,24 @@ impl Results {
             ),
         };
         goals.push(Goal {
-            scenario: "g. governance",
+            scenario,
             metric: format!(
-                "req/s governed / plain, {} conns, same run",
+                "req/s {noun} / plain, {} conns, same run",
                 self.settings.connections
             ),
-            goal: format!("≥ {GOVERNANCE_RATIO_GOAL:.2}"),
+            goal: format!("≥ {ratio_goal:.2}"),
             value,
             verdict,
         });
 
-        let g_cpu = self.median_of(sc, Target::Governed, cpu_per_request);
+        let on_cpu = self.median_of(sc, target, cpu_per_request);
         let p_cpu = self.median_of(sc, Target::Plain, cpu_per_request);
-        let bound =
-            median(self.per_run_ratios(sc, Target::Plain, Target::Governed, cpu_per_request));
+        let bound = median(self.per_run_ratios(sc, Target::Plain, target, cpu_per_request));
         goals.push(Goal {
-            scenario: "g. governance",
-            metric: "proxy CPU / request, governed vs plain".into(),
+            scenario,
+            metric: format!("proxy CPU / request, {noun} vs plain"),
             goal: "—".into(),
-            value: match (g_cpu, p_cpu, bound) {
+            value: match (on_cpu, p_cpu, bound) {
                 (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
                     "{g:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
                     (g / p - 1.0) * 100.0
@@ -972,51 +990,13 @@ impl Results {
     /// Scenario h: the goals on guarded / plain req/s and on guarded / plain TTFT p50, and
     /// beside them (no goal) the proxy's CPU per request.
     fn guardrails_goals(&self) -> Vec<Goal> {
-        let mut goals = Vec::new();
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let sc = Scenario::Guardrails;
-        let ratios = self.per_run_ratios(sc, Target::Guarded, Target::Plain, rps);
-        let per_run = fmt_ratios(&ratios);
-        let guarded = self.median_of(sc, Target::Guarded, rps);
-        let plain = self.median_of(sc, Target::Plain, rps);
-        let (value, verdict) = match (median(ratios), guarded, plain) {
-            (Some(r), Some(g), Some(p)) => (
-                format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
-                ratio_verdict(r, p, GUARDRAILS_RATIO_GOAL),
-            ),
-            _ => (
-                "—".into(),
-                Verdict::NotEvaluated("no run measured both gateways".into()),
-            ),
-        };
-        goals.push(Goal {
-            scenario: "h. guardrails",
-            metric: format!(
-                "req/s guarded / plain, {} conns, same run",
-                self.settings.connections
-            ),
-            goal: format!("≥ {GUARDRAILS_RATIO_GOAL:.2}"),
-            value,
-            verdict,
-        });
-
-        let g_cpu = self.median_of(sc, Target::Guarded, cpu_per_request);
-        let p_cpu = self.median_of(sc, Target::Plain, cpu_per_request);
-        let bound =
-            median(self.per_run_ratios(sc, Target::Plain, Target::Guarded, cpu_per_request));
-        goals.push(Goal {
-            scenario: "h. guardrails",
-            metric: "proxy CPU / request, guarded vs plain".into(),
-            goal: "—".into(),
-            value: match (g_cpu, p_cpu, bound) {
-                (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
-                    "{g:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
-                    (g / p - 1.0) * 100.0
-                ),
-                _ => "—".into(),
-            },
-            verdict: Verdict::Info,
-        });
+        let mut goals = self.against_plain(
+            Scenario::Guardrails,
+            Target::Guarded,
+            "h. guardrails",
+            "guarded",
+            GUARDRAILS_RATIO_GOAL,
+        );
 
         let st = Scenario::GuardrailsStreaming;
         let ttft = |x: &Sample| x.report.ttft.as_ref().map(|t| t.p50_us as f64);
