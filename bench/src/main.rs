@@ -1090,59 +1090,22 @@ fn governance_run(
     )?;
 
     let mut out = GovernanceRun::default();
-    for scenario in Scenario::GOVERNANCE {
-        let mut targets = scenario.targets();
-        // Rotate as the other scenarios do: neither gateway always runs first.
-        let shift = run % targets.len();
-        targets.rotate_left(shift);
-        for target in targets {
-            procs::check_interrupted()?;
-            let spec = settings.spec(scenario);
-            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
-            let outcome: Outcome = (|| {
-                mock.check_alive()?;
-                let (addr, proxy) = match target {
-                    Target::Direct => (mock_addr, None),
-                    Target::Plain | Target::Governed => {
-                        let g = if target == Target::Plain {
-                            &mut plain
-                        } else {
-                            &mut governed
-                        };
-                        let g = g.as_mut().map_err(|e| e.clone())?;
-                        g.proc.check_alive()?;
-                        (g.addr, Some(g.proc.pid()))
-                    }
-                    _ => return Err("not a target of scenario g".into()),
-                };
-                let url = spec.url(addr);
-                if run == 0 {
-                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
-                    results.note_loadgen_command(scenario, target, spawn.command_line());
-                }
-                let watch = Watch {
-                    proxy_core: PROXY_CPU,
-                    client_core: CLIENT_CPU,
-                    proxy_pid: proxy,
-                    mock_pid: mock.pid(),
-                };
-                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
-                    match e {
-                        BenchError::Interrupted => "interrupted".to_owned(),
-                        other => other.to_string(),
-                    }
-                })?
-            })();
-            procs::check_interrupted()?;
-            eprintln!(
-                "tollgate-bench:   {:<18} {:<16} {}",
-                scenario.slug(),
-                target.slug(),
-                results::one_line(scenario, &outcome)
-            );
-            out.load.push(((scenario, target), outcome));
-        }
-    }
+    let gateways = [
+        (Target::Plain, plain.as_mut()),
+        (Target::Governed, governed.as_mut()),
+    ];
+    out.load = measure_against_gateways(
+        run,
+        settings,
+        bins,
+        mock,
+        mock_addr,
+        dir,
+        results,
+        &Scenario::GOVERNANCE,
+        gateways,
+        |_| None,
+    )?;
     for g in [&mut plain, &mut governed].into_iter().flatten() {
         out.gateway_warnings
             .extend(results::warnings(&g.proc.stderr()));
@@ -1157,6 +1120,87 @@ fn governance_run(
     drop((plain, governed));
     drop((store, plain_cwd));
     Ok(out)
+}
+
+/// One outcome per scenario and target, in the order measured.
+type Measured = Vec<((Scenario, Target), Outcome)>;
+
+/// The load of each of `scenarios` straight to the mock and to each of two gateways (a
+/// gateway that failed to start gives its error as the outcome), back to back, rotating which
+/// goes first each run. `body` picks the load generator with a request body of its own for a
+/// scenario (`None`: the load generator's default body).
+#[allow(clippy::too_many_arguments)]
+fn measure_against_gateways<'b>(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    mock: &mut Proc,
+    mock_addr: SocketAddr,
+    dir: &Path,
+    results: &mut Results,
+    scenarios: &[Scenario],
+    mut gateways: [(Target, Result<&mut Gateway, &mut String>); 2],
+    body: impl Fn(Scenario) -> Option<&'b guardrails::BodyLoadgen>,
+) -> Result<Measured, BenchError> {
+    let tag = format!("run{}", run + 1);
+    let mut load = Vec::new();
+    for &scenario in scenarios {
+        let mut targets = scenario.targets();
+        // Rotate as the other scenarios do: neither gateway always runs first.
+        let shift = run % targets.len();
+        targets.rotate_left(shift);
+        let body = body(scenario);
+        for target in targets {
+            procs::check_interrupted()?;
+            let spec = settings.spec(scenario);
+            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
+            let outcome: Outcome = (|| {
+                mock.check_alive()?;
+                let (addr, proxy) = match target {
+                    Target::Direct => (mock_addr, None),
+                    _ => {
+                        let Some((_, g)) = gateways.iter_mut().find(|(t, _)| *t == target) else {
+                            return Err(format!("not a target of scenario {}", scenario.letter()));
+                        };
+                        let g = g.as_mut().map_err(|e| e.clone())?;
+                        g.proc.check_alive()?;
+                        (g.addr, Some(g.proc.pid()))
+                    }
+                };
+                let url = spec.url(addr);
+                let args = spec.args(&url);
+                if run == 0 {
+                    // What actually runs: with a body, the load generator and the body file.
+                    let args = match body {
+                        Some(b) => b.effective_args(args.clone()),
+                        None => args.clone(),
+                    };
+                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, args);
+                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                }
+                let watch = Watch {
+                    proxy_core: PROXY_CPU,
+                    client_core: CLIENT_CPU,
+                    proxy_pid: proxy,
+                    mock_pid: mock.pid(),
+                };
+                let program = body.map_or(&bins.loadgen, |b| &b.program);
+                loadgen::measure(program, &spec, &url, &name, &watch, dir).map_err(|e| match e {
+                    BenchError::Interrupted => "interrupted".to_owned(),
+                    other => other.to_string(),
+                })?
+            })();
+            procs::check_interrupted()?;
+            eprintln!(
+                "tollgate-bench:   {:<18} {:<16} {}",
+                scenario.slug(),
+                target.slug(),
+                results::one_line(scenario, &outcome)
+            );
+            load.push(((scenario, target), outcome));
+        }
+    }
+    Ok(load)
 }
 
 /// What scenario h measured in one run.
@@ -1209,70 +1253,28 @@ fn guardrails_run(
     )?;
 
     let mut out = GuardrailsRun::default();
-    for scenario in Scenario::GUARDRAILS {
-        let mut targets = scenario.targets();
-        // Rotate as the other scenarios do: neither gateway always runs first.
-        let shift = run % targets.len();
-        targets.rotate_left(shift);
-        let loadgen = if scenario.is_stream() {
-            &chat_stream
-        } else {
-            &chat
-        };
-        for target in targets {
-            procs::check_interrupted()?;
-            let spec = settings.spec(scenario);
-            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
-            let outcome: Outcome = (|| {
-                mock.check_alive()?;
-                let (addr, proxy) = match target {
-                    Target::Direct => (mock_addr, None),
-                    Target::Plain | Target::Guarded => {
-                        let g = if target == Target::Plain {
-                            &mut plain
-                        } else {
-                            &mut guarded
-                        };
-                        let g = g.as_mut().map_err(|e| e.clone())?;
-                        g.proc.check_alive()?;
-                        (g.addr, Some(g.proc.pid()))
-                    }
-                    _ => return Err("not a target of scenario h".into()),
-                };
-                let url = spec.url(addr);
-                if run == 0 {
-                    // What the wrapper runs: the load generator with the body file.
-                    let spawn = Spawn::new(
-                        &name,
-                        Some(CLIENT_CPU),
-                        &bins.loadgen,
-                        loadgen.effective_args(spec.args(&url)),
-                    );
-                    results.note_loadgen_command(scenario, target, spawn.command_line());
-                }
-                let watch = Watch {
-                    proxy_core: PROXY_CPU,
-                    client_core: CLIENT_CPU,
-                    proxy_pid: proxy,
-                    mock_pid: mock.pid(),
-                };
-                loadgen::measure(&loadgen.program, &spec, &url, &name, &watch, dir).map_err(
-                    |e| match e {
-                        BenchError::Interrupted => "interrupted".to_owned(),
-                        other => other.to_string(),
-                    },
-                )?
-            })();
-            procs::check_interrupted()?;
-            eprintln!(
-                "tollgate-bench:   {:<18} {:<16} {}",
-                scenario.slug(),
-                target.slug(),
-                results::one_line(scenario, &outcome)
-            );
-            out.load.push(((scenario, target), outcome));
-        }
-    }
+    let gateways = [
+        (Target::Plain, plain.as_mut()),
+        (Target::Guarded, guarded.as_mut()),
+    ];
+    out.load = measure_against_gateways(
+        run,
+        settings,
+        bins,
+        mock,
+        mock_addr,
+        dir,
+        results,
+        &Scenario::GUARDRAILS,
+        gateways,
+        |scenario| {
+            Some(if scenario.is_stream() {
+                &chat_stream
+            } else {
+                &chat
+            })
+        },
+    )?;
     for g in [&mut plain, &mut guarded].into_iter().flatten() {
         out.gateway_warnings
             .extend(results::warnings(&g.proc.stderr()));
