@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
-use std::sync::Arc;
 
 use tollgate_policy::governance::KeyEntry;
 use tollgate_policy::guardrails::{Profile, Session, Side};
@@ -161,16 +160,18 @@ fn is_protocol_key(key: &[u8]) -> bool {
 
 /// One request's guardrails: the profile it runs under and what the scans found.
 #[derive(Debug)]
-pub(crate) struct Guard {
-    profile: Arc<Profile>,
+pub(crate) struct Guard<'a> {
+    /// Borrowed from the core's compiled config, which outlives the request: no reference
+    /// count shared between cores is touched per request.
+    profile: &'a Profile,
     session: RefCell<Session>,
 }
 
-impl Guard {
+impl<'a> Guard<'a> {
     /// The guard for a request made with `entry`: the profile the key (or its user, team or
     /// org) names, else the default profile; `None` when there is neither, or the profile has
     /// no rules.
-    pub(crate) fn for_key(shared: &Shared, entry: &KeyEntry) -> Option<Guard> {
+    pub(crate) fn for_key(shared: &'a Shared, entry: &KeyEntry) -> Option<Guard<'a>> {
         let guardrails = &shared.guardrails;
         let profile = match entry.guardrails.as_deref() {
             Some(name) => guardrails.profile(name),
@@ -180,7 +181,7 @@ impl Guard {
             return None;
         }
         Some(Guard {
-            profile: profile.clone(),
+            profile: profile.as_ref(),
             session: RefCell::new(Session::new()),
         })
     }
@@ -321,7 +322,7 @@ type Channel = (u64, Field);
 /// the choice's `finish_reason`, or in one extra event before `[DONE]`).
 #[derive(Debug)]
 pub(crate) struct StreamGuard<'g> {
-    guard: &'g Guard,
+    guard: &'g Guard<'g>,
     channels: Vec<(Channel, tollgate_policy::guardrails::TextScan)>,
     /// `id`, `object`, `created`, `model` of the last event: the envelope of an extra event.
     envelope: Option<serde_json::Map<String, serde_json::Value>>,
@@ -334,7 +335,7 @@ use tollgate_protocol::chat::{ChatChunk, Delta, FunctionCallDelta, ToolCallDelta
 
 impl<'g> StreamGuard<'g> {
     /// A stream guard, when the profile looks at output at all.
-    pub(crate) fn new(guard: &'g Guard) -> Option<Self> {
+    pub(crate) fn new(guard: &'g Guard<'g>) -> Option<Self> {
         (!guard.profile.is_idle(Side::Output)).then(|| StreamGuard {
             guard,
             channels: Vec::new(),
@@ -589,7 +590,7 @@ impl<'g> StreamGuard<'g> {
         };
         let mut out = String::with_capacity(text.len());
         let scanned = self.channels[slot].1.push(
-            &self.guard.profile,
+            self.guard.profile,
             text,
             &mut self.guard.session.borrow_mut(),
             &mut core.guard_scratch.borrow_mut(),
@@ -624,7 +625,7 @@ impl<'g> StreamGuard<'g> {
             let (channel, mut scan) = self.channels.swap_remove(i);
             let mut out = String::new();
             scan.finish(
-                &self.guard.profile,
+                self.guard.profile,
                 &mut self.guard.session.borrow_mut(),
                 &mut core.guard_scratch.borrow_mut(),
                 &mut out,

@@ -348,7 +348,7 @@ pub(crate) struct RequestCtx<'a> {
     /// What the attempts learn about usage, for settlement.
     pub(crate) meter: Meter,
     /// Guardrails for this request, when its profile has rules.
-    pub(crate) guard: Option<crate::guard::Guard>,
+    pub(crate) guard: Option<crate::guard::Guard<'a>>,
 }
 
 impl RequestCtx<'_> {
@@ -1274,7 +1274,7 @@ struct StreamCtx<'a> {
     keep_alive: bool,
     version: Version,
     labels: &'a ResponseLabels<'a>,
-    guard: Option<&'a crate::guard::Guard>,
+    guard: Option<&'a crate::guard::Guard<'a>>,
 }
 
 enum StreamEnd {
