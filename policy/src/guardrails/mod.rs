@@ -10,6 +10,7 @@
 
 mod builtin;
 mod matcher;
+mod memo;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use tollgate_config::guardrails::{GuardAction, GuardrailProfile, GuardrailsConfi
 pub use scan::TextScan;
 
 use matcher::{SideCache, SideMatcher};
+use memo::CleanMemo;
 
 /// Which way text is going: to the model (prompts, system prompts, tool results and
 /// definitions) or from it (completions, tool-call arguments).
@@ -221,12 +223,23 @@ impl Profile {
         session: &mut Session,
         scratch: &mut ScanScratch,
     ) -> Result<Option<String>, Blocked> {
-        if self.is_idle(side) || text.is_empty() {
+        // Shorter than any match: nothing to find.
+        if text.len() < self.matcher(side).min_len() {
             return Ok(None);
         }
+        // Prompts repeat (system prompts, tool definitions, the conversation so far); answers
+        // do not, so only input texts are remembered.
+        let memo = side == Side::Input && CleanMemo::fits(text);
+        if memo && scratch.memo.contains(self.id, text) {
+            return Ok(None);
+        }
+        let hits = session.hit_total();
         let mut scan = TextScan::new(side);
         let mut out = String::new();
         let changed = scan.scan_whole(self, text, session, scratch, &mut out)?;
+        if memo && !changed && session.hit_total() == hits {
+            scratch.memo.insert(self.id, text);
+        }
         Ok(changed.then_some(out))
     }
 
@@ -256,6 +269,8 @@ impl Profile {
 #[derive(Debug, Default)]
 pub struct ScanScratch {
     caches: Vec<(u64, [SideCache; 2])>,
+    /// Input texts found clean, per profile.
+    memo: CleanMemo,
 }
 
 impl ScanScratch {
@@ -266,8 +281,9 @@ impl ScanScratch {
 
     /// Keeps only the caches of `guardrails`' profiles.
     pub fn retain(&mut self, guardrails: &Guardrails) {
-        self.caches
-            .retain(|(id, _)| guardrails.profiles.iter().any(|p| p.id == *id));
+        let alive = |id: u64| guardrails.profiles.iter().any(|p| p.id == id);
+        self.caches.retain(|(id, _)| alive(*id));
+        self.memo.retain(alive);
     }
 }
 
@@ -309,6 +325,11 @@ impl Session {
     /// Values masked so far.
     pub fn masked(&self) -> usize {
         self.originals.len()
+    }
+
+    /// Matches counted so far, over every rule and side.
+    fn hit_total(&self) -> u64 {
+        self.hits.iter().map(|h| u64::from(h.count)).sum()
     }
 
     fn hit(&mut self, rule: usize, side: Side) {

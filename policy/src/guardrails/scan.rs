@@ -187,6 +187,7 @@ impl TextScan {
         emit: &mut Emit<'_>,
     ) -> Result<usize, Blocked> {
         let bytes = hay.as_bytes();
+        matcher.prepare(cache, bytes);
         let parts = matcher.parts();
         // Per part, the last search: (from, limit, result). Reused while still valid.
         // A side has at most MAX_PARTS parts: no allocation per scan.

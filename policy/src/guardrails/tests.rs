@@ -179,6 +179,72 @@ fn audit_records_without_changing_and_block_names_the_rule() {
     );
 }
 
+/// The per-core memo of clean prompts answers a repeated clean text without scanning it, and
+/// never remembers a text that was rewritten, audited or blocked.
+#[test]
+fn repeated_prompts_get_the_same_verdict_from_the_memo() {
+    let g = sample();
+    let p = g.default_profile().unwrap();
+    let mut scratch = ScanScratch::new();
+    let clean = "A clean system prompt that is long enough to be remembered by the memo.";
+    let audited = "An audited prompt: a falcon flew over the harbor, long enough for the memo.";
+    let masked = "A prompt with project falcon in it, long enough to be remembered by the memo.";
+    let blocked =
+        "A prompt that asks for the launch code, long enough to be remembered by the memo.";
+    for round in 0..3 {
+        let mut s = Session::new();
+        assert_eq!(
+            p.scan_text(Side::Input, clean, &mut s, &mut scratch),
+            Ok(None)
+        );
+        assert_eq!(
+            p.scan_text(Side::Input, audited, &mut s, &mut scratch),
+            Ok(None)
+        );
+        let out = p
+            .scan_text(Side::Input, masked, &mut s, &mut scratch)
+            .unwrap();
+        assert_eq!(
+            out.as_deref(),
+            Some("A prompt with [CODENAME_1] in it, long enough to be remembered by the memo.")
+        );
+        let refused = p.scan_text(Side::Input, blocked, &mut s, &mut scratch);
+        assert_eq!(refused.map_err(|b| b.rule), Err(3), "round {round}");
+        let hits: Vec<(usize, u32)> = s.hits().iter().map(|h| (h.rule, h.count)).collect();
+        assert_eq!(hits, vec![(2, 1), (0, 1), (3, 1)], "round {round}");
+    }
+    assert!(scratch.memo.contains(p.id, clean));
+    assert!(!scratch.memo.contains(p.id, audited));
+    // After a reload the old profile's texts are forgotten.
+    scratch.retain(&sample());
+    assert!(!scratch.memo.contains(p.id, clean));
+}
+
+/// Texts shorter than any match are passed without a scan; one byte more is scanned.
+#[test]
+fn texts_shorter_than_every_rule_are_not_scanned() {
+    let g = compile(
+        vec![rule(
+            "order",
+            regex(r"\bORD-[0-9]{4}\b", 8),
+            GuardAction::Block,
+        )],
+        &[],
+        false,
+    );
+    let p = g.default_profile().unwrap();
+    assert_eq!(p.input.min_len(), 8);
+    let mut scratch = ScanScratch::new();
+    let mut s = Session::new();
+    assert_eq!(
+        p.scan_text(Side::Input, "ORD-123", &mut s, &mut scratch),
+        Ok(None)
+    );
+    assert!(p
+        .scan_text(Side::Input, "ORD-1234", &mut s, &mut scratch)
+        .is_err());
+}
+
 #[test]
 fn stream_holds_back_only_a_possible_match() {
     let g = sample();
