@@ -46,10 +46,15 @@ pub fn run(opts: LoadOptions) -> Result<LoadReport, LoadError> {
     opts.validate()?;
     let target = parse_target(&opts.url)?;
     let request = build_request(&opts, &target);
+    let vary = opts
+        .vary
+        .as_deref()
+        .map(|marker| Vary::new(&request, marker));
     let threads = opts.threads;
     let shared = Arc::new(Shared {
         addr: target.addr,
         request,
+        vary,
         stream: opts.stream,
         rate: opts.rate,
         threads: threads as u64,
@@ -144,6 +149,47 @@ fn build_request(opts: &LoadOptions, target: &Target) -> Bytes {
     out.freeze()
 }
 
+/// Per-request bodies (see [`LoadOptions::vary`]): the marker's offsets in the request.
+#[derive(Debug)]
+struct Vary {
+    offsets: Vec<usize>,
+    width: usize,
+    /// Requests numbered so far, over every thread.
+    next: AtomicU64,
+}
+
+impl Vary {
+    /// The marker's occurrences in `request` (options were validated: it is in the body,
+    /// which is the end of the request).
+    fn new(request: &[u8], marker: &str) -> Self {
+        let head_end = memchr::memmem::find(request, b"\r\n\r\n").map_or(0, |i| i + 4);
+        let offsets = memchr::memmem::find_iter(&request[head_end..], marker.as_bytes())
+            .map(|i| head_end + i)
+            .collect();
+        Vary {
+            offsets,
+            width: marker.len(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// `request` with the next sequence number written over every occurrence of the marker.
+    fn next(&self, request: &Bytes) -> Bytes {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut digits = [b'0'; 20];
+        let mut rest = n;
+        for d in digits[..self.width].iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let mut out = BytesMut::from(&request[..]);
+        for &at in &self.offsets {
+            out[at..at + self.width].copy_from_slice(&digits[..self.width]);
+        }
+        out.freeze()
+    }
+}
+
 /// A small realistic body for the endpoint the path names (chat completions by default).
 pub fn default_body(path: &str, model: &str, stream: bool) -> Bytes {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
@@ -182,6 +228,8 @@ pub fn default_body(path: &str, model: &str, stream: bool) -> Bytes {
 struct Shared {
     addr: SocketAddr,
     request: Bytes,
+    /// Where each request's sequence number goes, when bodies vary.
+    vary: Option<Vary>,
     stream: bool,
     rate: Option<f64>,
     threads: u64,
@@ -347,10 +395,13 @@ async fn connection_loop(ctx: Rc<ThreadCtx>) {
             reference = scheduled.min(Instant::now());
         }
         times.clear();
-        let outcome =
-            monoio::time::timeout(shared.timeout, conn.exchange(&shared.request, &mut times))
-                .await
-                .unwrap_or(Err(ErrorKind::Timeout));
+        let request = match &shared.vary {
+            Some(vary) => vary.next(&shared.request),
+            None => shared.request.clone(),
+        };
+        let outcome = monoio::time::timeout(shared.timeout, conn.exchange(&request, &mut times))
+            .await
+            .unwrap_or(Err(ErrorKind::Timeout));
         let done = Instant::now();
         if let Err(kind) = outcome {
             // After a failure the connection's state is unknown (status errors excepted, see
@@ -776,5 +827,41 @@ mod tests {
         assert!(text.contains("\r\nAuthorization: Bearer k\r\n"));
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn varied_bodies_number_every_marker_and_keep_their_length() {
+        let opts = LoadOptions {
+            url: "http://127.0.0.1:9/v1/chat/completions".into(),
+            body: Some(Bytes::from_static(
+                b"{\"a\":\"order XXXXXX\",\"b\":\"XXXXXX!\"}",
+            )),
+            vary: Some("XXXXXX".into()),
+            ..LoadOptions::default()
+        };
+        opts.validate().unwrap();
+        let target = parse_target(&opts.url).unwrap();
+        let req = build_request(&opts, &target);
+        let vary = Vary::new(&req, "XXXXXX");
+        let bodies: Vec<String> = (0..3)
+            .map(|_| {
+                let r = vary.next(&req);
+                assert_eq!(r.len(), req.len());
+                let text = String::from_utf8(r.to_vec()).unwrap();
+                text.split_once("\r\n\r\n").unwrap().1.to_owned()
+            })
+            .collect();
+        assert_eq!(bodies[0], r#"{"a":"order 000000","b":"000000!"}"#);
+        assert_eq!(bodies[2], r#"{"a":"order 000002","b":"000002!"}"#);
+        let missing = LoadOptions {
+            vary: Some("YYYYYY".into()),
+            ..opts.clone()
+        };
+        assert!(missing.validate().is_err());
+        let short = LoadOptions {
+            vary: Some("XXX".into()),
+            ..opts
+        };
+        assert!(short.validate().is_err());
     }
 }

@@ -41,6 +41,11 @@ pub struct LoadOptions {
     pub model: String,
     /// Request body sent verbatim; `None` builds a small realistic body for the URL's endpoint.
     pub body: Option<Bytes>,
+    /// Makes every request's body different: each occurrence of this marker in the body is
+    /// replaced by the request's sequence number in decimal, zero-padded to the marker's
+    /// length (so the length never changes; numbers wrap at that many digits). For servers
+    /// that remember what they have seen, such as a gateway's memo of clean prompts.
+    pub vary: Option<String>,
     /// Per-request time limit (connect, send, and reading the whole response).
     pub timeout: Duration,
     /// Print a progress line on stderr every second.
@@ -88,6 +93,11 @@ pub struct Target {
     pub path: String,
 }
 
+/// Shortest `vary` marker: four digits repeat after 10,000 requests.
+pub const MIN_VARY_DIGITS: usize = 4;
+/// Longest `vary` marker (a `u64` has 20 digits).
+pub const MAX_VARY_DIGITS: usize = 19;
+
 // === impl LoadOptions ===
 
 impl Default for LoadOptions {
@@ -104,6 +114,7 @@ impl Default for LoadOptions {
             headers: Vec::new(),
             model: "gpt-4o-mini".to_owned(),
             body: None,
+            vary: None,
             timeout: Duration::from_secs(30),
             progress: false,
             driver: Driver::Auto,
@@ -141,6 +152,17 @@ impl LoadOptions {
         }
         if self.requests == Some(0) {
             return bad("requests must be at least 1".into());
+        }
+        if let Some(marker) = &self.vary {
+            if !(MIN_VARY_DIGITS..=MAX_VARY_DIGITS).contains(&marker.len()) {
+                return bad(format!(
+                    "vary marker must be {MIN_VARY_DIGITS} to {MAX_VARY_DIGITS} bytes long, got {marker:?}"
+                ));
+            }
+            let body = self.body.as_deref().unwrap_or_default();
+            if memchr::memmem::find(body, marker.as_bytes()).is_none() {
+                return bad(format!("vary marker {marker:?} does not occur in the body"));
+            }
         }
         for (name, value) in &self.headers {
             let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);

@@ -50,6 +50,10 @@ struct Cli {
     /// Send this file as the request body instead of the default one.
     #[arg(long)]
     body_file: Option<PathBuf>,
+    /// Make every request's body unique: each occurrence of this marker (4 to 19 bytes) in the
+    /// body is replaced by the request's number, zero-padded to the marker's length.
+    #[arg(long, value_name = "MARKER")]
+    vary: Option<String>,
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         headers: cli.headers,
         model: cli.model,
         body,
+        vary: cli.vary,
         timeout: cli.timeout,
         progress: !cli.quiet,
         driver: cli.driver,
