@@ -99,6 +99,8 @@ impl fmt::Debug for SideMatcher {
 pub(crate) struct SideCache {
     regex: Vec<Option<(MetaCache, LazyCache)>>,
     folded: Vec<u8>,
+    /// Per part: whether the text being scanned holds a byte every match of it needs.
+    open: Vec<bool>,
 }
 
 /// Boxed: an automaton is a few hundred bytes inline, and parts are few.
@@ -148,6 +150,20 @@ struct RegexSet {
     /// By pattern id: what a match means and the check it must pass.
     targets: Vec<(Target, Option<Validator>)>,
     search: Search,
+    gate: Gate,
+}
+
+/// Bytes of which every match holds at least one: a text without any cannot match, and
+/// checking that costs a vector scan instead of a search per part (most texts hold no `@`,
+/// many no digit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Gate {
+    /// Nothing cheap to check.
+    Open,
+    /// One to three bytes.
+    Bytes(Vec<u8>),
+    /// Any ASCII digit, or one of up to three other bytes.
+    Digits(Vec<u8>),
 }
 
 /// How a regex part finds where to look.
@@ -166,12 +182,28 @@ enum Search {
 /// The byte a literal prefilter sees for `b`: ASCII letters in lower case, ASCII whitespace
 /// as a space, every digit as `0`. Positions are unchanged, so a literal found in the folded
 /// text marks a candidate start in the text itself.
+/// Written without branches so that [`fold_into`] compiles to vector instructions.
+#[inline(always)]
 fn fold(b: u8) -> u8 {
-    match b {
-        b'A'..=b'Z' => b | 0x20,
-        b'0'..=b'9' => b'0',
-        b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => b' ',
-        _ => b,
+    let upper = b.wrapping_sub(b'A') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    // \t \n \x0b \x0c \r
+    let space = b.wrapping_sub(b'\t') < 5;
+    let b = if upper { b | 0x20 } else { b };
+    let b = if digit { b'0' } else { b };
+    if space {
+        b' '
+    } else {
+        b
+    }
+}
+
+/// `out` becomes [`fold`] of every byte of `hay`.
+fn fold_into(out: &mut Vec<u8>, hay: &[u8]) {
+    out.clear();
+    out.resize(hay.len(), 0);
+    for (o, &b) in out.iter_mut().zip(hay) {
+        *o = fold(b);
     }
 }
 
@@ -315,6 +347,7 @@ impl SideMatcher {
                 })
                 .collect(),
             folded: Vec::new(),
+            open: vec![true; self.parts.len()],
         }
     }
 
@@ -326,8 +359,20 @@ impl SideMatcher {
             .iter()
             .any(|p| matches!(p, Part::Regex(r) if matches!(r.search, Search::Prefixes(_))));
         if prefixed {
-            cache.folded.clear();
-            cache.folded.extend(hay.iter().map(|&b| fold(b)));
+            fold_into(&mut cache.folded, hay);
+        }
+        let mut digits = None;
+        for (open, part) in cache.open.iter_mut().zip(&self.parts) {
+            *open = match part {
+                Part::Words(_) => true,
+                Part::Regex(r) => match &r.gate {
+                    Gate::Open => true,
+                    Gate::Bytes(bytes) => any_of(bytes, hay),
+                    Gate::Digits(bytes) => {
+                        *digits.get_or_insert_with(|| has_digit(hay)) || any_of(bytes, hay)
+                    }
+                },
+            };
         }
     }
 
@@ -344,6 +389,9 @@ impl SideMatcher {
         match &self.parts[k] {
             Part::Words(w) => w.find(hay, from, limit),
             Part::Regex(r) => {
+                if !cache.open[k] {
+                    return None;
+                }
                 let (meta, lazy) = cache.regex[k].as_mut()?;
                 r.find(meta, lazy, &cache.folded, hay, from, limit)
             }
@@ -551,17 +599,143 @@ fn is_whole_word(hay: &[u8], start: usize, end: usize) -> bool {
     !(before && first || after && last)
 }
 
+// === gates ===
+
+/// Whether `hay` holds one of `bytes` (one to three).
+fn any_of(bytes: &[u8], hay: &[u8]) -> bool {
+    match *bytes {
+        [a] => memchr::memchr(a, hay).is_some(),
+        [a, b] => memchr::memchr2(a, b, hay).is_some(),
+        [a, b, c] => memchr::memchr3(a, b, c, hay).is_some(),
+        _ => !bytes.is_empty(),
+    }
+}
+
+/// Whether `hay` holds an ASCII digit; 32 bytes at a time, without branches inside.
+fn has_digit(hay: &[u8]) -> bool {
+    hay.chunks(32).any(|chunk| {
+        chunk
+            .iter()
+            .fold(false, |any, &b| any | (b.wrapping_sub(b'0') < 10))
+    })
+}
+
+/// How often a byte turns up in text, roughly: what a gate on it would cost in vain.
+fn commonness(b: u8) -> u32 {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' | b' ' | b'\t' | b'\n' | b'\r' => 100,
+        b'.' | b',' => 20,
+        b'0'..=b'9' | 0x80..=0xff => 3,
+        _ => 2,
+    }
+}
+
+/// A set of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteSet([bool; 256]);
+
+impl Default for ByteSet {
+    fn default() -> Self {
+        ByteSet([false; 256])
+    }
+}
+
+impl ByteSet {
+    fn one(b: u8) -> Self {
+        let mut set = ByteSet::default();
+        set.0[usize::from(b)] = true;
+        set
+    }
+
+    fn union(mut self, other: &ByteSet) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+        self
+    }
+
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|&b| self.0[usize::from(b)])
+    }
+
+    fn commonness(&self) -> u32 {
+        self.bytes().map(commonness).sum()
+    }
+}
+
+/// Bytes of which every match of `hir` holds one, the rarest such set this can tell, or
+/// `None` when a match may hold no particular byte (an empty match, a look-around alone).
+fn required(hir: &Hir) -> Option<ByteSet> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(Class::Unicode(_)) => None,
+        HirKind::Literal(literal) => literal
+            .0
+            .iter()
+            .copied()
+            .min_by_key(|&b| commonness(b))
+            .map(ByteSet::one),
+        HirKind::Class(Class::Bytes(class)) => {
+            let mut set = ByteSet::default();
+            for b in class.iter().flat_map(|r| r.start()..=r.end()) {
+                set.0[usize::from(b)] = true;
+            }
+            set.0.contains(&true).then_some(set)
+        }
+        HirKind::Repetition(rep) if rep.min >= 1 => required(&rep.sub),
+        HirKind::Repetition(_) => None,
+        HirKind::Capture(capture) => required(&capture.sub),
+        HirKind::Concat(subs) => subs
+            .iter()
+            .filter_map(required)
+            .min_by_key(ByteSet::commonness),
+        HirKind::Alternation(subs) => subs.iter().try_fold(ByteSet::default(), |set, sub| {
+            Some(set.union(&required(sub)?))
+        }),
+    }
+}
+
+impl Gate {
+    /// The gate of a part made of `hirs`.
+    fn of(hirs: &[Hir]) -> Gate {
+        let Some(set) = hirs.iter().try_fold(ByteSet::default(), |set, hir| {
+            Some(set.union(&required(hir)?))
+        }) else {
+            return Gate::Open;
+        };
+        let others: Vec<u8> = set.bytes().filter(|b| !b.is_ascii_digit()).collect();
+        let digits = set.bytes().any(|b| b.is_ascii_digit());
+        if !digits && others.is_empty()
+            || others.len() > 3
+            || others.iter().any(|&b| commonness(b) > 3)
+        {
+            Gate::Open
+        } else if digits {
+            Gate::Digits(others)
+        } else {
+            Gate::Bytes(others)
+        }
+    }
+}
+
 // === literal prefixes ===
 
+/// What [`folded_prefixes`] found.
+struct FoldedPrefixes {
+    searcher: aho_corasick::packed::Searcher,
+    /// Some pattern matches letters in either case.
+    caseless: bool,
+    /// Length of the shortest literal.
+    shortest: usize,
+}
+
 /// A packed searcher for literals that every match of `hirs` starts with, in folded text (see
-/// [`fold`]), and whether some pattern matches letters in either case; `None` when there is
-/// no such set that is small and long enough to pay off.
+/// [`fold`]); `None` when there is no such set that is small and long enough to pay off.
 ///
 /// Complete by construction: folding a class that folds to one byte into that byte, and every
 /// literal byte, maps each match `s` of a pattern to a match `s'` of the folded pattern with
 /// `fold(s') == fold(s)`; the extracted prefix set of the folded patterns holds a prefix of
 /// `s'`, and folding that prefix gives a prefix of `fold(s)`.
-fn folded_prefixes(hirs: &[Hir]) -> Option<(aho_corasick::packed::Searcher, bool)> {
+fn folded_prefixes(hirs: &[Hir]) -> Option<FoldedPrefixes> {
     let mut seq = Seq::empty();
     let mut caseless = false;
     for hir in hirs {
@@ -585,7 +759,11 @@ fn folded_prefixes(hirs: &[Hir]) -> Option<(aho_corasick::packed::Searcher, bool
                 .builder()
                 .extend(&folded)
                 .build()
-                .map(|searcher| (searcher, caseless));
+                .map(|searcher| FoldedPrefixes {
+                    searcher,
+                    caseless,
+                    shortest: folded.iter().map(Vec::len).min().unwrap_or(0),
+                });
         }
     }
     None
@@ -657,12 +835,12 @@ impl RegexSet {
         // the folded literals are long enough to pass over most digit runs (card numbers).
         let engine_literals = Prefilter::from_hirs_prefix(MatchKind::LeftmostFirst, &hirs);
         let search = match folded_prefixes(&hirs) {
-            Some((searcher, caseless))
-                if caseless
+            Some(found)
+                if found.caseless
                     || engine_literals.is_none()
-                    || searcher.minimum_len() >= SELECTIVE_PREFIX_BYTES =>
+                    || found.shortest >= SELECTIVE_PREFIX_BYTES =>
             {
-                Search::Prefixes(searcher)
+                Search::Prefixes(found.searcher)
             }
             _ if builtin || engine_literals.is_some() => Search::Engine,
             _ => Search::Lanes,
@@ -688,6 +866,7 @@ impl RegexSet {
             .build_many(&sources)
             .map_err(|e| format!("patterns: {e}"))?;
         let targets = patterns.into_iter().map(|(_, t, v)| (t, v)).collect();
+        let gate = Gate::of(&hirs);
         Ok(RegexSet {
             regex,
             lazy,
@@ -695,6 +874,7 @@ impl RegexSet {
             shortest,
             targets,
             search,
+            gate,
         })
     }
 
@@ -988,6 +1168,79 @@ mod tests {
         );
     }
 
+    #[test]
+    fn folding_lowers_letters_and_merges_digits_and_whitespace() {
+        for b in 0..=255u8 {
+            let want = match b {
+                b'A'..=b'Z' => b.to_ascii_lowercase(),
+                b'0'..=b'9' => b'0',
+                b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => b' ',
+                _ => b,
+            };
+            assert_eq!(fold(b), want, "byte {b:#04x}");
+        }
+        let mut out = vec![1, 2, 3, 4, 5];
+        fold_into(&mut out, b"Ab 9\t");
+        assert_eq!(out, b"ab 0 ");
+    }
+
+    fn gate(detector: &str) -> Gate {
+        RegexSet::build(prefixed(detector), true).unwrap().gate
+    }
+
+    #[test]
+    fn gates_name_bytes_every_match_needs() {
+        assert_eq!(gate("email"), Gate::Bytes(vec![b'@']));
+        assert_eq!(gate("phone"), Gate::Digits(vec![b'(', b'+']));
+        assert_eq!(gate("payment_card"), Gate::Digits(vec![]));
+        assert_eq!(gate("us_ssn"), Gate::Digits(vec![b'-']));
+        assert_eq!(gate("prompt_injection"), Gate::Open);
+        assert_eq!(gate("secrets"), Gate::Open);
+        let placeholder = RegexSet::build(
+            vec![(PLACEHOLDER_PATTERN.into(), Target::Placeholder, None)],
+            false,
+        )
+        .unwrap();
+        assert_eq!(placeholder.gate, Gate::Bytes(vec![b'[']));
+        assert!(has_digit(
+            b"no digits here, but one at the very end of 33 bytes: 7"
+        ));
+        assert!(!has_digit(&[b'x'; 100]));
+        assert!(any_of(b"@", b"a@b") && !any_of(b"@[", b"ab"));
+    }
+
+    /// A part whose gate is closed finds nothing, and the scanner still finds what the open
+    /// parts match: the same hits as without gates.
+    #[test]
+    fn closed_gates_skip_parts_that_cannot_match() {
+        let mut profile = GuardrailProfile {
+            name: "p".into(),
+            allow: vec![],
+            restore_masked: false,
+            rules: vec![],
+        };
+        for (id, detector) in [("mail", Detector::Email), ("card", Detector::PaymentCard)] {
+            profile
+                .rules
+                .push(tollgate_config::guardrails::GuardrailRule {
+                    id: id.into(),
+                    detector,
+                    action: GuardAction::Audit,
+                    input: true,
+                    output: true,
+                    placeholder: id.to_uppercase(),
+                });
+        }
+        let m = SideMatcher::compile(&profile, Side::Input).unwrap();
+        let mut cache = m.new_cache();
+        let hay = b"write to ann@example.com today";
+        m.prepare(&mut cache, hay);
+        assert_eq!(cache.open, vec![true, false], "an @ but no digit");
+        let found = m.find(0, &mut cache, hay, 0, hay.len()).unwrap();
+        assert_eq!(&hay[found.start..found.end], b"ann@example.com");
+        assert_eq!(m.find(1, &mut cache, hay, 0, hay.len()), None);
+    }
+
     /// The patterns of built-in detectors the engine cannot search by literal.
     fn prefixed(detector: &str) -> Vec<RegexTarget> {
         builtin::patterns(detector)
@@ -1095,7 +1348,8 @@ mod tests {
             let mut cache = by_prefix.regex.create_cache();
             let mut lazy = by_prefix.lazy.create_cache();
             let hay = text.as_bytes();
-            let folded: Vec<u8> = hay.iter().map(|&b| fold(b)).collect();
+            let mut folded = Vec::new();
+            fold_into(&mut folded, hay);
             let from = from.min(hay.len());
             let limit = hay.len().saturating_sub(cut).max(from);
             let got = by_prefix.find(&mut cache, &mut lazy, &folded, hay, from, limit);
