@@ -50,9 +50,15 @@ action = "block"
 /// The system prompt of the body: instructions for a support assistant.
 const SYSTEM_PROMPT: &str = "You are the customer support assistant of Northwind Outfitters, an online shop for outdoor clothing and camping gear. Answer in a friendly, concise tone and keep every reply under 150 words. Use only the order details the customer gives you and never guess a delivery status you have not been told. When a refund or a replacement is needed, explain the next step and how long it usually takes. Do not ask for payment details or passwords, and do not quote internal documents. If the customer is upset, acknowledge the problem before offering a solution. Sign every reply as Northwind Support.";
 
+/// Stands for the order number in [`USER_MESSAGE`]: the load generator writes each request's
+/// sequence number over it (`--vary`), so every user message differs, as real ones do, while
+/// the system prompt repeats. A gateway that remembers clean prompts cannot skip the user
+/// message. Eight digits: no pattern of the default profile matches such a number.
+pub const ORDER_MARKER: &str = "XXXXXXXX";
+
 /// The user message of the body: an order problem with an order number and dates, and
 /// nothing a rule of the default profile looks for.
-const USER_MESSAGE: &str = "Hello, I need help with order NW-58213, which I placed on 3 March 2025. It contained a two-person tent, a pair of hiking boots in size 42 and a rain jacket. The confirmation said everything would arrive within five working days, but only the boots and the jacket were delivered, on 10 March. The tent is missing, and the parcel did not include a note about a separate shipment. The boots and the jacket are fine, so only the tent needs sorting out. The tracking page shows the order as complete, so I cannot tell whether the tent was lost or never sent. We leave for a camping trip on 22 March and need the tent before then. Could you check what happened to it? If it cannot reach us in time, I would prefer a refund for the tent rather than a replacement, and I would like to know how long the refund takes to appear on my statement. Thank you for your help.";
+const USER_MESSAGE: &str = "Hello, I need help with order NW-XXXXXXXX, which I placed on 3 March 2025. It contained a two-person tent, a pair of hiking boots in size 42 and a rain jacket. The confirmation said everything would arrive within five working days, but only the boots and the jacket were delivered, on 10 March. The tent is missing, and the parcel did not include a note about a separate shipment. The boots and the jacket are fine, so only the tent needs sorting out. The tracking page shows the order as complete, so I cannot tell whether the tent was lost or never sent. We leave for a camping trip on 22 March and need the tent before then. Could you check what happened to it? If it cannot reach us in time, I would prefer a refund for the tent rather than a replacement, and I would like to know how long the refund takes to appear on my statement. Thank you for your help.";
 
 /// Scenario h's chat completion request for [`MODEL`]; streamed as the load generator's
 /// default streaming body is (`"stream": true` with usage), since it sends a body file as it
@@ -120,11 +126,14 @@ impl BodyLoadgen {
         Ok(out)
     }
 
-    /// The arguments the load generator ends up with: `args`, then the body file.
+    /// The arguments the load generator ends up with: `args`, then the body file and the
+    /// marker every request's number replaces.
     pub fn effective_args(&self, mut args: Vec<String>) -> Vec<String> {
         args.extend([
             "--body-file".to_owned(),
             self.body_file.display().to_string(),
+            "--vary".to_owned(),
+            ORDER_MARKER.to_owned(),
         ]);
         args
     }
@@ -132,7 +141,7 @@ impl BodyLoadgen {
     /// The wrapper's text.
     fn script(&self) -> String {
         format!(
-            "#!/bin/sh\n# Written by tollgate-bench (scenario h): tollgate-loadgen with this scenario's body.\nexec {} \"$@\" --body-file {}\n",
+            "#!/bin/sh\n# Written by tollgate-bench (scenario h): tollgate-loadgen with this scenario's body.\nexec {} \"$@\" --body-file {} --vary {ORDER_MARKER}\n",
             procs::shell_quote(&self.loadgen.display().to_string()),
             procs::shell_quote(&self.body_file.display().to_string())
         )
@@ -185,7 +194,17 @@ mod tests {
         let guardrails = Guardrails::compile(&config.guardrails).unwrap();
         let profile = guardrails.default_profile().unwrap();
         let mut scratch = ScanScratch::new();
-        for text in [SYSTEM_PROMPT, USER_MESSAGE] {
+        // Every number the load generator may write over the marker is eight digits.
+        let numbered = |n: &str| USER_MESSAGE.replace(ORDER_MARKER, n);
+        assert_eq!(USER_MESSAGE.matches(ORDER_MARKER).count(), 1);
+        for text in [
+            SYSTEM_PROMPT.to_owned(),
+            numbered("00000000"),
+            numbered("01234567"),
+            numbered("99999999"),
+            numbered("00012345"),
+        ] {
+            let text = text.as_str();
             let mut session = Session::new();
             let verdict = profile.scan_text(Side::Input, text, &mut session, &mut scratch);
             assert!(matches!(verdict, Ok(None)), "{text:?}: {verdict:?}");
@@ -214,7 +233,7 @@ mod tests {
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(
             script.contains(&format!(
-                "exec '/opt/it'\\''s/tollgate-loadgen' \"$@\" --body-file {}\n",
+                "exec '/opt/it'\\''s/tollgate-loadgen' \"$@\" --body-file {} --vary {ORDER_MARKER}\n",
                 procs::shell_quote(&loadgen.body_file.display().to_string())
             )),
             "{script}"
@@ -229,7 +248,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
             format!(
-                "--url http://127.0.0.1:1/v1/chat/completions --body-file {}\n",
+                "--url http://127.0.0.1:1/v1/chat/completions --body-file {} --vary {ORDER_MARKER}\n",
                 echo.body_file.display()
             )
         );
@@ -244,7 +263,9 @@ mod tests {
             [
                 "--stream".to_owned(),
                 "--body-file".to_owned(),
-                loadgen.body_file.display().to_string()
+                loadgen.body_file.display().to_string(),
+                "--vary".to_owned(),
+                ORDER_MARKER.to_owned(),
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();

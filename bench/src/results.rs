@@ -1285,7 +1285,7 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "- Guardrails (h): after g, two fresh gateways: a plain one (the configuration of a–d) and a guarded one, the same plus the default profile of `config/examples/guardrails.toml` (block prompt injection, payment cards and secrets; mask e-mail addresses and phone numbers; `restore_masked`; one allowed address) applied to every key, scanning every prompt and answer. Both write the usage ledger (always on) to a fresh store of their own. Every h request, to both gateways and straight to the mock, carries the same clean {}-byte chat body (system prompt and user message, `guardrails-chat.json`, with `\"stream\": true` and usage for streams); the load generator sends it with `--body-file`. The closed-loop load is scenario a's and the streaming load scenario d's, back to back and rotating order each run; the ratios guarded / plain (req/s, and TTFT p50 for streams) are taken per run and the median shown.",
+            "- Guardrails (h): after g, two fresh gateways: a plain one (the configuration of a–d) and a guarded one, the same plus the default profile of `config/examples/guardrails.toml` (block prompt injection, payment cards and secrets; mask e-mail addresses and phone numbers; `restore_masked`; one allowed address) applied to every key, scanning every prompt and answer. Both write the usage ledger (always on) to a fresh store of their own. Every h request, to both gateways and straight to the mock, carries a clean {}-byte chat body (system prompt and user message, `guardrails-chat.json`, with `\"stream\": true` and usage for streams); the load generator sends it with `--body-file` and writes each request's number over the order number in the user message (`--vary XXXXXXXX`), so the system prompt repeats and every user message is new, as in real traffic (the guarded gateway remembers prompt texts it found clean; only the system prompt can come from that memo). The closed-loop load is scenario a's and the streaming load scenario d's, back to back and rotating order each run; the ratios guarded / plain (req/s, and TTFT p50 for streams) are taken per run and the median shown.",
             crate::guardrails::chat_body(false).len()
         );
         if let Some(only) = &st.only {
@@ -1783,7 +1783,8 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
     }
 
     /// Scenario h: a plain and a guarded gateway under the closed-loop and the streaming load,
-    /// every request carrying the same chat body, and the mock alone.
+    /// every request carrying the same chat body but for a numbered order number, and the mock
+    /// alone.
     fn write_guardrails(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
         let h = |s: &mut String, title: String| {
@@ -1875,7 +1876,7 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
         );
         let _ = writeln!(
             s,
-            "- The body (a support assistant's system prompt and a customer's message about a missing parcel, with an order number and dates) matches no rule, so every request is scanned in full and passed on: any refusal would show as an error. The guarded gateway also scans every answer; in streams it may hold text that could still be part of a match back for a later event, which is what the TTFT ratio would show.\n"
+            "- The body (a support assistant's system prompt and a customer's message about a missing parcel, with an order number and dates) matches no rule, so every request is scanned and passed on: any refusal would show as an error. The system prompt repeats and is answered from the guarded gateway's memo of clean prompts after the first request; the user message carries a new order number every time and is scanned in full. The guarded gateway also scans every answer; in streams it may hold text that could still be part of a match back for a later event, which is what the TTFT ratio would show.\n"
         );
     }
 
