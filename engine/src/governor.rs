@@ -461,6 +461,25 @@ pub enum Write {
 
 // === request-path helpers ===
 
+/// Metric labels of a refusal: the kind of limit, and the level (`key`, `user`, `team`,
+/// `org`) that set it.
+pub fn refusal_labels(denial: &Denial) -> (&'static str, &'static str) {
+    let (limit, scope) = match denial {
+        Denial::Requests { scope, .. } => ("requests", scope),
+        Denial::Tokens { scope, .. } => ("tokens", scope),
+        Denial::Parallel { scope, .. } => ("parallel", scope),
+        Denial::Budget { scope, .. } => ("budget", scope),
+    };
+    let level = match scope.split(':').next() {
+        Some("key") => "key",
+        Some("user") => "user",
+        Some("team") => "team",
+        Some("org") => "org",
+        _ => "other",
+    };
+    (limit, level)
+}
+
 /// The 429 for a limit or budget that refused a request, with headers naming the limit.
 pub fn refusal(denial: &Denial, now_ms: u64) -> GatewayError {
     let seconds = |ms: u64| ms.div_ceil(1000).max(1);
@@ -638,6 +657,38 @@ pub(crate) fn record(
             });
         }
     }
+    let hits = ctx
+        .guard
+        .as_ref()
+        .map(crate::guard::Guard::hits)
+        .unwrap_or_default();
+    let deployment = served_by
+        .map(|(m, d)| shared.deployment_label(m, d))
+        .unwrap_or_default();
+    let first_token = ctx
+        .meter
+        .first_event
+        .get()
+        .map(|t| t.saturating_duration_since(ctx.meter.started));
+    core.metrics
+        .borrow_mut()
+        .model_request(&crate::metrics::ModelSample {
+            model: &ctx.model,
+            deployment,
+            team: entry.team.as_deref().unwrap_or_default(),
+            status: meter.status.get(),
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_nanos: cost,
+            duration: ctx.meter.started.elapsed(),
+            first_token,
+            guardrails: ctx
+                .guard
+                .as_ref()
+                .map(|g| (g.profile_name(), hits.as_slice())),
+        });
+    let deployment = deployment.to_owned();
     let seq = core.request_seq.get();
     core.request_seq.set(seq + 1);
     gov.storage.record(UsageRecord {
@@ -648,9 +699,7 @@ pub(crate) fn record(
         team: entry.team.clone(),
         org: entry.org.clone(),
         model: ctx.model.clone(),
-        deployment: served_by
-            .map(|(m, d)| shared.deployment_label(m, d).to_owned())
-            .unwrap_or_default(),
+        deployment,
         input_tokens: usage.prompt_tokens,
         output_tokens: usage.completion_tokens,
         cached_tokens: usage.cached_tokens,
@@ -659,10 +708,6 @@ pub(crate) fn record(
         status: meter.status.get(),
         estimated,
         price_unknown: used && price.is_none(),
-        guardrails: ctx
-            .guard
-            .as_ref()
-            .map(crate::guard::Guard::hits)
-            .unwrap_or_default(),
+        guardrails: hits,
     });
 }

@@ -279,6 +279,11 @@ impl<'a> Guard<'a> {
         Ok((!edits.is_empty()).then(|| splice(body, &edits)))
     }
 
+    /// The profile's name, for metrics.
+    pub(crate) fn profile_name(&self) -> &'a str {
+        self.profile.name()
+    }
+
     /// The rules that fired, for the usage record.
     pub(crate) fn hits(&self) -> Vec<GuardHit> {
         let session = self.session.borrow();

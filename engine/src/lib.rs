@@ -12,6 +12,7 @@ pub mod governor;
 mod guard;
 pub mod io;
 pub mod manage;
+pub mod metrics;
 pub mod pipeline;
 pub mod router;
 pub mod shared;
@@ -116,10 +117,14 @@ impl Gateway {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Driver, String>>();
         let mut controls = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        let mut statuses = Vec::with_capacity(workers);
+        let statuses: Vec<Arc<WorkerStatus>> = (0..workers)
+            .map(|_| Arc::new(WorkerStatus::default()))
+            .collect();
+        let telemetry = Arc::new(metrics::Telemetry::new(&statuses));
         for (id, listener) in listeners.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let status = Arc::new(WorkerStatus::default());
+            let status = statuses[id].clone();
+            let telemetry = telemetry.clone();
             let cpu = cpus.get(id % cpus.len().max(1)).copied();
             let shared = shared.clone();
             let gov = gov.clone();
@@ -161,6 +166,8 @@ impl Gateway {
                         gov,
                         request_seq: Default::default(),
                         guard_scratch: Default::default(),
+                        metrics: Default::default(),
+                        telemetry,
                     });
                     runtime.block_on(async move {
                         let listener = match monoio::net::TcpListener::from_std(listener) {
@@ -181,7 +188,6 @@ impl Gateway {
                 })?;
             controls.push(tx);
             threads.push(thread);
-            statuses.push(status);
         }
         drop(ready_tx);
 

@@ -52,6 +52,7 @@ enum Route {
     Live,
     Ready,
     Admin,
+    Metrics,
 }
 
 /// How a request ended, for the caller's bookkeeping.
@@ -114,6 +115,7 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         Route::Proxy(endpoint) => proxy(core, conn, &head, endpoint, body, keep_alive).await,
         Route::Messages => messages(core, conn, &head, body, keep_alive).await,
         Route::Admin => admin(core, conn, &head, body, keep_alive).await,
+        Route::Metrics => metrics(core, conn, keep_alive, version).await,
     };
     match result {
         Ok(outcome) => outcome.keep_alive,
@@ -159,6 +161,29 @@ async fn health(
     conn.respond(status, b"application/json", &[], body, keep_alive, version)
         .await
         .map_err(|_| GatewayError::ClientGone)?;
+    Ok(Outcome { keep_alive })
+}
+
+/// `/metrics`: every core's counters and histograms, merged, in the Prometheus text format.
+/// Open like the health endpoints: label values are config and directory names, never keys.
+async fn metrics(
+    core: &Core,
+    conn: &mut Downstream,
+    keep_alive: bool,
+    version: Version,
+) -> Result<Outcome, GatewayError> {
+    let own = core.metrics.borrow().snapshot(core.open_connections.get());
+    let text = core.telemetry.collect(core.id, own).await.render();
+    conn.respond(
+        200,
+        b"text/plain; version=0.0.4; charset=utf-8",
+        &[],
+        Bytes::from(text),
+        keep_alive,
+        version,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientGone)?;
     Ok(Outcome { keep_alive })
 }
 
@@ -260,6 +285,7 @@ fn route(method: Method, method_text: &str, target: &str) -> Result<Route, Gatew
         "/v1/models" => (Route::Models, Method::Get),
         "/health/live" => (Route::Live, Method::Get),
         "/health/ready" => (Route::Ready, Method::Get),
+        "/metrics" => (Route::Metrics, Method::Get),
         _ => {
             return Err(GatewayError::NotFound {
                 method: truncate(method_text, 32).to_owned(),
@@ -394,6 +420,10 @@ pub(crate) struct Meter {
     pub(crate) counted_output: Cell<u64>,
     pub(crate) served_by: Cell<Option<(usize, usize)>>,
     pub(crate) status: Cell<u16>,
+    /// When the request was read and authenticated (the meter is made then).
+    pub(crate) started: Instant,
+    /// Streams: when the first event went to the client.
+    pub(crate) first_event: Cell<Option<Instant>>,
 }
 
 impl Default for Meter {
@@ -403,6 +433,8 @@ impl Default for Meter {
             counted_output: Cell::new(0),
             served_by: Cell::new(None),
             status: Cell::new(200),
+            started: Instant::now(),
+            first_event: Cell::new(None),
         }
     }
 }
@@ -716,6 +748,8 @@ async fn governed(
         Ok(a) => a,
         Err(denial) => {
             let e = crate::governor::refusal(&denial, started_ms);
+            let (limit, level) = crate::governor::refusal_labels(&denial);
+            core.metrics.borrow_mut().refused(limit, level);
             ctx.meter.set_status(429);
             crate::governor::record(core, &ctx, entry, None, estimate, started_ms, false);
             return Err(e);
@@ -1053,6 +1087,7 @@ async fn attempt(
                 };
                 // Streams are ranked by time to first token, not to the response head.
                 let ttft = first_event_at.map(|t| t.saturating_duration_since(started));
+                ctx.meter.first_event.set(first_event_at);
                 finish(result, ttft.or(ttfb));
                 AttemptEnd::Answered(outcome)
             }

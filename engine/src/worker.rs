@@ -43,6 +43,15 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The driver a `WorkerStatus::driver` value stands for.
+    pub fn from_u8(value: u8) -> Driver {
+        match value {
+            1 => Driver::IoUring,
+            2 => Driver::Legacy,
+            _ => Driver::Unknown,
+        }
+    }
+
     /// Lowercase name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,6 +109,10 @@ pub struct Core {
     pub request_seq: Cell<u64>,
     /// Guardrail search caches of this core (never borrowed across an await).
     pub guard_scratch: RefCell<tollgate_policy::guardrails::ScanScratch>,
+    /// What this core counts for `/metrics` (never borrowed across an await).
+    pub metrics: RefCell<crate::metrics::CoreMetrics>,
+    /// Every core's metric slots, for scrapes.
+    pub telemetry: Arc<crate::metrics::Telemetry>,
 }
 
 /// Marks a request in flight for the drain; decremented on drop.
@@ -252,6 +265,8 @@ async fn control_loop(
             stop.fire();
             return;
         }
+        core.telemetry
+            .tick(core.id, &core.metrics.borrow(), core.open_connections.get());
         let shared = &core.shared;
         core.pools.reap(|p| {
             shared

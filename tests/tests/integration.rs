@@ -6,6 +6,7 @@ mod builtin;
 mod framing;
 mod governance;
 mod guardrails;
+mod metrics;
 mod providers;
 mod routing;
 mod sdk;
