@@ -31,6 +31,8 @@ pub struct Downstream {
     stream: TcpStream,
     rbuf: BytesMut,
     out: BytesMut,
+    /// The request being answered: every response head carries its `x-request-id`.
+    request_id: Option<crate::trace::RequestId>,
 }
 
 /// How a response body is framed to the client.
@@ -55,6 +57,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         stream,
         rbuf: BytesMut::with_capacity(READ_BUF),
         out: BytesMut::new(),
+        request_id: None,
     };
     loop {
         let head = match conn.read_head(&core).await {
@@ -72,6 +75,8 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         // idle keep-alive connection holds just its buffers and this loop.
         let keep_alive = Box::pin(pipeline::handle(&core, &mut conn, head)).await;
         drop(in_flight);
+        // A malformed next head is answered without this request's id.
+        conn.set_request_id(None);
         if !keep_alive {
             let _ = conn.flush().await;
             break;
@@ -82,6 +87,16 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
 // === impl Downstream ===
 
 impl Downstream {
+    /// Names the request now being answered (`None` before one is read).
+    pub fn set_request_id(&mut self, id: Option<crate::trace::RequestId>) {
+        self.request_id = id;
+    }
+
+    /// The request now being answered, if one is.
+    pub fn request_id(&self) -> Option<&crate::trace::RequestId> {
+        self.request_id.as_ref()
+    }
+
     async fn read_head(&mut self, core: &Core) -> HeadRead {
         let server = &core.shared.config.server;
         let limits = &core.shared.client_limits;
@@ -278,10 +293,14 @@ impl Downstream {
         version: Version,
     ) {
         let mut len_buf = itoa::Buffer::new();
-        let mut headers: [(&str, &[u8]); 8] = [("", b""); 8];
+        let mut headers: [(&str, &[u8]); 12] = [("", b""); 12];
         let mut n = 0;
         headers[n] = ("content-type", content_type);
         n += 1;
+        if let Some(id) = &self.request_id {
+            headers[n] = ("x-request-id", id.as_bytes());
+            n += 1;
+        }
         match content_length {
             Some(len) => headers[n] = ("content-length", len_buf.format(len).as_bytes()),
             None if version == Version::Http11 => headers[n] = ("transfer-encoding", b"chunked"),

@@ -689,11 +689,9 @@ pub(crate) fn record(
                 .map(|g| (g.profile_name(), hits.as_slice())),
         });
     let deployment = deployment.to_owned();
-    let seq = core.request_seq.get();
-    core.request_seq.set(seq + 1);
     gov.storage.record(UsageRecord {
         time_ms: now,
-        request_id: format!("req-{:x}-{}-{seq:x}", started_ms, core.id),
+        request_id: ctx.request_id.as_str().to_owned(),
         key: entry.record.name.clone(),
         user: entry.user.clone(),
         team: entry.team.clone(),

@@ -18,6 +18,7 @@ pub mod router;
 pub mod shared;
 pub mod storage;
 pub mod store;
+pub mod trace;
 pub mod translate;
 pub mod upstream;
 pub mod worker;
@@ -78,6 +79,14 @@ const URING_ENTRIES: u32 = 4096;
 
 /// Listen backlog per worker socket.
 const BACKLOG: i32 = 4096;
+
+/// A random non-zero seed for worker `id`'s span ids (distinct per worker even if the system
+/// random source failed).
+fn span_seed(id: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::getrandom(&mut bytes);
+    (u64::from_le_bytes(bytes) ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+}
 
 /// A running gateway: its workers and the handles to stop them.
 #[derive(Debug)]
@@ -165,6 +174,7 @@ impl Gateway {
                         directory: RefCell::new(Rc::new(gov.directory())),
                         gov,
                         request_seq: Default::default(),
+                        span_state: std::cell::Cell::new(span_seed(id)),
                         guard_scratch: Default::default(),
                         metrics: Default::default(),
                         telemetry,

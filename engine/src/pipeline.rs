@@ -15,6 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::trace::RequestId;
+
 use bytes::{Bytes, BytesMut};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -75,6 +77,13 @@ pub enum ClientFormat {
 pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bool {
     let version = head.version;
     let keep_alive = head.keep_alive && !core.draining.get();
+    let seq = core.request_seq.get();
+    core.request_seq.set(seq.wrapping_add(1));
+    let id = head
+        .header("x-request-id")
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(|| RequestId::generate(crate::governor::now_ms(), core.id, seq));
+    conn.set_request_id(Some(id));
     let route = match route(head.method, head.method_str(), head.path()) {
         Ok(r) => r,
         Err(e) => {
@@ -127,6 +136,25 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
             format,
         ),
     }
+}
+
+/// The id of the request `conn` is answering (set by `handle` before any route runs).
+fn request_id(conn: &Downstream) -> RequestId {
+    conn.request_id()
+        .copied()
+        .unwrap_or_else(|| RequestId::generate(0, 0, 0))
+}
+
+/// What every upstream call of this request carries: its id, and the client's trace context
+/// as a child span.
+fn upstream_lines(core: &Core, conn: &Downstream, head: &RequestHead) -> Bytes {
+    let span = core.next_span_id();
+    crate::trace::upstream_lines(
+        &request_id(conn),
+        head.header("traceparent"),
+        head.header("tracestate"),
+        span,
+    )
 }
 
 /// `/v1/models` needs a valid key, nothing more.
@@ -375,6 +403,10 @@ pub(crate) struct RequestCtx<'a> {
     pub(crate) meter: Meter,
     /// Guardrails for this request, when its profile has rules.
     pub(crate) guard: Option<crate::guard::Guard<'a>>,
+    /// The request's id (the client's `x-request-id`, or one made here).
+    pub(crate) request_id: crate::trace::RequestId,
+    /// Header lines every upstream call of this request carries (see `trace::upstream_lines`).
+    pub(crate) upstream_lines: Bytes,
 }
 
 impl RequestCtx<'_> {
@@ -628,6 +660,8 @@ async fn proxy(
         canonical: std::cell::OnceCell::new(),
         meter: Meter::default(),
         guard: crate::guard::Guard::for_key(shared, entry),
+        request_id: request_id(conn),
+        upstream_lines: upstream_lines(core, conn, head),
     };
     governed(core, conn, ctx, primary, entry, max_tokens, now).await
 }
@@ -675,6 +709,8 @@ async fn messages(
         canonical: std::cell::OnceCell::new(),
         meter: Meter::default(),
         guard: crate::guard::Guard::for_key(shared, entry),
+        request_id: request_id(conn),
+        upstream_lines: upstream_lines(core, conn, head),
     };
     governed(core, conn, ctx, primary, entry, Some(max_tokens), now).await
 }
@@ -874,6 +910,7 @@ async fn attempt(
                 provider,
                 provider_index,
                 upstream_model: &deployment.model,
+                request_lines: &ctx.upstream_lines,
                 first_byte_timeout,
                 labels: ResponseLabels::new(shared, model, deployment_index, attempt_number),
             };
@@ -962,6 +999,7 @@ async fn attempt(
         Backend::Http(target) => {
             let call = UpstreamCall {
                 head_prefix: target.head_prefix(ctx.endpoint).clone(),
+                request_lines: ctx.upstream_lines.clone(),
                 body: upstream_body,
                 first_byte_timeout,
             };

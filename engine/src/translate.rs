@@ -41,6 +41,8 @@ pub(crate) struct AttemptInfo<'a> {
     pub(crate) provider_index: usize,
     /// The deployment's upstream model id.
     pub(crate) upstream_model: &'a str,
+    /// The request's own upstream header lines (id, trace context).
+    pub(crate) request_lines: &'a Bytes,
     /// First-byte limit for this deployment.
     pub(crate) first_byte_timeout: Duration,
     /// Response headers naming the deployment.
@@ -110,6 +112,7 @@ async fn send(
         Backend::Http(target) => {
             let call = UpstreamCall {
                 head_prefix: head_prefix(&request),
+                request_lines: info.request_lines.clone(),
                 body: request.body,
                 first_byte_timeout: info.first_byte_timeout,
             };

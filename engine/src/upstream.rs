@@ -282,11 +282,17 @@ impl HttpBody {
 pub struct UpstreamCall {
     /// Request line and headers, ending with `content-length: `.
     pub head_prefix: Bytes,
+    /// Header lines of this request alone (`x-request-id`, `traceparent`), each ending with
+    /// CRLF, sent before `content-length`.
+    pub request_lines: Bytes,
     /// The body.
     pub body: Bytes,
     /// Longest wait for the response head after the request is written.
     pub first_byte_timeout: Duration,
 }
+
+/// How every upstream head prefix ends.
+const CONTENT_LENGTH: &[u8] = b"content-length: ";
 
 /// Send a request to an HTTP upstream and read the response head.
 ///
@@ -303,11 +309,21 @@ pub async fn call_http(
 ) -> Result<UpstreamResponse, GatewayError> {
     let UpstreamCall {
         head_prefix,
+        request_lines,
         body,
         first_byte_timeout,
     } = call;
-    let mut out = BytesMut::with_capacity(head_prefix.len() + 32 + inline_len(&body));
-    out.extend_from_slice(&head_prefix);
+    let mut out =
+        BytesMut::with_capacity(head_prefix.len() + request_lines.len() + 32 + inline_len(&body));
+    // The prefix ends with the content-length field name: this request's own lines go first.
+    match head_prefix.strip_suffix(CONTENT_LENGTH) {
+        Some(fields) => {
+            out.extend_from_slice(fields);
+            out.extend_from_slice(&request_lines);
+            out.extend_from_slice(CONTENT_LENGTH);
+        }
+        None => out.extend_from_slice(&head_prefix),
+    }
     let mut len = itoa::Buffer::new();
     out.extend_from_slice(len.format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");

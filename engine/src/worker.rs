@@ -107,12 +107,28 @@ pub struct Core {
     pub directory: RefCell<Rc<Arc<tollgate_policy::governance::Directory>>>,
     /// Requests seen on this core, for request ids.
     pub request_seq: Cell<u64>,
+    /// State of the generator of span ids for upstream `traceparent`s (xorshift, seeded
+    /// randomly at start).
+    pub span_state: Cell<u64>,
     /// Guardrail search caches of this core (never borrowed across an await).
     pub guard_scratch: RefCell<tollgate_policy::guardrails::ScanScratch>,
     /// What this core counts for `/metrics` (never borrowed across an await).
     pub metrics: RefCell<crate::metrics::CoreMetrics>,
     /// Every core's metric slots, for scrapes.
     pub telemetry: Arc<crate::metrics::Telemetry>,
+}
+
+impl Core {
+    /// A fresh span id for an upstream `traceparent` (never zero).
+    pub fn next_span_id(&self) -> u64 {
+        // xorshift64*: fast, and unpredictable enough for ids that only need to be unique.
+        let mut x = self.span_state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.span_state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d).max(1)
+    }
 }
 
 /// Marks a request in flight for the drain; decremented on drop.

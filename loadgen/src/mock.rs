@@ -67,6 +67,19 @@ pub struct MockStats {
     /// Responses by status code (index = status, 0..=599).
     statuses: Box<[AtomicU64]>,
     last_authorization: Mutex<Option<String>>,
+    last_traced: Mutex<Option<TracedRequest>>,
+}
+
+/// The trace headers of a request that carried a `traceparent` (see
+/// [`MockStats::last_traced`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedRequest {
+    /// `x-request-id`, if sent.
+    pub request_id: Option<String>,
+    /// `traceparent`.
+    pub traceparent: String,
+    /// `tracestate`, if sent.
+    pub tracestate: Option<String>,
 }
 
 /// A running mock server. Stops on [`MockServer::shutdown`] or drop.
@@ -113,6 +126,7 @@ impl MockStats {
             hangs: AtomicU64::new(0),
             statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
             last_authorization: Mutex::new(None),
+            last_traced: Mutex::new(None),
         }
     }
 
@@ -158,6 +172,21 @@ impl MockStats {
         self.last_authorization
             .lock()
             .map_or_else(|poisoned| poisoned.into_inner().clone(), |g| g.clone())
+    }
+
+    /// The trace headers of the last request that carried a `traceparent` (only those are
+    /// recorded, so untraced load never takes this lock).
+    pub fn last_traced(&self) -> Option<TracedRequest> {
+        self.last_traced
+            .lock()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |g| g.clone())
+    }
+
+    fn record_traced(&self, traced: TracedRequest) {
+        match self.last_traced.lock() {
+            Ok(mut guard) => *guard = Some(traced),
+            Err(poisoned) => *poisoned.into_inner() = Some(traced),
+        }
     }
 
     fn count_status(&self, status: u16) {
@@ -396,6 +425,14 @@ impl Conn<'_> {
                     self.shared.stats.record_authorization(auth);
                     self.last_auth = Some(Bytes::copy_from_slice(auth));
                 }
+            }
+            if let Some(traceparent) = head.header("traceparent") {
+                let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+                self.shared.stats.record_traced(TracedRequest {
+                    request_id: head.header("x-request-id").map(text),
+                    traceparent: text(traceparent),
+                    tracestate: head.header("tracestate").map(text),
+                });
             }
             let plan = self.route(&head);
             if let Some(close) = self.send(plan, head.keep_alive).await? {

@@ -8,6 +8,7 @@ mod governance;
 mod guardrails;
 mod metrics;
 mod providers;
+mod request_ids;
 mod routing;
 mod sdk;
 mod tls;
