@@ -55,9 +55,9 @@ pub use base_url::BaseUrl;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 pub use types::{
-    AdminConfig, AwsCredentials, Config, DeploymentConfig, GovernanceConfig, IoDriver, KeyConfig,
-    MockSettings, ModelConfig, Preset, PriceConfig, ProviderConfig, ProviderKind, RoutingConfig,
-    ServerConfig, StoreConfig, Strategy, TlsRoots, UnknownPrice,
+    AccessLog, AdminConfig, AwsCredentials, Config, DeploymentConfig, GovernanceConfig, IoDriver,
+    KeyConfig, MockSettings, ModelConfig, Preset, PriceConfig, ProviderConfig, ProviderKind,
+    RoutingConfig, ServerConfig, StoreConfig, Strategy, TlsRoots, UnknownPrice,
 };
 pub use units::parse_duration;
 

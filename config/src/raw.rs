@@ -40,6 +40,7 @@ pub(crate) struct RawServer {
     pub keepalive_timeout: Option<Value>,
     pub shutdown_grace: Option<Value>,
     pub max_connections_per_worker: Option<Value>,
+    pub access_log: Option<Value>,
 }
 
 /// One `[[providers]]` entry.

@@ -88,6 +88,22 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Most open client connections per worker; 1..=1,000,000. Default 25,000.
     pub max_connections_per_worker: usize,
+    /// Where the JSON access log goes (one line per model request). Default off.
+    pub access_log: AccessLog,
+}
+
+/// `server.access_log`: `"off"`, `"stdout"`, `"stderr"`, or a file path (appended to).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessLog {
+    /// No access log.
+    #[default]
+    Off,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, created if missing and appended to.
+    File(std::path::PathBuf),
 }
 
 impl Default for ServerConfig {
@@ -104,6 +120,7 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             max_connections_per_worker: 25_000,
+            access_log: AccessLog::Off,
         }
     }
 }

@@ -18,8 +18,9 @@ use crate::raw::{
 };
 use crate::secret::Secret;
 use crate::types::{
-    AwsCredentials, Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings, ModelConfig,
-    Preset, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
+    AccessLog, AwsCredentials, Config, DeploymentConfig, IoDriver, KeyConfig, MockSettings,
+    ModelConfig, Preset, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig, Strategy,
+    TlsRoots,
 };
 use crate::units::{format_duration, format_size, parse_duration, parse_size, quote};
 
@@ -345,6 +346,22 @@ impl Validator<'_> {
                     1..=1_000_000,
                 )
                 .unwrap_or(d.max_connections_per_worker),
+            access_log: match self.string(&p("access_log"), raw.access_log) {
+                None => d.access_log,
+                Some(text) => match text.as_str() {
+                    "off" => AccessLog::Off,
+                    "stdout" => AccessLog::Stdout,
+                    "stderr" => AccessLog::Stderr,
+                    "" => {
+                        self.error(
+                            &p("access_log"),
+                            "expected \"off\", \"stdout\", \"stderr\" or a file path, got \"\"",
+                        );
+                        d.access_log
+                    }
+                    path => AccessLog::File(path.into()),
+                },
+            },
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tollgate_config::{
-    BaseUrl, Config, ConfigErrors, DeploymentConfig, IoDriver, Preset, ProviderConfig,
+    AccessLog, BaseUrl, Config, ConfigErrors, DeploymentConfig, IoDriver, Preset, ProviderConfig,
     ProviderKind, RoutingConfig, ServerConfig, Strategy, TlsRoots,
 };
 
@@ -137,6 +137,7 @@ body_read_timeout = "1m"
 keepalive_timeout = "1h"
 shutdown_grace = "0ms"
 max_connections_per_worker = 10
+access_log = "/var/log/tollgate/access.log"
 "#,
     ));
     let expected = ServerConfig {
@@ -151,8 +152,19 @@ max_connections_per_worker = 10
         keepalive_timeout: Duration::from_secs(3600),
         shutdown_grace: Duration::ZERO,
         max_connections_per_worker: 10,
+        access_log: AccessLog::File("/var/log/tollgate/access.log".into()),
     };
     assert_eq!(config.server, expected);
+    for (text, want) in [
+        ("off", AccessLog::Off),
+        ("stdout", AccessLog::Stdout),
+        ("stderr", AccessLog::Stderr),
+    ] {
+        let config = ok(&server(&format!("access_log = \"{text}\"\n")));
+        assert_eq!(config.server.access_log, want);
+    }
+    let message = one_error(&server("access_log = \"\"\n"), "server.access_log");
+    assert!(message.contains("file path"), "{message}");
 }
 
 #[test]

@@ -689,6 +689,23 @@ pub(crate) fn record(
                 .map(|g| (g.profile_name(), hits.as_slice())),
         });
     let deployment = deployment.to_owned();
+    core.access.log(|| crate::access_log::AccessEntry {
+        time_ms: now,
+        request_id: ctx.request_id.as_str().to_owned(),
+        key: entry.record.name.clone(),
+        key_prefix: entry.record.display.clone(),
+        team: entry.team.clone().unwrap_or_default(),
+        model: ctx.model.clone(),
+        deployment: deployment.clone(),
+        status: meter.status.get(),
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+        cached_tokens: usage.cached_tokens,
+        cost_nanos: cost,
+        latency_us: u64::try_from(ctx.meter.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        ttft_us: first_token.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        attempts: ctx.meter.attempts.get(),
+    });
     gov.storage.record(UsageRecord {
         time_ms: now,
         request_id: ctx.request_id.as_str().to_owned(),

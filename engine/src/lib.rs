@@ -4,6 +4,7 @@
 //! or the legacy epoll driver where io_uring cannot be set up). Workers share nothing mutable;
 //! the control side reaches them through channels and reads their atomics.
 
+pub mod access_log;
 pub mod admin;
 pub mod builtin_mock;
 pub mod conn;
@@ -56,6 +57,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The access log's file could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
     /// The store could not be opened or read.
     #[error("store {path}: {reason}")]
     Store {
@@ -99,6 +103,7 @@ pub struct Gateway {
     gov: Arc<governor::Governance>,
     storage_thread: Option<JoinHandle<()>>,
     reconciler: Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>,
+    access_writer: Option<access_log::AccessLogWriter>,
 }
 
 // === impl Gateway ===
@@ -129,11 +134,14 @@ impl Gateway {
         let statuses: Vec<Arc<WorkerStatus>> = (0..workers)
             .map(|_| Arc::new(WorkerStatus::default()))
             .collect();
-        let telemetry = Arc::new(metrics::Telemetry::new(&statuses));
+        let (access, access_writer) =
+            access_log::start(&shared.config.server.access_log).map_err(StartError::AccessLog)?;
+        let telemetry = Arc::new(metrics::Telemetry::new(&statuses, access.clone()));
         for (id, listener) in listeners.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             let status = statuses[id].clone();
             let telemetry = telemetry.clone();
+            let access = access.clone();
             let cpu = cpus.get(id % cpus.len().max(1)).copied();
             let shared = shared.clone();
             let gov = gov.clone();
@@ -178,6 +186,7 @@ impl Gateway {
                         guard_scratch: Default::default(),
                         metrics: Default::default(),
                         telemetry,
+                        access,
                     });
                     runtime.block_on(async move {
                         let listener = match monoio::net::TcpListener::from_std(listener) {
@@ -210,6 +219,7 @@ impl Gateway {
             gov,
             storage_thread: Some(storage_thread),
             reconciler: Some(reconciler),
+            access_writer,
         };
         let mut drivers = Vec::with_capacity(workers);
         for worker in 0..workers {
@@ -276,6 +286,10 @@ impl Gateway {
         self.gov.storage.shutdown();
         if let Some(thread) = self.storage_thread.take() {
             let _ = thread.join();
+        }
+        // The workers' loggers are gone with them: the writer drains its queue and exits.
+        if let Some(writer) = self.access_writer.take() {
+            writer.join();
         }
     }
 }

@@ -315,11 +315,13 @@ struct Slot {
 pub struct Telemetry {
     slots: Vec<Slot>,
     wanted: AtomicU64,
+    /// For the count of access-log lines dropped.
+    access: crate::access_log::AccessLogger,
 }
 
 impl Telemetry {
     /// Slots for the cores whose statuses these are, in worker order.
-    pub fn new(statuses: &[Arc<WorkerStatus>]) -> Self {
+    pub fn new(statuses: &[Arc<WorkerStatus>], access: crate::access_log::AccessLogger) -> Self {
         Telemetry {
             slots: statuses
                 .iter()
@@ -330,6 +332,7 @@ impl Telemetry {
                 })
                 .collect(),
             wanted: AtomicU64::new(0),
+            access,
         }
     }
 
@@ -394,6 +397,7 @@ impl Telemetry {
             metrics: merged,
             workers,
             stale,
+            access_log_dropped: self.access.is_on().then(|| self.access.dropped()),
         }
     }
 }
@@ -406,6 +410,8 @@ pub(crate) struct Collected {
     workers: Vec<(&'static str, u64)>,
     /// Cores that did not answer in time.
     stale: usize,
+    /// Access-log lines dropped, when the log is on.
+    access_log_dropped: Option<u64>,
 }
 
 // === rendering ===
@@ -650,6 +656,15 @@ impl Collected {
             "Cores whose metrics this scrape could not refresh in time (their previous copy is used).",
         );
         let _ = writeln!(out, "tollgate_metrics_stale_workers {}", self.stale);
+        if let Some(dropped) = self.access_log_dropped {
+            header(
+                &mut out,
+                "tollgate_access_log_dropped_total",
+                "counter",
+                "Access-log lines dropped because the writer's queue was full.",
+            );
+            let _ = writeln!(out, "tollgate_access_log_dropped_total {dropped}");
+        }
         out
     }
 }
@@ -690,6 +705,7 @@ mod tests {
             metrics: merged,
             workers: vec![("io_uring", 0), ("legacy", 3)],
             stale: 0,
+            access_log_dropped: Some(5),
         }
     }
 
@@ -729,6 +745,7 @@ mod tests {
             "tollgate_open_connections 4",
             "tollgate_connections_refused_total{worker=\"1\"} 3",
             "tollgate_worker_info{worker=\"0\",driver=\"io_uring\"} 1",
+            "tollgate_access_log_dropped_total 5",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

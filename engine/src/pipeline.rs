@@ -456,6 +456,8 @@ pub(crate) struct Meter {
     pub(crate) started: Instant,
     /// Streams: when the first event went to the client.
     pub(crate) first_event: Cell<Option<Instant>>,
+    /// Upstream calls made (attempts, retries and fallbacks included).
+    pub(crate) attempts: Cell<u32>,
 }
 
 impl Default for Meter {
@@ -467,6 +469,7 @@ impl Default for Meter {
             status: Cell::new(200),
             started: Instant::now(),
             first_event: Cell::new(None),
+            attempts: Cell::new(0),
         }
     }
 }
@@ -892,6 +895,7 @@ async fn attempt(
     let deployment = &shared.config.models[model].deployments[deployment_index];
     let provider_index = deployment.provider;
     ctx.meter.served_by.set(Some((model, deployment_index)));
+    ctx.meter.attempts.set(ctx.meter.attempts.get() + 1);
     let Some(provider) = shared.providers.get(provider_index) else {
         return AttemptEnd::Failed(Failure {
             kind: FailureKind::Gateway(GatewayError::ModelNotFound(ctx.model.clone())),

@@ -116,6 +116,8 @@ pub struct Core {
     pub metrics: RefCell<crate::metrics::CoreMetrics>,
     /// Every core's metric slots, for scrapes.
     pub telemetry: Arc<crate::metrics::Telemetry>,
+    /// Where this core's access-log lines go.
+    pub access: crate::access_log::AccessLogger,
 }
 
 impl Core {

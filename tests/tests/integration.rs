@@ -2,6 +2,7 @@
 //! real sockets. Each test asserts exact statuses, body fields and counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_log;
 mod builtin;
 mod framing;
 mod governance;

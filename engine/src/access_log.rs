@@ -1,0 +1,294 @@
+//! The JSON access log: one line per model request, formatted and written by a thread of its
+//! own. Workers hand it a finished [`AccessEntry`] with `try_send` on a bounded queue; when the
+//! queue is full the entry is dropped and counted, never waited for, so a slow disk or a
+//! blocked stdout can never hold up a request.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tollgate_config::AccessLog;
+
+/// Entries queued at most; beyond this they are dropped and counted.
+const QUEUE: usize = 64 * 1024;
+/// How often the writer flushes while lines keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// One finished model request, as it is logged.
+#[derive(Debug, Clone)]
+pub struct AccessEntry {
+    /// Unix milliseconds when it finished.
+    pub time_ms: u64,
+    pub request_id: String,
+    /// The key's name.
+    pub key: String,
+    /// The key's display form (`sk-tg-...abcd`).
+    pub key_prefix: String,
+    /// The key's team, `""` for none.
+    pub team: String,
+    pub model: String,
+    /// `provider/upstream-model`, `""` when no upstream answered.
+    pub deployment: String,
+    pub status: u16,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    /// Cost in nano-dollars.
+    pub cost_nanos: u64,
+    /// From the request being read to its last byte sent.
+    pub latency_us: u64,
+    /// Streams: to the first event sent.
+    pub ttft_us: Option<u64>,
+    /// Upstream calls made.
+    pub attempts: u32,
+}
+
+/// The workers' side of the log: where entries go, and how many were dropped.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogger {
+    tx: Option<Sender<AccessEntry>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLogger {
+    /// Queues `entry` if the log is on and the queue has room; counts it as dropped otherwise.
+    pub fn log(&self, entry: impl FnOnce() -> AccessEntry) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(entry()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether lines are written at all.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Entries dropped because the queue was full (or the writer was gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer thread; dropping every [`AccessLogger`] clone ends it after the queue drains.
+#[derive(Debug)]
+pub struct AccessLogWriter {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AccessLogWriter {
+    /// Waits for the writer to write what is queued (every logger must be dropped first).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens the destination `config` names and starts the writer. Off: a logger that logs
+/// nothing and no thread.
+pub fn start(config: &AccessLog) -> std::io::Result<(AccessLogger, Option<AccessLogWriter>)> {
+    let out: Box<dyn Write + Send> = match config {
+        AccessLog::Off => return Ok((AccessLogger::default(), None)),
+        AccessLog::Stdout => Box::new(std::io::stdout()),
+        AccessLog::Stderr => Box::new(std::io::stderr()),
+        AccessLog::File(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+    };
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("tollgate-log".into())
+        .spawn(move || write_lines(rx, out))?;
+    Ok((
+        AccessLogger {
+            tx: Some(tx),
+            dropped: Arc::default(),
+        },
+        Some(AccessLogWriter {
+            thread: Some(thread),
+        }),
+    ))
+}
+
+fn write_lines(rx: Receiver<AccessEntry>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = Vec::with_capacity(512);
+    loop {
+        match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(entry) => {
+                line.clear();
+                format_line(&entry, &mut line);
+                if out.write_all(&line).is_err() {
+                    // Nowhere to write: keep draining so workers never see a full queue
+                    // because of us, and say so once.
+                    tracing::error!("access log: write failed; lines are being discarded");
+                    for _ in rx.iter() {}
+                    return;
+                }
+                if rx.is_empty() {
+                    let _ = out.flush();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = out.flush();
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = out.flush();
+}
+
+/// One JSON object and a line feed.
+pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
+    let mut num = itoa::Buffer::new();
+    let start = out.len();
+    let field = |out: &mut Vec<u8>, name: &str| {
+        out.push(if out.len() == start { b'{' } else { b',' });
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    let text = |out: &mut Vec<u8>, value: &str| {
+        out.push(b'"');
+        tollgate_protocol::json_text::escape_into(value, out);
+        out.push(b'"');
+    };
+    field(out, "time");
+    text(out, &rfc3339_ms(e.time_ms));
+    for (name, value) in [
+        ("request_id", &e.request_id),
+        ("key", &e.key),
+        ("key_prefix", &e.key_prefix),
+        ("team", &e.team),
+        ("model", &e.model),
+        ("deployment", &e.deployment),
+    ] {
+        field(out, name);
+        text(out, value);
+    }
+    for (name, value) in [
+        ("status", u64::from(e.status)),
+        ("input_tokens", e.input_tokens),
+        ("output_tokens", e.output_tokens),
+        ("cached_tokens", e.cached_tokens),
+    ] {
+        field(out, name);
+        out.extend_from_slice(num.format(value).as_bytes());
+    }
+    field(out, "cost_usd");
+    out.extend_from_slice(format!("{}", e.cost_nanos as f64 / 1e9).as_bytes());
+    field(out, "latency_ms");
+    out.extend_from_slice(format!("{:.3}", e.latency_us as f64 / 1e3).as_bytes());
+    field(out, "ttft_ms");
+    match e.ttft_us {
+        Some(us) => out.extend_from_slice(format!("{:.3}", us as f64 / 1e3).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    field(out, "attempts");
+    out.extend_from_slice(num.format(e.attempts).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// `2026-11-21T22:03:54.123Z` for Unix milliseconds.
+fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn entry() -> AccessEntry {
+        AccessEntry {
+            time_ms: 1_763_762_634_123,
+            request_id: "client \"7\"".into(),
+            key: "demo".into(),
+            key_prefix: "sk-tg-...abcd".into(),
+            team: "ml".into(),
+            model: "gpt-4o-mini".into(),
+            deployment: "up/gpt-4o-mini".into(),
+            status: 200,
+            input_tokens: 12,
+            output_tokens: 5,
+            cached_tokens: 0,
+            cost_nanos: 4_800,
+            latency_us: 1_234,
+            ttft_us: None,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_every_field() {
+        let mut out = Vec::new();
+        format_line(&entry(), &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["time"], "2025-11-21T22:03:54.123Z");
+        assert_eq!(v["request_id"], "client \"7\"");
+        assert_eq!(v["key_prefix"], "sk-tg-...abcd");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["cost_usd"], 0.0000048);
+        assert_eq!(v["latency_ms"], 1.234);
+        assert_eq!(v["ttft_ms"], serde_json::Value::Null);
+        assert_eq!(v["attempts"], 1);
+        assert_eq!(v.as_object().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let logger = AccessLogger {
+            tx: Some(tx),
+            dropped: Arc::default(),
+        };
+        logger.log(entry);
+        logger.log(entry);
+        logger.log(entry);
+        assert_eq!(logger.dropped(), 2);
+        assert_eq!(rx.len(), 1);
+        let off = AccessLogger::default();
+        off.log(|| panic!("never built when the log is off"));
+        assert_eq!(off.dropped(), 0);
+    }
+}
