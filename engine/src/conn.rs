@@ -33,6 +33,8 @@ pub struct Downstream {
     out: BytesMut,
     /// The request being answered: every response head carries its `x-request-id`.
     request_id: Option<crate::trace::RequestId>,
+    /// Status of the last response head written (0 before any).
+    last_status: u16,
 }
 
 /// How a response body is framed to the client.
@@ -58,6 +60,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         rbuf: BytesMut::with_capacity(READ_BUF),
         out: BytesMut::new(),
         request_id: None,
+        last_status: 0,
     };
     loop {
         let head = match conn.read_head(&core).await {
@@ -77,6 +80,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         drop(in_flight);
         // A malformed next head is answered without this request's id.
         conn.set_request_id(None);
+        conn.last_status = 0;
         if !keep_alive {
             let _ = conn.flush().await;
             break;
@@ -90,6 +94,11 @@ impl Downstream {
     /// Names the request now being answered (`None` before one is read).
     pub fn set_request_id(&mut self, id: Option<crate::trace::RequestId>) {
         self.request_id = id;
+    }
+
+    /// Status of the last response head queued on this connection (0 when none was).
+    pub fn last_status(&self) -> u16 {
+        self.last_status
     }
 
     /// The request now being answered, if one is.
@@ -292,6 +301,7 @@ impl Downstream {
         keep_alive: bool,
         version: Version,
     ) {
+        self.last_status = status;
         let mut len_buf = itoa::Buffer::new();
         let mut headers: [(&str, &[u8]); 12] = [("", b""); 12];
         let mut n = 0;

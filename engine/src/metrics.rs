@@ -159,6 +159,12 @@ pub struct CoreMetrics {
     per_token: HashMap<NameId, Timing>,
     guardrail_hits: HashMap<HitKey, u64>,
     refusals: HashMap<RefusalKey, u64>,
+    /// Every response by route and status (0: none was written).
+    http_responses: HashMap<(&'static str, u16), u64>,
+    /// Failed upstream attempts by provider and cause.
+    upstream_failures: HashMap<(NameId, &'static str), u64>,
+    /// Further attempts after a failure, by model and the cause of the failure.
+    retries: HashMap<(NameId, &'static str), u64>,
     /// Filled in when the copy is taken.
     open_connections: u64,
 }
@@ -218,6 +224,24 @@ impl CoreMetrics {
             .refusals
             .entry(RefusalKey { limit, level })
             .or_default() += 1;
+    }
+
+    /// Counts a response to any request (health checks, admin and refusals included) by route
+    /// and status; `0` when the connection ended before a response was written.
+    pub(crate) fn http_response(&mut self, route: &'static str, status: u16) {
+        *self.http_responses.entry((route, status)).or_default() += 1;
+    }
+
+    /// Counts an upstream attempt of `provider` that failed with `cause`.
+    pub(crate) fn upstream_failure(&mut self, provider: &str, cause: &'static str) {
+        let provider = self.names.id(provider);
+        *self.upstream_failures.entry((provider, cause)).or_default() += 1;
+    }
+
+    /// Counts another attempt for `model` after a failure with `cause`.
+    pub(crate) fn retry(&mut self, model: &str, cause: &'static str) {
+        let model = self.names.id(model);
+        *self.retries.entry((model, cause)).or_default() += 1;
     }
 
     /// Adds `other` (another core's copy), matching series by their names.
@@ -285,6 +309,18 @@ impl CoreMetrics {
         }
         for (k, n) in &other.refusals {
             *self.refusals.entry(*k).or_default() += n;
+        }
+        for (k, n) in &other.http_responses {
+            *self.http_responses.entry(*k).or_default() += n;
+        }
+        for (own, theirs) in [
+            (&mut self.upstream_failures, &other.upstream_failures),
+            (&mut self.retries, &other.retries),
+        ] {
+            for ((name, cause), n) in theirs {
+                let id = self.names.id(other.names.name(*name));
+                *own.entry((id, *cause)).or_default() += n;
+            }
         }
         self.open_connections += other.open_connections;
     }
@@ -620,6 +656,44 @@ impl Collected {
 
         header(
             &mut out,
+            "tollgate_http_responses_total",
+            "counter",
+            "Every response by route (chat_completions, completions, embeddings, messages, models, health, admin, metrics, unknown) and status; status 0: the connection ended first.",
+        );
+        let mut responses: Vec<(&(&str, u16), &u64)> = m.http_responses.iter().collect();
+        responses.sort();
+        for ((route, status), v) in responses {
+            let _ = writeln!(
+                out,
+                "tollgate_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {v}"
+            );
+        }
+        for (name, label, help, series) in [
+            (
+                "tollgate_upstream_failures_total",
+                "provider",
+                "Upstream attempts that failed, by provider and cause (upstream_connect, upstream_timeout, upstream_closed, upstream_protocol, status_429, status_4xx, status_5xx, ...).",
+                &m.upstream_failures,
+            ),
+            (
+                "tollgate_upstream_retries_total",
+                "model",
+                "Further attempts (retries and fallbacks) after a failed one, by model and the cause of that failure.",
+                &m.retries,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            let mut rows: Vec<(String, &str, u64)> = series
+                .iter()
+                .map(|((id, cause), v)| (escape(n.name(*id)), *cause, *v))
+                .collect();
+            rows.sort();
+            for (value, cause, v) in rows {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\",cause=\"{cause}\"}} {v}");
+            }
+        }
+        header(
+            &mut out,
             "tollgate_open_connections",
             "gauge",
             "Client connections open, over every core.",
@@ -726,6 +800,12 @@ mod tests {
         b.model_request(&sample("gpt-4o-mini", "ml", 200, &hit));
         b.refused("requests", "team");
         b.open_connections = 4;
+        a.http_response("chat_completions", 200);
+        b.http_response("chat_completions", 200);
+        b.http_response("unknown", 404);
+        a.upstream_failure("up", "status_5xx");
+        b.upstream_failure("up", "status_5xx");
+        b.retry("gpt-4o-mini", "status_5xx");
         let text = collected(&[a, b]).render();
         for line in [
             "tollgate_requests_total{model=\"gpt-4o-mini\",deployment=\"mock/gpt-4o-mini\",team=\"ml\",status=\"200\"} 2",
@@ -746,6 +826,10 @@ mod tests {
             "tollgate_connections_refused_total{worker=\"1\"} 3",
             "tollgate_worker_info{worker=\"0\",driver=\"io_uring\"} 1",
             "tollgate_access_log_dropped_total 5",
+            "tollgate_http_responses_total{route=\"chat_completions\",status=\"200\"} 2",
+            "tollgate_http_responses_total{route=\"unknown\",status=\"404\"} 1",
+            "tollgate_upstream_failures_total{provider=\"up\",cause=\"status_5xx\"} 2",
+            "tollgate_upstream_retries_total{model=\"gpt-4o-mini\",cause=\"status_5xx\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -57,6 +57,22 @@ enum Route {
     Metrics,
 }
 
+impl Route {
+    /// The route's name in metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Proxy(Endpoint::ChatCompletions) => "chat_completions",
+            Route::Proxy(Endpoint::Completions) => "completions",
+            Route::Proxy(Endpoint::Embeddings) => "embeddings",
+            Route::Messages => "messages",
+            Route::Models => "models",
+            Route::Live | Route::Ready => "health",
+            Route::Admin => "admin",
+            Route::Metrics => "metrics",
+        }
+    }
+}
+
 /// How a request ended, for the caller's bookkeeping.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -75,7 +91,6 @@ pub enum ClientFormat {
 
 /// Handle one request whose head has been read. Returns whether the connection stays open.
 pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bool {
-    let version = head.version;
     let keep_alive = head.keep_alive && !core.draining.get();
     let seq = core.request_seq.get();
     core.request_seq.set(seq.wrapping_add(1));
@@ -84,7 +99,25 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
         .and_then(RequestId::from_client)
         .unwrap_or_else(|| RequestId::generate(crate::governor::now_ms(), core.id, seq));
     conn.set_request_id(Some(id));
-    let route = match route(head.method, head.method_str(), head.path()) {
+    let route = route(head.method, head.method_str(), head.path());
+    let label = route.as_ref().map_or("unknown", Route::label);
+    let keep = serve(core, conn, head, route, keep_alive).await;
+    core.metrics
+        .borrow_mut()
+        .http_response(label, conn.last_status());
+    keep
+}
+
+/// Phases 2 on: answer the request `route` sends where it goes (or the routing error).
+async fn serve(
+    core: &Core,
+    conn: &mut Downstream,
+    head: RequestHead,
+    route: Result<Route, GatewayError>,
+    keep_alive: bool,
+) -> bool {
+    let version = head.version;
+    let route = match route {
         Ok(r) => r,
         Err(e) => {
             // Unknown routes still have their body drained so the connection stays usable.
@@ -539,6 +572,18 @@ pub(crate) enum FailureKind {
     },
 }
 
+impl FailureKind {
+    /// Bounded label of what went wrong, for metrics.
+    fn cause(&self) -> &'static str {
+        match self {
+            FailureKind::Gateway(e) => e.label(),
+            FailureKind::Upstream { status: 429, .. } => "status_429",
+            FailureKind::Upstream { status, .. } if *status >= 500 => "status_5xx",
+            FailureKind::Upstream { .. } => "status_4xx",
+        }
+    }
+}
+
 pub(crate) enum AttemptEnd {
     /// The client has its answer (success, or an error not worth another attempt).
     Answered(Outcome),
@@ -824,6 +869,9 @@ async fn run_chain(
     let mut last: Option<Failure> = None;
     while let Some((model, deployment)) = chain.next(core, routing.retries, Instant::now()) {
         if let Some(failure) = &last {
+            core.metrics
+                .borrow_mut()
+                .retry(&ctx.model, failure.kind.cause());
             let wait = match failure.retry_after.map(Duration::from_secs) {
                 Some(asked) if asked <= routing.honor_retry_after_max => asked,
                 _ => core.router.borrow_mut().backoff(attempts.saturating_sub(1)),
@@ -836,6 +884,12 @@ async fn run_chain(
         match attempt(core, conn, ctx, model, deployment, attempts).await {
             AttemptEnd::Answered(outcome) => return Ok(outcome),
             AttemptEnd::Failed(failure) => {
+                let provider = shared.config.models[model].deployments[deployment].provider;
+                if let Some(p) = shared.providers.get(provider) {
+                    core.metrics
+                        .borrow_mut()
+                        .upstream_failure(&p.name, failure.kind.cause());
+                }
                 let overflow = failure.context_overflow;
                 last = Some(failure);
                 if overflow && !chain.switch_to_context_fallbacks(shared, primary) {

@@ -80,8 +80,17 @@ base_url = "{upstream}"
 name = "gpt-4o-mini"
 deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
 
+[[models]]
+name = "flaky"
+deployments = [{{ provider = "up", model = "mock-error-500" }}]
+
 [[prices]]
 model = "gpt-4o-mini"
+input = 0.15
+output = 0.60
+
+[[prices]]
+model = "flaky"
 input = 0.15
 output = 0.60
 
@@ -131,6 +140,29 @@ flush_interval = "50ms"
         429
     );
 
+    // Refused before a key is known, and a path that does not exist.
+    assert_eq!(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some("sk-nope"),
+            &chat("Hi", false)
+        )
+        .status,
+        401
+    );
+    assert_eq!(Client::connect(addr).get("/v2/nothing", None).status, 404);
+    // An upstream that fails every attempt: each is counted, and each retry.
+    let flaky = chat("Hi", false).replace("gpt-4o-mini", "flaky");
+    let failed = post(addr, "/v1/chat/completions", demo, &flaky);
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    let attempts: f64 = failed
+        .header("x-tollgate-attempts")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(attempts >= 2.0, "retried at least once");
+
     let scrape = Client::connect(addr).get("/metrics", None);
     assert_eq!(scrape.status, 200);
     assert_eq!(
@@ -152,8 +184,9 @@ flush_interval = "50ms"
         r#"tollgate_requests_total{model="gpt-4o-mini",deployment="",team="ml",status="429"}"#;
     assert_eq!(value(&s, limited), 1.0);
 
-    // Tokens as the upstream counted them: every answered request reached the mock.
-    assert_eq!(up.stats().requests(), 6);
+    // Tokens as the upstream counted them: every answered request reached the mock (and
+    // every attempt of the flaky model, which answered 500 without usage).
+    assert_eq!(up.stats().requests(), 6 + attempts as u64);
     let tokens = |kind: &str| {
         value(
             &s,
@@ -215,6 +248,39 @@ flush_interval = "50ms"
         .count();
     assert_eq!(workers, 2, "{text}");
     assert_eq!(value(&s, "tollgate_metrics_stale_workers"), 0.0);
+    let responses = |route: &str, status: u16| {
+        value(
+            &s,
+            &format!(r#"tollgate_http_responses_total{{route="{route}",status="{status}"}}"#),
+        )
+    };
+    assert_eq!(responses("chat_completions", 200), 6.0);
+    assert_eq!(responses("chat_completions", 400), 1.0);
+    assert_eq!(responses("chat_completions", 401), 1.0);
+    assert_eq!(responses("chat_completions", 429), 1.0);
+    assert_eq!(responses("chat_completions", 500), 1.0);
+    assert_eq!(responses("unknown", 404), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            r#"tollgate_upstream_failures_total{provider="up",cause="status_5xx"}"#
+        ),
+        attempts
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"tollgate_upstream_retries_total{model="flaky",cause="status_5xx"}"#
+        ),
+        attempts - 1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            r#"tollgate_requests_total{model="flaky",deployment="up/mock-error-500",team="ml",status="500"}"#
+        ),
+        1.0
+    );
     // Nothing a client sent and no key appears.
     for secret in ["sk-tollgate", "ann@example.com", "Ignore all"] {
         assert!(!text.contains(secret), "{secret} in\n{text}");
