@@ -41,6 +41,7 @@ pub(crate) struct RawServer {
     pub shutdown_grace: Option<Value>,
     pub max_connections_per_worker: Option<Value>,
     pub access_log: Option<Value>,
+    pub metrics: Option<Value>,
 }
 
 /// One `[[providers]]` entry.

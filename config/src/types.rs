@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub max_connections_per_worker: usize,
     /// Where the JSON access log goes (one line per model request). Default off.
     pub access_log: AccessLog,
+    /// Count requests per core and serve `GET /metrics`. Default true.
+    pub metrics: bool,
 }
 
 /// `server.access_log`: `"off"`, `"stdout"`, `"stderr"`, or a file path (appended to).
@@ -121,6 +123,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_connections_per_worker: 25_000,
             access_log: AccessLog::Off,
+            metrics: true,
         }
     }
 }

@@ -362,6 +362,9 @@ impl Validator<'_> {
                     path => AccessLog::File(path.into()),
                 },
             },
+            metrics: self
+                .boolean(&p("metrics"), raw.metrics)
+                .unwrap_or(d.metrics),
         }
     }
 

@@ -138,6 +138,7 @@ keepalive_timeout = "1h"
 shutdown_grace = "0ms"
 max_connections_per_worker = 10
 access_log = "/var/log/tollgate/access.log"
+metrics = false
 "#,
     ));
     let expected = ServerConfig {
@@ -153,6 +154,7 @@ access_log = "/var/log/tollgate/access.log"
         shutdown_grace: Duration::ZERO,
         max_connections_per_worker: 10,
         access_log: AccessLog::File("/var/log/tollgate/access.log".into()),
+        metrics: false,
     };
     assert_eq!(config.server, expected);
     for (text, want) in [

@@ -168,6 +168,7 @@ impl Gateway {
                     worker_status.driver.store(driver as u8, Ordering::Relaxed);
                     let providers = shared.providers.len();
                     let router = RefCell::new(shared.new_router(id as u64));
+                    let count_metrics = shared.config.server.metrics;
                     let core = Rc::new(Core {
                         id,
                         shared,
@@ -184,7 +185,7 @@ impl Gateway {
                         request_seq: Default::default(),
                         span_state: std::cell::Cell::new(span_seed(id)),
                         guard_scratch: Default::default(),
-                        metrics: Default::default(),
+                        metrics: RefCell::new(metrics::CoreMetrics::new(count_metrics)),
                         telemetry,
                         access,
                     });

@@ -151,6 +151,8 @@ pub(crate) struct ModelSample<'a> {
 /// Everything one core counts. Cloned (off the request path) when a scrape asks.
 #[derive(Debug, Clone, Default)]
 pub struct CoreMetrics {
+    /// `server.metrics`: when off, nothing is counted.
+    on: bool,
     names: Names,
     model_requests: HashMap<ModelKey, ModelCounts>,
     /// Per model: request duration, time to first token, time per output token.
@@ -172,8 +174,19 @@ pub struct CoreMetrics {
 // === impl CoreMetrics ===
 
 impl CoreMetrics {
+    /// Empty metrics that count (`on`) or ignore everything.
+    pub fn new(on: bool) -> Self {
+        CoreMetrics {
+            on,
+            ..Default::default()
+        }
+    }
+
     /// Counts one finished model request.
     pub(crate) fn model_request(&mut self, s: &ModelSample<'_>) {
+        if !self.on {
+            return;
+        }
         let model = self.names.id(s.model);
         let key = ModelKey {
             model,
@@ -220,6 +233,9 @@ impl CoreMetrics {
     /// Counts a request refused by a rate limit (`requests`, `tokens`, `parallel`) or a budget
     /// (`budget`) set at `level` (`key`, `user`, `team`, `org`).
     pub(crate) fn refused(&mut self, limit: &'static str, level: &'static str) {
+        if !self.on {
+            return;
+        }
         *self
             .refusals
             .entry(RefusalKey { limit, level })
@@ -229,17 +245,26 @@ impl CoreMetrics {
     /// Counts a response to any request (health checks, admin and refusals included) by route
     /// and status; `0` when the connection ended before a response was written.
     pub(crate) fn http_response(&mut self, route: &'static str, status: u16) {
+        if !self.on {
+            return;
+        }
         *self.http_responses.entry((route, status)).or_default() += 1;
     }
 
     /// Counts an upstream attempt of `provider` that failed with `cause`.
     pub(crate) fn upstream_failure(&mut self, provider: &str, cause: &'static str) {
+        if !self.on {
+            return;
+        }
         let provider = self.names.id(provider);
         *self.upstream_failures.entry((provider, cause)).or_default() += 1;
     }
 
     /// Counts another attempt for `model` after a failure with `cause`.
     pub(crate) fn retry(&mut self, model: &str, cause: &'static str) {
+        if !self.on {
+            return;
+        }
         let model = self.names.id(model);
         *self.retries.entry((model, cause)).or_default() += 1;
     }
@@ -771,7 +796,7 @@ mod tests {
     }
 
     fn collected(cores: &[CoreMetrics]) -> Collected {
-        let mut merged = CoreMetrics::default();
+        let mut merged = CoreMetrics::new(true);
         for c in cores {
             merged.merge(c);
         }
@@ -791,10 +816,10 @@ mod tests {
             side: "input",
             count: 2,
         }];
-        let mut a = CoreMetrics::default();
+        let mut a = CoreMetrics::new(true);
         a.model_request(&sample("gpt-4o-mini", "ml", 200, &hit));
         a.refused("requests", "team");
-        let mut b = CoreMetrics::default();
+        let mut b = CoreMetrics::new(true);
         // Interned in another order on the other core.
         b.model_request(&sample("other", "", 429, &[]));
         b.model_request(&sample("gpt-4o-mini", "ml", 200, &hit));
@@ -837,7 +862,7 @@ mod tests {
 
     #[test]
     fn every_family_is_announced_once_and_every_sample_belongs_to_one() {
-        let mut a = CoreMetrics::default();
+        let mut a = CoreMetrics::new(true);
         a.model_request(&sample("m\"odel\\x", "t\nx", 200, &[]));
         let text = collected(&[a]).render();
         let mut families = Vec::new();

@@ -233,6 +233,12 @@ async fn metrics(
     keep_alive: bool,
     version: Version,
 ) -> Result<Outcome, GatewayError> {
+    if !core.shared.config.server.metrics {
+        return Err(GatewayError::NotFound {
+            method: "GET".to_owned(),
+            path: "/metrics".to_owned(),
+        });
+    }
     let own = core.metrics.borrow().snapshot(core.open_connections.get());
     let text = core.telemetry.collect(core.id, own).await.render();
     conn.respond(

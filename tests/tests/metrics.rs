@@ -396,3 +396,39 @@ path = "{store}"
         "promtool found problems: {report}"
     );
 }
+
+#[test]
+fn with_metrics_off_nothing_is_served() {
+    let up = MockServer::start(MockServerConfig::default()).unwrap();
+    let toml = format!(
+        r#"
+[server]
+metrics = false
+
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "{upstream}"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
+[store]
+path = "{store}"
+{EXTRA}"#,
+        upstream = up.base_url(),
+        store = temp_store().display()
+    );
+    let gw = start(config(&toml, &[]), 1);
+    let ok = post(
+        gw.addr(),
+        "/v1/chat/completions",
+        Some("sk-tollgate-demo"),
+        &chat("Hello", false),
+    );
+    assert_eq!(ok.status, 200);
+    let scrape = Client::connect(gw.addr()).get("/metrics", None);
+    scrape.assert_error(404, "unknown_url");
+    gw.shutdown();
+}
