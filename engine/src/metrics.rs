@@ -37,11 +37,15 @@ const SCRAPE_WAIT: Duration = Duration::from_millis(500);
 /// Index of an interned name in one core's [`Names`].
 type NameId = u32;
 
+/// Maps on the request path hash with foldhash: several lookups per request, keys never
+/// chosen by clients (config and directory names, fixed words).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Names used as label values on one core, each stored once.
 #[derive(Debug, Clone, Default)]
 struct Names {
     names: Vec<String>,
-    ids: HashMap<String, NameId>,
+    ids: Map<String, NameId>,
 }
 
 impl Names {
@@ -154,19 +158,19 @@ pub struct CoreMetrics {
     /// `server.metrics`: when off, nothing is counted.
     on: bool,
     names: Names,
-    model_requests: HashMap<ModelKey, ModelCounts>,
+    model_requests: Map<ModelKey, ModelCounts>,
     /// Per model: request duration, time to first token, time per output token.
-    durations: HashMap<NameId, Timing>,
-    first_token: HashMap<NameId, Timing>,
-    per_token: HashMap<NameId, Timing>,
-    guardrail_hits: HashMap<HitKey, u64>,
-    refusals: HashMap<RefusalKey, u64>,
+    durations: Map<NameId, Timing>,
+    first_token: Map<NameId, Timing>,
+    per_token: Map<NameId, Timing>,
+    guardrail_hits: Map<HitKey, u64>,
+    refusals: Map<RefusalKey, u64>,
     /// Every response by route and status (0: none was written).
-    http_responses: HashMap<(&'static str, u16), u64>,
+    http_responses: Map<(&'static str, u16), u64>,
     /// Failed upstream attempts by provider and cause.
-    upstream_failures: HashMap<(NameId, &'static str), u64>,
+    upstream_failures: Map<(NameId, &'static str), u64>,
     /// Further attempts after a failure, by model and the cause of the failure.
-    retries: HashMap<(NameId, &'static str), u64>,
+    retries: Map<(NameId, &'static str), u64>,
     /// Filled in when the copy is taken.
     open_connections: u64,
 }
@@ -351,7 +355,7 @@ impl CoreMetrics {
     }
 }
 
-fn record(map: &mut HashMap<NameId, Timing>, model: NameId, d: Duration) {
+fn record(map: &mut Map<NameId, Timing>, model: NameId, d: Duration) {
     if let Some(t) = match map.get_mut(&model) {
         Some(t) => Some(t),
         None => Timing::new().map(|t| map.entry(model).or_insert(t)),
@@ -506,7 +510,7 @@ fn histogram(
     names: &Names,
     name: &str,
     help: &str,
-    series: &HashMap<NameId, Timing>,
+    series: &Map<NameId, Timing>,
     buckets: &[f64],
 ) {
     header(out, name, "histogram", help);
