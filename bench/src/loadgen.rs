@@ -34,6 +34,10 @@ pub const ANTHROPIC_BODY: &str = r#"{"max_tokens":64,"messages":[{"content":[{"t
 pub struct Report {
     /// monoio driver the load generator ran on.
     pub driver: String,
+    /// Requests that finished during warm-up (any outcome; in no other figure). The target
+    /// answered them too: scenario i counts them against the access log's lines.
+    #[serde(default)]
+    pub warmup_requests: u64,
     /// Measured requests that finished.
     pub requests: u64,
     /// Open loop: requests due in the window that were never sent (the target fell behind).

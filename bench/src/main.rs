@@ -7,12 +7,15 @@
 //! one translated to an Anthropic-format upstream, measures what translation costs (scenario f);
 //! with a fresh plain gateway and one enforcing key and team limits and pricing every request,
 //! what governance costs (scenario g); with a fresh plain gateway and one scanning every prompt
-//! and answer with the default guardrails profile, what guardrails cost (scenario h). Every
-//! gateway writes its usage ledger (one record per request, always on) to a store of its own in
-//! the scratch directory. `--only` picks scenarios by letter (a to h).
+//! and answer with the default guardrails profile, what guardrails cost (scenario h); with a
+//! fresh quiet gateway (no metrics, no access log) and one counting metrics and writing the JSON
+//! access log to a file, what observability costs (scenario i). Every gateway writes its usage
+//! ledger (one record per request, always on) to a store of its own in the scratch directory.
+//! `--only` picks scenarios by letter (a to i).
 //! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes
 //! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
-//! on errors and on Ctrl-C too, and the governed gateway's store directory is removed.
+//! on errors and on Ctrl-C too, and the governed gateway's store directory and the observed
+//! gateway's access log are removed.
 
 mod corpus;
 mod guardrails;
@@ -20,6 +23,7 @@ mod idle;
 mod loadgen;
 mod machine;
 mod nginx;
+mod observability;
 mod procs;
 mod results;
 
@@ -36,8 +40,9 @@ use crate::loadgen::{
 };
 use crate::machine::Machine;
 use crate::nginx::Availability;
+use crate::observability::{AccessLogFile, QUIET_SERVER_LINES};
 use crate::procs::{Proc, Scratch, Spawn};
-use crate::results::{Results, RunResult, Scenario, Settings, Target};
+use crate::results::{ObservabilityChecks, Results, RunResult, Scenario, Settings, Target};
 
 /// The CPU the proxies (Tollgate or nginx) run on.
 const PROXY_CPU: usize = 0;
@@ -75,7 +80,7 @@ struct Cli {
     /// Idle keep-alive connections held open for the memory scenario.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
-    /// Connections of the closed-loop throughput scenarios (a, f, g and h).
+    /// Connections of the closed-loop throughput scenarios (a, f, g, h and i).
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Request rate of the open-loop scenario (requests per second).
@@ -86,15 +91,15 @@ struct Cli {
     stream_connections: usize,
     /// Run only these scenarios, by letter, comma-separated (default: all): a throughput,
     /// b latency, c open loop, d streaming, e memory, f translation, g governance,
-    /// h guardrails; e.g. `--only g`. A partial run writes bench/RESULTS-<letters>.md unless
-    /// --out is given, so the full results are not overwritten; nginx is only started (and
-    /// installed) for a–d.
+    /// h guardrails, i observability; e.g. `--only g`. A partial run writes
+    /// bench/RESULTS-<letters>.md unless --out is given, so the full results are not
+    /// overwritten; nginx is only started (and installed) for a–d.
     #[arg(long, visible_alias = "scenarios", value_delimiter = ',', value_parser = parse_scenario_letter)]
     only: Vec<char>,
 }
 
 /// Every scenario letter `--only` accepts.
-const SCENARIO_LETTERS: &str = "abcdefgh";
+const SCENARIO_LETTERS: &str = "abcdefghi";
 
 fn parse_scenario_letter(s: &str) -> Result<char, String> {
     let s = s.trim().to_ascii_lowercase();
@@ -102,7 +107,7 @@ fn parse_scenario_letter(s: &str) -> Result<char, String> {
     match (chars.next(), chars.next()) {
         (Some(c), None) if SCENARIO_LETTERS.contains(c) => Ok(c),
         _ => Err(format!(
-            "unknown scenario {s:?}: expected letters a to h (a throughput, b latency, c open loop, d streaming, e memory, f translation, g governance, h guardrails)"
+            "unknown scenario {s:?}: expected letters a to i (a throughput, b latency, c open loop, d streaming, e memory, f translation, g governance, h guardrails, i observability)"
         )),
     }
 }
@@ -410,6 +415,15 @@ enum GatewayRole {
     /// Scenario h: the pass-through configuration plus [`GUARDRAILS_SECTION`], the default
     /// guardrails profile scanning every prompt and answer.
     Guarded,
+    /// Scenario i: the pass-through configuration with metrics and the access log switched off
+    /// in `[server]` ([`QUIET_SERVER_LINES`]).
+    Quiet,
+    /// Scenario i: the pass-through configuration with metrics on and the access log written to
+    /// `access_log` ([`observability::observed_server_lines`]).
+    Observed {
+        /// The access log file (fresh, in the scratch directory).
+        access_log: PathBuf,
+    },
 }
 
 /// The gateway's configuration: one worker in front of the mock.
@@ -422,7 +436,7 @@ fn gateway_config(
 ) -> String {
     // The governed role names its own store (kept apart so the bench can size it).
     match role {
-        GatewayRole::PassThrough => plain_gateway_config(listen, mock, max_connections, ledger),
+        GatewayRole::PassThrough => plain_gateway_config(listen, mock, max_connections, ledger, ""),
         GatewayRole::Translation => {
             translation_gateway_config(listen, mock, max_connections, ledger)
         }
@@ -430,24 +444,43 @@ fn gateway_config(
             governed_gateway_config(listen, mock, max_connections, store)
         }
         GatewayRole::Guarded => guarded_gateway_config(listen, mock, max_connections, ledger),
+        GatewayRole::Quiet => {
+            plain_gateway_config(listen, mock, max_connections, ledger, QUIET_SERVER_LINES)
+        }
+        GatewayRole::Observed { access_log } => plain_gateway_config(
+            listen,
+            mock,
+            max_connections,
+            ledger,
+            &observability::observed_server_lines(access_log),
+        ),
     }
 }
 
 /// `[store]` pointing at `path`: every gateway keeps a usage ledger (one record per request),
 /// so each gets its own, in the scratch directory, rather than a default one in its cwd.
 fn store_section(path: &Path) -> String {
+    format!(
+        "[store]\npath = {}\nflush_interval = \"200ms\"\n",
+        toml_path(path)
+    )
+}
+
+/// `path` as a TOML string.
+fn toml_path(path: &Path) -> String {
     // A JSON string is a valid TOML basic string (same escapes), whatever the path holds.
-    let path = serde_json::Value::String(path.display().to_string()).to_string();
-    format!("[store]\npath = {path}\nflush_interval = \"200ms\"\n")
+    serde_json::Value::String(path.display().to_string()).to_string()
 }
 
 /// Scenarios a–e's configuration: one model passed through to the mock, one key, and the
-/// usage ledger every gateway keeps.
+/// usage ledger every gateway keeps. `server_lines` go at the end of `[server]` (whole lines;
+/// empty for a–e, so scenarios that add settings there compare against exactly a's gateway).
 fn plain_gateway_config(
     listen: SocketAddr,
     mock: SocketAddr,
     max_connections: usize,
     ledger: &Path,
+    server_lines: &str,
 ) -> String {
     format!(
         r#"# Written by tollgate-bench: one worker in front of the mock provider.
@@ -457,7 +490,7 @@ workers = 1
 shutdown_grace = "1s"
 keepalive_timeout = "120s"
 max_connections_per_worker = {max_connections}
-
+{server_lines}
 [[providers]]
 name = "mock"
 kind = "openai"
@@ -550,7 +583,7 @@ fn guarded_gateway_config(
 ) -> String {
     format!(
         "{}\n{GUARDRAILS_SECTION}",
-        plain_gateway_config(listen, mock, max_connections, ledger)
+        plain_gateway_config(listen, mock, max_connections, ledger, "")
     )
 }
 
@@ -665,28 +698,39 @@ fn start_gateway(
     })
 }
 
+/// The status line of `GET path` at `addr` (one request on a connection of its own).
+fn get_status_line(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
+}
+
+/// The status code of `GET path` at `addr`, or why there is none.
+fn get_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let line = get_status_line(addr, path).map_err(|e| format!("GET {path}: {e}"))?;
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no status in {line:?}"))
+}
+
 /// Polls `GET /health/ready` until it answers 200.
 fn wait_ready(proc: &mut Proc, addr: SocketAddr, limit: Duration) -> Result<(), BenchError> {
-    use std::io::{Read, Write};
     let end = std::time::Instant::now() + limit;
     loop {
         proc.check_alive().map_err(BenchError::Failed)?;
         procs::check_interrupted()?;
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(
-                format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf)?;
-            Ok(String::from_utf8_lossy(&buf)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned())
-        })();
+        let attempt = get_status_line(addr, "/health/ready");
         let last = match attempt {
             Ok(status) if status.split(' ').nth(1) == Some("200") => return Ok(()),
             Ok(status) => status,
@@ -812,7 +856,11 @@ fn one_run(
                     | Target::Translated
                     | Target::Plain
                     | Target::Governed
-                    | Target::Guarded => return Err("a target of scenario f, g or h only".into()),
+                    | Target::Guarded
+                    | Target::Quiet
+                    | Target::Observed => {
+                        return Err("a target of scenario f, g, h or i only".into())
+                    }
                 };
                 let url = format!("http://{addr}/v1/chat/completions");
                 if run == 0 {
@@ -870,6 +918,14 @@ fn one_run(
         let guardrails = guardrails_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
         out.load.extend(guardrails.load);
         out.gateway_warnings.extend(guardrails.gateway_warnings);
+    }
+    // i. observability: two fresh gateways of their own, quiet and observed.
+    if settings.includes('i') {
+        let observability =
+            observability_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
+        out.load.extend(observability.load);
+        out.gateway_warnings.extend(observability.gateway_warnings);
+        out.observability = Some(observability.checks);
     }
     if let Some(Ok(n)) = nginx.as_mut() {
         out.nginx_errors = results::nginx_errors(&procs::tail(
@@ -989,7 +1045,9 @@ fn translation_run(
                     | Target::Nginx
                     | Target::Plain
                     | Target::Governed
-                    | Target::Guarded => return Err("not a target of scenario f".into()),
+                    | Target::Guarded
+                    | Target::Quiet
+                    | Target::Observed => return Err("not a target of scenario f".into()),
                 };
                 let url = spec.url(addr);
                 if run == 0 {
@@ -1283,9 +1341,120 @@ fn guardrails_run(
     Ok(out)
 }
 
-/// The governed gateway's store directory: created empty, removed (with everything the
-/// gateway wrote) on drop, also when the run fails or is interrupted. Kept out of the scratch
-/// directory's fate: a failed run keeps its logs, never a ledger.
+/// What scenario i measured and checked in one run.
+#[derive(Debug, Default)]
+struct ObservabilityRun {
+    load: Measured,
+    gateway_warnings: Vec<String>,
+    checks: ObservabilityChecks,
+}
+
+/// Scenario i: a fresh quiet gateway ([`GatewayRole::Quiet`]: no metrics, no access log) and a
+/// fresh observed one ([`GatewayRole::Observed`]: metrics, and the JSON access log appended to
+/// `access-<run>.log` in the scratch directory), both on the proxy CPU, each writing the usage
+/// ledger to a store of its own; the throughput scenario's load to each and straight to the
+/// mock, back to back in rotating order. Then, while both still run, `GET /metrics` on each
+/// (404 from the quiet one, 200 from the observed one); once both have stopped, the lines of
+/// the observed gateway's access log (the file is removed after) and what the quiet gateway
+/// wrote that looks like an access log.
+fn observability_run(
+    run: usize,
+    settings: &Settings,
+    bins: &Binaries,
+    mock: &mut Proc,
+    mock_addr: SocketAddr,
+    dir: &Path,
+    results: &mut Results,
+) -> Result<ObservabilityRun, BenchError> {
+    let tag = format!("run{}", run + 1);
+    // Declared before the gateways so they are dropped (removed) after the gateways are
+    // (stopped), on every path out of this function.
+    let access_log = AccessLogFile::create(dir.join(format!("access-{tag}.log")))?;
+    // The quiet gateway runs in an empty directory of its own, so that a log it should not
+    // write there (`"off"` taken for a file name, say) shows.
+    let quiet_cwd = StoreDir::create(dir.join(format!("observability-quiet-cwd-{tag}")))?;
+    let mut start =
+        |name: String, role: GatewayRole, target: Target, kind: &str, cwd: Option<&Path>| {
+            match start_gateway(bins, settings, mock_addr, dir, &name, &role, cwd) {
+                Ok(g) => {
+                    results.note_command(kind, g.command_line.clone());
+                    results.note_observability_config(target, g.config.clone());
+                    Ok(Ok(g))
+                }
+                Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        };
+    let mut quiet = start(
+        format!("tollgate-i-quiet-{tag}"),
+        GatewayRole::Quiet,
+        Target::Quiet,
+        "tollgate (scenario i, quiet)",
+        Some(&quiet_cwd.path),
+    )?;
+    let mut observed = start(
+        format!("tollgate-i-observed-{tag}"),
+        GatewayRole::Observed {
+            access_log: access_log.path().to_path_buf(),
+        },
+        Target::Observed,
+        "tollgate (scenario i, observed)",
+        None,
+    )?;
+
+    let mut out = ObservabilityRun::default();
+    let gateways = [
+        (Target::Quiet, quiet.as_mut()),
+        (Target::Observed, observed.as_mut()),
+    ];
+    out.load = measure_against_gateways(
+        run,
+        settings,
+        bins,
+        mock,
+        mock_addr,
+        dir,
+        results,
+        &Scenario::OBSERVABILITY,
+        gateways,
+        |_| None,
+    )?;
+    // What the two configurations claim to switch, seen from outside.
+    if let Ok(g) = &quiet {
+        out.checks.quiet_metrics = Some(get_status(g.addr, "/metrics"));
+    }
+    if let Ok(g) = &observed {
+        out.checks.observed_metrics = Some(get_status(g.addr, "/metrics"));
+    }
+    for g in [&mut quiet, &mut observed].into_iter().flatten() {
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
+        g.proc.stop();
+    }
+    // Stopped: on SIGTERM the gateway waits for its log writer to drain the queue into the
+    // file before it exits (one killed after the stop grace may have lost its last lines).
+    if observed.is_ok() {
+        out.checks.access_log = Some(
+            access_log
+                .read()
+                .map_err(|e| format!("reading {}: {e}", access_log.path().display())),
+        );
+    }
+    if let Ok(g) = &quiet {
+        let stdio = [g.proc.stdout(), g.proc.stderr()];
+        out.checks.quiet_access_lines =
+            Some(stdio.iter().map(|t| observability::entries_in(t)).sum());
+        out.checks.quiet_cwd_bytes = quiet_cwd.bytes();
+    }
+    drop((quiet, observed));
+    drop((access_log, quiet_cwd));
+    Ok(out)
+}
+
+/// A directory a gateway writes into (the governed gateway's store, or a gateway's own working
+/// directory): created empty, removed (with everything the gateway wrote) on drop, also when
+/// the run fails or is interrupted. Kept out of the scratch directory's fate: a failed run
+/// keeps its logs, never a ledger.
 #[derive(Debug)]
 struct StoreDir {
     path: PathBuf,
@@ -1325,7 +1494,7 @@ impl Drop for StoreDir {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             eprintln!(
-                "tollgate-bench: could not remove the governed gateway's store {}: {e}",
+                "tollgate-bench: could not remove {}: {e}",
                 self.path.display()
             );
         }
@@ -1345,12 +1514,13 @@ impl Settings {
             request: RequestKind::OpenAi { model: MODEL },
         };
         match scenario {
-            // g and h must be exactly a's load: their plain gateways stand in for a's Tollgate
-            // target (h's requests carry its own body; see `guardrails_run`).
+            // g, h and i must be exactly a's load: their baseline gateways stand in for a's
+            // Tollgate target (h's requests carry its own body; see `guardrails_run`).
             Scenario::Throughput
             | Scenario::Translation
             | Scenario::Governance
-            | Scenario::Guardrails => LoadSpec {
+            | Scenario::Guardrails
+            | Scenario::Observability => LoadSpec {
                 connections: self.connections,
                 ..base
             },
@@ -1595,6 +1765,60 @@ mod tests {
     }
 
     #[test]
+    fn quiet_and_observed_configs_are_the_plain_one_plus_server_lines() {
+        use tollgate_config::AccessLog;
+
+        let ledger = PathBuf::from("/tmp/tollgate-bench-1/tollgate-i-run1-store");
+        // A path that needs escaping in TOML, to check it survives the round trip.
+        let access_log = PathBuf::from("/tmp/tollgate-bench-1/access \"run1\".log");
+        let (listen, mock) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let plain = gateway_config(listen, mock, 30_000, &GatewayRole::PassThrough, &ledger);
+        let quiet = gateway_config(listen, mock, 30_000, &GatewayRole::Quiet, &ledger);
+        let observed_role = GatewayRole::Observed {
+            access_log: access_log.clone(),
+        };
+        let observed = gateway_config(listen, mock, 30_000, &observed_role, &ledger);
+        let observed_lines = observability::observed_server_lines(&access_log);
+
+        // Only the added lines differ, and they are in the one `[server]` table, after its
+        // last plain key.
+        let after = "max_connections_per_worker = 30000\n";
+        assert_eq!(
+            quiet,
+            plain.replace(after, &format!("{after}{QUIET_SERVER_LINES}"))
+        );
+        assert_eq!(
+            observed,
+            plain.replace(after, &format!("{after}{observed_lines}"))
+        );
+        for conf in [&plain, &quiet, &observed] {
+            assert_eq!(conf.matches("[server]").count(), 1, "{conf}");
+        }
+
+        let parse = |conf: &str| tollgate_config::Config::from_toml_str(conf, &|_| None).unwrap();
+        let (plain, quiet, observed) = (parse(&plain), parse(&quiet), parse(&observed));
+        assert!(plain.server.metrics, "metrics are on by default");
+        assert_eq!(plain.server.access_log, AccessLog::Off);
+        assert!(!quiet.server.metrics);
+        assert_eq!(quiet.server.access_log, AccessLog::Off);
+        assert!(observed.server.metrics);
+        assert_eq!(observed.server.access_log, AccessLog::File(access_log));
+        for config in [&quiet, &observed] {
+            assert_eq!(config.server.listen, plain.server.listen);
+            assert_eq!(config.server.workers, 1);
+            assert_eq!(config.server.max_connections_per_worker, 30_000);
+            assert!(config.model(MODEL).is_some());
+            assert_eq!(config.keys.len(), 1);
+            assert_eq!(config.keys[0].key.expose(), loadgen::DEMO_KEY);
+            assert_eq!(config.store.path, ledger);
+            assert!(config.prices.is_empty() && config.teams.is_empty());
+        }
+    }
+
+    #[test]
     fn governed_store_is_removed_on_drop() {
         let base = std::env::temp_dir().join(format!("tollgate-bench-test-{}", std::process::id()));
         let store = StoreDir::create(base.join("store")).unwrap();
@@ -1622,7 +1846,7 @@ mod tests {
         // Default, and every letter named: everything runs.
         for args in [
             &["tollgate-bench"][..],
-            &["tollgate-bench", "--only", "a,b,c,d,e,f,g,h"][..],
+            &["tollgate-bench", "--only", "a,b,c,d,e,f,g,h,i"][..],
         ] {
             let settings = Settings::from_cli(&Cli::try_parse_from(args).unwrap());
             assert_eq!(settings.only, None);
@@ -1632,8 +1856,12 @@ mod tests {
             Settings::from_cli(&Cli::try_parse_from(["tollgate-bench", "--only", "H"]).unwrap());
         assert_eq!(settings.only.as_deref(), Some("h"));
         assert!(settings.includes('h') && !settings.includes('g'));
-        let err = Cli::try_parse_from(["tollgate-bench", "--only", "i"]).unwrap_err();
-        assert!(err.to_string().contains("a to h"), "{err}");
+        let settings =
+            Settings::from_cli(&Cli::try_parse_from(["tollgate-bench", "--only", "i"]).unwrap());
+        assert_eq!(settings.only.as_deref(), Some("i"));
+        assert!(settings.includes('i') && !settings.includes('h') && !settings.includes('a'));
+        let err = Cli::try_parse_from(["tollgate-bench", "--only", "j"]).unwrap_err();
+        assert!(err.to_string().contains("a to i"), "{err}");
         assert!(Cli::try_parse_from(["tollgate-bench", "--only", "ab"]).is_err());
     }
 
@@ -1645,6 +1873,21 @@ mod tests {
         assert_eq!(format!("{a:?}"), format!("{g:?}"));
         assert_eq!(g.connections, 64);
         assert!(!g.stream);
+    }
+
+    #[test]
+    fn observability_load_is_the_throughput_load() {
+        let settings = Settings::from_cli(&Cli::try_parse_from(["tollgate-bench"]).unwrap());
+        let a = settings.spec(Scenario::Throughput);
+        let i = settings.spec(Scenario::Observability);
+        assert_eq!(format!("{a:?}"), format!("{i:?}"));
+        assert_eq!(i.connections, 64);
+        assert!(!i.stream);
+        assert_eq!(Scenario::OBSERVABILITY.map(Scenario::letter), ['i']);
+        assert_eq!(
+            Scenario::Observability.targets(),
+            [Target::Direct, Target::Quiet, Target::Observed]
+        );
     }
 
     #[test]

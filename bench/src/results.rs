@@ -1,8 +1,8 @@
 //! What the runs measured and how it is reported: medians across runs, latency added over the
 //! direct-to-mock baseline of the same run, ratios against nginx, of translated against
-//! pass-through (scenario f), of governed against plain (scenario g) and of guarded against plain
-//! (scenario h), the goals met or missed, and the problems seen. Renders `bench/RESULTS.md` and
-//! the stdout summary; does no I/O itself.
+//! pass-through (scenario f), of governed against plain (scenario g), of guarded against plain
+//! (scenario h) and of observed against quiet (scenario i), the goals met or missed, and the
+//! problems seen. Renders `bench/RESULTS.md` and the stdout summary; does no I/O itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +12,7 @@ use crate::idle::IdleReport;
 use crate::loadgen::{fmt_duration, Outcome, Report, Sample};
 use crate::machine::{self, Machine};
 use crate::nginx::Availability;
+use crate::observability::AccessLogContents;
 
 /// The memory goal: VmRSS with the idle connections open, MiB.
 const MEMORY_GOAL_MIB: f64 = 100.0;
@@ -34,6 +35,14 @@ const GUARDRAILS_RATIO_GOAL: f64 = 0.90;
 /// Guardrails streaming goal: TTFT p50 of the guarded gateway over the plain one, same run (at
 /// most 10% more).
 const GUARDRAILS_TTFT_RATIO_GOAL: f64 = 1.10;
+
+/// Observability goal: req/s of the gateway with metrics and the access log on over the one
+/// with both off, same run (at most 5% less).
+const OBSERVABILITY_RATIO_GOAL: f64 = 0.95;
+
+/// How far the observed gateway's access log may be from one line per request answered, as a
+/// fraction of the requests: the log drops an entry rather than wait when its queue is full.
+const ACCESS_LOG_TOLERANCE: f64 = 0.01;
 
 /// An open-loop run that achieved less than this fraction of its rate is flagged.
 const OPEN_LOOP_MIN_ACHIEVED: f64 = 0.95;
@@ -63,6 +72,12 @@ pub enum Target {
     /// Scenario h: a fresh gateway with the scenario-a configuration plus the default
     /// guardrails profile (every prompt and answer scanned).
     Guarded,
+    /// Scenario i: a fresh gateway with the scenario-a configuration, metrics off and no access
+    /// log.
+    Quiet,
+    /// Scenario i: a fresh gateway with the scenario-a configuration, metrics on and the JSON
+    /// access log written to a file.
+    Observed,
 }
 
 /// A load scenario.
@@ -87,6 +102,9 @@ pub enum Scenario {
     Guardrails,
     /// h. streaming, plain vs guarded: time to first token.
     GuardrailsStreaming,
+    /// i. closed-loop throughput, a gateway with metrics and the access log off vs one with
+    /// both on.
+    Observability,
 }
 
 /// What every run used.
@@ -141,8 +159,27 @@ pub struct RunResult {
     /// Scenario g: bytes the plain gateway left in its own (initially empty) working directory,
     /// outside the store its config names; anything but 0 is flagged.
     pub governance_plain_cwd_bytes: Option<u64>,
+    /// Scenario i's checks beside the load (`None` when scenario i did not run).
+    pub observability: Option<ObservabilityChecks>,
     /// error-level lines in nginx's error log.
     pub nginx_errors: Vec<String>,
+}
+
+/// Scenario i's checks of one run: whether each gateway logged and served what its
+/// configuration says. `None` fields: that gateway did not start.
+#[derive(Debug, Clone, Default)]
+pub struct ObservabilityChecks {
+    /// The observed gateway's access log once the gateway stopped, or why it could not be read.
+    pub access_log: Option<Result<AccessLogContents, String>>,
+    /// Access log entries the quiet gateway wrote to its stdout or stderr (0 expected).
+    pub quiet_access_lines: Option<u64>,
+    /// Bytes the quiet gateway left in its own, initially empty, working directory (0
+    /// expected: its store is elsewhere).
+    pub quiet_cwd_bytes: Option<u64>,
+    /// The quiet gateway's answer to `GET /metrics` after the load (404 expected).
+    pub quiet_metrics: Option<Result<u16, String>>,
+    /// The observed gateway's answer to `GET /metrics` after the load (200 expected).
+    pub observed_metrics: Option<Result<u16, String>>,
 }
 
 /// A goal's outcome.
@@ -200,6 +237,8 @@ pub struct Results {
     governance_config: Option<String>,
     /// The scenario-h guarded gateway's configuration file of the first run.
     guardrails_config: Option<String>,
+    /// The scenario-i gateways' configuration files of the first run, by target.
+    observability_configs: BTreeMap<Target, String>,
     /// Guardrail detectors against the labelled corpus (not a load scenario; always run).
     pub accuracy: Option<Result<crate::corpus::Accuracy, String>>,
 }
@@ -222,6 +261,8 @@ impl Target {
             Target::Plain => "plain",
             Target::Governed => "governed",
             Target::Guarded => "guarded",
+            Target::Quiet => "quiet",
+            Target::Observed => "observed",
         }
     }
 
@@ -236,6 +277,8 @@ impl Target {
             Target::Plain => "Tollgate plain (no limits, no prices)",
             Target::Governed => "Tollgate governed (key + team limits, priced)",
             Target::Guarded => "Tollgate guarded (default guardrails profile)",
+            Target::Quiet => "Tollgate quiet (no metrics, no access log)",
+            Target::Observed => "Tollgate observed (metrics, JSON access log to a file)",
         }
     }
 }
@@ -258,6 +301,9 @@ impl Scenario {
     /// Scenario h's loads, run after g with their own two gateways.
     pub const GUARDRAILS: [Scenario; 2] = [Scenario::Guardrails, Scenario::GuardrailsStreaming];
 
+    /// Scenario i's load, run after h with its own two gateways.
+    pub const OBSERVABILITY: [Scenario; 1] = [Scenario::Observability];
+
     /// Short lowercase name.
     pub fn slug(self) -> &'static str {
         match self {
@@ -270,6 +316,7 @@ impl Scenario {
             Scenario::Governance => "governance",
             Scenario::Guardrails => "guardrails",
             Scenario::GuardrailsStreaming => "guardrails-stream",
+            Scenario::Observability => "observability",
         }
     }
 
@@ -283,6 +330,7 @@ impl Scenario {
             Scenario::Translation | Scenario::TranslationStreaming => 'f',
             Scenario::Governance => 'g',
             Scenario::Guardrails | Scenario::GuardrailsStreaming => 'h',
+            Scenario::Observability => 'i',
         }
     }
 
@@ -312,6 +360,7 @@ impl Scenario {
             Scenario::Guardrails | Scenario::GuardrailsStreaming => {
                 vec![Target::Direct, Target::Plain, Target::Guarded]
             }
+            Scenario::Observability => vec![Target::Direct, Target::Quiet, Target::Observed],
             _ => Target::ALL.to_vec(),
         }
     }
@@ -337,8 +386,67 @@ impl Default for RunResult {
             gateway_warnings: Vec::new(),
             governance_store_bytes: None,
             governance_plain_cwd_bytes: None,
+            observability: None,
             nginx_errors: Vec::new(),
         }
+    }
+}
+
+// === impl ObservabilityChecks ===
+
+impl ObservabilityChecks {
+    /// What these checks found wrong, given how many requests the observed gateway answered
+    /// (warm-up included; `None` when its load failed, and then only an empty log is judged).
+    fn problems(&self, answered: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.access_log {
+            None => {}
+            Some(Err(e)) => out.push(format!(
+                "could not read the observed gateway's access log: {e}"
+            )),
+            Some(Ok(log)) if log.lines == 0 => out.push(
+                "the observed gateway left its access log empty (was server.access_log honoured?)"
+                    .into(),
+            ),
+            Some(Ok(log)) => {
+                if !log.first_is_entry {
+                    out.push(
+                        "the observed gateway's access log does not start with a JSON entry".into(),
+                    );
+                }
+                let off = |n: u64| log.lines.abs_diff(n) as f64 > n as f64 * ACCESS_LOG_TOLERANCE;
+                if let Some(n) = answered.filter(|&n| off(n)) {
+                    out.push(format!(
+                        "the observed gateway's access log holds {} lines for {n} requests answered (warm-up included); expected one per request, within {:.0}%",
+                        log.lines,
+                        ACCESS_LOG_TOLERANCE * 100.0
+                    ));
+                }
+            }
+        }
+        if let Some(k) = self.quiet_access_lines.filter(|&k| k > 0) {
+            out.push(format!(
+                "the quiet gateway wrote {k} access log entries to stdout or stderr (its access_log is \"off\")"
+            ));
+        }
+        if let Some(b) = self.quiet_cwd_bytes.filter(|&b| b > 0) {
+            out.push(format!(
+                "the quiet gateway wrote {b} bytes in its working directory (its access_log is \"off\", its store elsewhere)"
+            ));
+        }
+        for (who, answer, want, metrics) in [
+            ("quiet", &self.quiet_metrics, 404, false),
+            ("observed", &self.observed_metrics, 200, true),
+        ] {
+            match answer {
+                Some(Ok(status)) if *status != want => out.push(format!(
+                    "GET /metrics on the {who} gateway answered {status}, expected {want} (server.metrics = {metrics})"
+                )),
+                Some(Err(e)) => out.push(format!("the {who} gateway did not answer: {e}")),
+                Some(Ok(_)) | None => {}
+            }
+        }
+        out
     }
 }
 
@@ -371,6 +479,7 @@ impl Results {
             translation_config: None,
             governance_config: None,
             guardrails_config: None,
+            observability_configs: BTreeMap::new(),
             accuracy: None,
         }
     }
@@ -398,6 +507,11 @@ impl Results {
     /// Records the scenario-h guarded gateway's configuration file (the first time only).
     pub fn note_guardrails_config(&mut self, toml: String) {
         self.guardrails_config.get_or_insert(toml);
+    }
+
+    /// Records a scenario-i gateway's configuration file (the first time only per target).
+    pub fn note_observability_config(&mut self, target: Target, toml: String) {
+        self.observability_configs.entry(target).or_insert(toml);
     }
 
     /// Records a load generator command line (the first time only).
@@ -532,7 +646,9 @@ impl Results {
 
 impl Results {
     /// Every problem seen: failed or unclean measurements, incomplete streams, a missed rate,
-    /// closed idle connections, gateway warnings, nginx errors.
+    /// closed idle connections, an empty governed store, an access log missing or off by more
+    /// than [`ACCESS_LOG_TOLERANCE`] of the requests (or written by the quiet gateway), a
+    /// `/metrics` that is not off or on as configured, gateway warnings, nginx errors.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let rate = f64::from(self.settings.rate);
@@ -624,6 +740,19 @@ impl Results {
                     fmt_mib(b / 1024)
                 ));
             }
+            if let Some(checks) = &run.observability {
+                let answered = run
+                    .load
+                    .get(&(Scenario::Observability, Target::Observed))
+                    .and_then(|o| o.as_ref().ok())
+                    .map(|x| x.report.warmup_requests + x.report.requests);
+                out.extend(
+                    checks
+                        .problems(answered)
+                        .into_iter()
+                        .map(|p| format!("run {n}, observability: {p}")),
+                );
+            }
             match &run.memory {
                 Err(_) if !self.settings.includes('e') => {}
                 Err(e) => out.push(format!("run {n}, memory: failed: {e}")),
@@ -705,6 +834,9 @@ impl Results {
         }
         if self.settings.includes('h') {
             goals.extend(self.guardrails_goals());
+        }
+        if self.settings.includes('i') {
+            goals.extend(self.observability_goals());
         }
 
         // Clean runs.
@@ -908,32 +1040,32 @@ impl Results {
     /// Scenario g: the goal on governed / plain req/s, and beside it (no goal) the proxy's CPU
     /// per request and what the governed gateway left in its store.
     fn governance_goals(&self) -> Vec<Goal> {
-        self.against_plain(
+        self.against_baseline(
             Scenario::Governance,
-            Target::Governed,
             "g. governance",
-            "governed",
+            (Target::Governed, "governed"),
+            (Target::Plain, "plain"),
             GOVERNANCE_RATIO_GOAL,
         )
     }
 
-    /// A gateway with something switched on (`target`) against the plain one in scenario
-    /// `sc`: the goal on its req/s over the plain one's (median of per-run ratios) and, no
-    /// goal, the proxy's CPU per request for both.
-    fn against_plain(
+    /// A gateway with something switched on (`on`, and its noun) against the same run's
+    /// baseline gateway (`base`) in scenario `sc`: the goal on its req/s over the baseline's
+    /// (median of per-run ratios) and, no goal, the proxy's CPU per request for both.
+    fn against_baseline(
         &self,
         sc: Scenario,
-        target: Target,
         scenario: &'static str,
-        noun: &str,
+        (target, noun): (Target, &str),
+        (base, base_noun): (Target, &str),
         ratio_goal: f64,
     ) -> Vec<Goal> {
         let mut goals = Vec::new();
         let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let ratios = self.per_run_ratios(sc, target, Target::Plain, rps);
+        let ratios = self.per_run_ratios(sc, target, base, rps);
         let per_run = fmt_ratios(&ratios);
         let on = self.median_of(sc, target, rps);
-        let plain = self.median_of(sc, Target::Plain, rps);
+        let plain = self.median_of(sc, base, rps);
         let (value, verdict) = match (median(ratios), on, plain) {
             (Some(r), Some(g), Some(p)) => (
                 format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
@@ -947,7 +1079,7 @@ impl Results {
         goals.push(Goal {
             scenario,
             metric: format!(
-                "req/s {noun} / plain, {} conns, same run",
+                "req/s {noun} / {base_noun}, {} conns, same run",
                 self.settings.connections
             ),
             goal: format!("≥ {ratio_goal:.2}"),
@@ -956,11 +1088,11 @@ impl Results {
         });
 
         let on_cpu = self.median_of(sc, target, cpu_per_request);
-        let p_cpu = self.median_of(sc, Target::Plain, cpu_per_request);
-        let bound = median(self.per_run_ratios(sc, Target::Plain, target, cpu_per_request));
+        let p_cpu = self.median_of(sc, base, cpu_per_request);
+        let bound = median(self.per_run_ratios(sc, base, target, cpu_per_request));
         goals.push(Goal {
             scenario,
-            metric: format!("proxy CPU / request, {noun} vs plain"),
+            metric: format!("proxy CPU / request, {noun} vs {base_noun}"),
             goal: "—".into(),
             value: match (on_cpu, p_cpu, bound) {
                 (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
@@ -990,11 +1122,11 @@ impl Results {
     /// Scenario h: the goals on guarded / plain req/s and on guarded / plain TTFT p50, and
     /// beside them (no goal) the proxy's CPU per request.
     fn guardrails_goals(&self) -> Vec<Goal> {
-        let mut goals = self.against_plain(
+        let mut goals = self.against_baseline(
             Scenario::Guardrails,
-            Target::Guarded,
             "h. guardrails",
-            "guarded",
+            (Target::Guarded, "guarded"),
+            (Target::Plain, "plain"),
             GUARDRAILS_RATIO_GOAL,
         );
 
@@ -1025,6 +1157,53 @@ impl Results {
             verdict,
         });
         goals
+    }
+}
+
+impl Results {
+    /// Scenario i: the goal on observed / quiet req/s, and beside it (no goal) the proxy's CPU
+    /// per request of both.
+    fn observability_goals(&self) -> Vec<Goal> {
+        self.against_baseline(
+            Scenario::Observability,
+            "i. observability",
+            (Target::Observed, "observed"),
+            (Target::Quiet, "quiet"),
+            OBSERVABILITY_RATIO_GOAL,
+        )
+    }
+
+    /// Medians over the runs that read the observed gateway's access log: its lines, its
+    /// bytes, and its lines per request answered (warm-up included).
+    fn access_log_medians(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let logs: Vec<(AccessLogContents, Option<u64>)> = self
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let log = *r
+                    .observability
+                    .as_ref()?
+                    .access_log
+                    .as_ref()?
+                    .as_ref()
+                    .ok()?;
+                let answered = r
+                    .load
+                    .get(&(Scenario::Observability, Target::Observed))
+                    .and_then(|o| o.as_ref().ok())
+                    .map(|x| x.report.warmup_requests + x.report.requests);
+                Some((log, answered))
+            })
+            .collect();
+        (
+            median(logs.iter().map(|(l, _)| l.lines as f64).collect()),
+            median(logs.iter().map(|(l, _)| l.bytes as f64).collect()),
+            median(
+                logs.iter()
+                    .filter_map(|(l, n)| n.filter(|&n| n > 0).map(|n| l.lines as f64 / n as f64))
+                    .collect(),
+            ),
+        )
     }
 }
 
@@ -1288,6 +1467,10 @@ impl Results {
             "- Guardrails (h): after g, two fresh gateways: a plain one (the configuration of a–d) and a guarded one, the same plus the default profile of `config/examples/guardrails.toml` (block prompt injection, payment cards and secrets; mask e-mail addresses and phone numbers; `restore_masked`; one allowed address) applied to every key, scanning every prompt and answer. Both write the usage ledger (always on) to a fresh store of their own. Every h request, to both gateways and straight to the mock, carries a clean {}-byte chat body (system prompt and user message, `guardrails-chat.json`, with `\"stream\": true` and usage for streams); the load generator sends it with `--body-file` and writes each request's number over the order number in the user message (`--vary XXXXXXXX`), so the system prompt repeats and every user message is new, as in real traffic (the guarded gateway remembers prompt texts it found clean; only the system prompt can come from that memo). The closed-loop load is scenario a's and the streaming load scenario d's, back to back and rotating order each run; the ratios guarded / plain (req/s, and TTFT p50 for streams) are taken per run and the median shown.",
             crate::guardrails::chat_body(false).len()
         );
+        let _ = writeln!(
+            s,
+            "- Observability (i): after h, two fresh gateways with the configuration of a–d plus two lines in `[server]`: a quiet one (`metrics = false`, `access_log = \"off\"`) and an observed one (`metrics = true`, `access_log` a file `access-runN.log` in the scratch directory, one JSON line appended per request). Both write the usage ledger (always on) to a fresh store of their own. The same closed-loop load as scenario a goes to both and straight to the mock, back to back and rotating order each run; the ratio observed / quiet is taken per run and the median shown."
+        );
         if let Some(only) = &st.only {
             let _ = writeln!(
                 s,
@@ -1355,6 +1538,10 @@ impl Results {
                 "The body of every scenario-h request (`guardrails-chat.json`; streams send it with `\"stream\":true,\"stream_options\":{{\"include_usage\":true}}`). The h load generator commands above are what actually runs: a two-line `exec` wrapper in the scratch directory appends `--body-file` to the arguments the runner builds:\n"
             );
             let _ = writeln!(s, "```json\n{}\n```\n", crate::guardrails::chat_body(false));
+        }
+        for (target, conf) in &self.observability_configs {
+            let _ = writeln!(s, "Scenario i's {} gateway:\n", target.slug());
+            let _ = writeln!(s, "```toml\n{}\n```\n", conf.trim_end());
         }
         if let Some(conf) = &self.translation_config {
             let _ = writeln!(s, "Scenario f's gateway:\n");
@@ -1608,6 +1795,9 @@ impl Results {
         }
         if self.settings.includes('h') {
             self.write_guardrails(s, markdown_headings);
+        }
+        if self.settings.includes('i') {
+            self.write_observability(s, markdown_headings);
         }
     }
 
@@ -1880,6 +2070,62 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
         );
     }
 
+    /// Scenario i: a quiet and an observed gateway under the same closed-loop load, the mock
+    /// alone, and what the observed gateway's access log held.
+    fn write_observability(&self, s: &mut String, markdown_headings: bool) {
+        let st = &self.settings;
+        let rps = |x: &Sample| Some(x.report.requests_per_sec);
+        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
+        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
+        let pcpu = |x: &Sample| x.proxy_cpu;
+        let ccpu = |x: &Sample| x.client_cpu;
+        let us = |v: f64| format!("{v:.1} µs");
+
+        let sc = Scenario::Observability;
+        let title = format!(
+            "i. Observability: closed loop, {} connections, non-streaming; a quiet gateway (no metrics, no access log) vs one counting metrics and writing the JSON access log to a file",
+            st.connections
+        );
+        if markdown_headings {
+            let _ = writeln!(s, "## {title}\n");
+        } else {
+            let _ = writeln!(s, "{title}\n");
+        }
+        let _ = writeln!(s, "| target | req/s | vs quiet (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for t in sc.targets() {
+            let ratio = median(self.per_run_ratios(sc, t, Target::Quiet, rps));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.label(),
+                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(ratio, |v| format!("{v:.2}")),
+                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(self.median_of(sc, t, p99), fmt_us),
+                opt(self.median_of(sc, t, pcpu), fmt_pct),
+                opt(self.median_of(sc, t, cpu_per_request), us),
+                opt(self.median_of(sc, t, ccpu), fmt_pct),
+                self.errors_cell(sc, t)
+            );
+        }
+        s.push('\n');
+        let _ = writeln!(
+            s,
+            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order, with scenario a's configuration plus two lines in `[server]`: the quiet one `metrics = false` and `access_log = \"off\"`, the observed one `metrics = true` and `access_log` naming a file in the scratch directory. Both write a usage record per request. The difference is the cost of counting every request in the worker's metrics and of handing each request's access log entry to the log's writer thread, which formats and appends it off the request path (on the same CPU here, as the gateway is pinned).",
+            st.proxy_cpu
+        );
+        let (lines, bytes, per_request) = self.access_log_medians();
+        let _ = writeln!(
+            s,
+            "- The observed gateway's access log (a fresh file per run, removed once counted) held {} lines ({}) once the gateway stopped, {} lines per request it answered, warm-up included (medians over runs). After each run the runner checks that the log holds one JSON line per request answered (within {:.0}%; the log drops an entry rather than wait when its queue is full), that `GET /metrics` answers 404 on the quiet gateway and 200 on the observed one, and that the quiet gateway wrote no access log entry to stdout or stderr and nothing in its own (initially empty) working directory; anything else is listed under Problems.\n",
+            opt(lines, |v| format!("{v:.0}")),
+            opt(bytes, |b| fmt_mib((b / 1024.0) as u64)),
+            opt(per_request, |v| format!("{v:.3}")),
+            ACCESS_LOG_TOLERANCE * 100.0
+        );
+    }
+
     fn write_raw(&self, s: &mut String) {
         let _ = writeln!(s, "## Raw per-run numbers\n");
         let _ = writeln!(
@@ -2147,6 +2393,7 @@ mod tests {
         Sample {
             report: Report {
                 driver: "io_uring".into(),
+                warmup_requests: 100,
                 requests: 1000,
                 unsent: 0,
                 ok: 1000,
@@ -2310,6 +2557,147 @@ mod tests {
             Verdict::NotEvaluated(_) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn observability_goal_and_checks() {
+        // Per run observed / quiet: 0.98, 0.93, 0.96 -> median 0.96, met by 0.010.
+        let mut r = results_with(&[]);
+        r.settings.only = Some("i".into());
+        let log = |lines: u64, first_is_entry: bool| {
+            Some(Ok(AccessLogContents {
+                lines,
+                bytes: lines * 330,
+                first_is_entry,
+            }))
+        };
+        // Every observed load answers 1000 measured and 100 warm-up requests.
+        let checks = [
+            // All as it should be: one line per request, 1% off at most.
+            ObservabilityChecks {
+                access_log: log(1_090, true),
+                quiet_access_lines: Some(0),
+                quiet_cwd_bytes: Some(0),
+                quiet_metrics: Some(Ok(404)),
+                observed_metrics: Some(Ok(200)),
+            },
+            // An empty log, a quiet gateway that logged and counted anyway.
+            ObservabilityChecks {
+                access_log: log(0, false),
+                quiet_access_lines: Some(12),
+                quiet_cwd_bytes: Some(4_000),
+                quiet_metrics: Some(Ok(200)),
+                observed_metrics: Some(Ok(200)),
+            },
+            // Lines missing, something else first, and /metrics not answering.
+            ObservabilityChecks {
+                access_log: log(1_000, false),
+                quiet_access_lines: Some(0),
+                quiet_cwd_bytes: Some(0),
+                quiet_metrics: Some(Ok(404)),
+                observed_metrics: Some(Err("GET /metrics: connection refused".into())),
+            },
+        ];
+        for ((quiet, observed), checks) in [
+            (50_000.0, 49_000.0),
+            (60_000.0, 55_800.0),
+            (50_000.0, 48_000.0),
+        ]
+        .into_iter()
+        .zip(checks)
+        {
+            let mut run = RunResult::default();
+            let sc = Scenario::Observability;
+            run.load
+                .insert((sc, Target::Direct), Ok(sample(70_000.0, 0.0)));
+            run.load
+                .insert((sc, Target::Quiet), Ok(sample(quiet, 0.97)));
+            run.load
+                .insert((sc, Target::Observed), Ok(sample(observed, 0.97)));
+            run.observability = Some(checks);
+            r.runs.push(run);
+        }
+        let goals = r.goals();
+        let names: Vec<&str> = goals.iter().map(|g| g.scenario).collect();
+        assert_eq!(names, ["i. observability", "i. observability", "all"]);
+        assert_eq!(
+            goals[0].metric,
+            "req/s observed / quiet, 64 conns, same run"
+        );
+        assert_eq!(goals[0].goal, "≥ 0.95");
+        assert!(goals[0].value.starts_with("0.960 "), "{}", goals[0].value);
+        assert!(goals[0].value.contains("per run 0.980, 0.930, 0.960"));
+        match &goals[0].verdict {
+            Verdict::Met(m) => assert!(m.starts_with("by 0.010"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(goals[1].metric, "proxy CPU / request, observed vs quiet");
+        assert!(matches!(goals[1].verdict, Verdict::Info));
+        assert!(goals[1]
+            .value
+            .contains("ratio if the proxy alone set the pace: 0.96"));
+
+        assert_eq!(
+            r.problems(),
+            vec![
+                "run 2, observability: the observed gateway left its access log empty (was server.access_log honoured?)".to_owned(),
+                "run 2, observability: the quiet gateway wrote 12 access log entries to stdout or stderr (its access_log is \"off\")".to_owned(),
+                "run 2, observability: the quiet gateway wrote 4000 bytes in its working directory (its access_log is \"off\", its store elsewhere)".to_owned(),
+                "run 2, observability: GET /metrics on the quiet gateway answered 200, expected 404 (server.metrics = false)".to_owned(),
+                "run 3, observability: the observed gateway's access log does not start with a JSON entry".to_owned(),
+                "run 3, observability: the observed gateway's access log holds 1000 lines for 1100 requests answered (warm-up included); expected one per request, within 1%".to_owned(),
+                "run 3, observability: the observed gateway did not answer: GET /metrics: connection refused".to_owned(),
+            ]
+        );
+
+        let md = r.render_markdown();
+        assert!(md.contains(
+            "## i. Observability: closed loop, 64 connections, non-streaming; a quiet gateway"
+        ));
+        assert!(md.contains("| Tollgate quiet (no metrics, no access log) |"));
+        assert!(md.contains("| Tollgate observed (metrics, JSON access log to a file) |"));
+        assert!(md.contains("- Observability (i): "));
+        // Medians over runs: 1090, 0, 1000 lines; 1090/1100, 0, 1000/1100 per request.
+        assert!(
+            md.contains(
+                "held 1000 lines (0.3 MiB) once the gateway stopped, 0.909 lines per request"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("## h. Guardrails"));
+        assert!(!md.contains("## a. Throughput"));
+        assert!(md.contains("`--only i`"));
+
+        // Without a load to count against, only an empty log is judged; a gateway that did not
+        // start is not checked.
+        let checks = ObservabilityChecks {
+            access_log: log(5, true),
+            ..Default::default()
+        };
+        assert!(checks.problems(None).is_empty());
+        assert_eq!(
+            checks.problems(Some(1_000)).len(),
+            1,
+            "5 lines for 1000 requests"
+        );
+        assert!(ObservabilityChecks::default()
+            .problems(Some(1_000))
+            .is_empty());
+        let checks = ObservabilityChecks {
+            access_log: Some(Err("reading /tmp/x: permission denied".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            checks.problems(None),
+            ["could not read the observed gateway's access log: reading /tmp/x: permission denied"]
+        );
+
+        // No run measured both gateways: not evaluated.
+        let r = results_with(&[(50_000.0, 40_000.0)]);
+        assert!(matches!(
+            r.observability_goals()[0].verdict,
+            Verdict::NotEvaluated(_)
+        ));
     }
 
     /// A streaming sample: TTFT p50 of `ttft_us`, `events` content events per stream.
