@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tollgate_config::AccessLog;
 
-/// Entries queued at most; beyond this they are dropped and counted.
+/// Entries queued at most; beyond this they are dropped and counted (over a second of a
+/// core's traffic at the writer's pace).
 const QUEUE: usize = 64 * 1024;
-/// How often the writer flushes while lines keep coming.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often the writer wakes to write what was queued.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// One finished model request, as it is logged.
 #[derive(Debug, Clone)]
@@ -125,34 +126,42 @@ pub fn start(config: &AccessLog) -> std::io::Result<(AccessLogger, Option<Access
 fn write_lines(rx: Receiver<AccessEntry>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
+    // Poll rather than block on the queue: a receiver parked in `recv` makes every send a
+    // futex wake-up (a system call and a context switch on the worker's core, per request);
+    // a sleeping poller costs the workers nothing.
     loop {
-        match rx.recv_timeout(FLUSH_EVERY) {
-            Ok(entry) => {
-                line.clear();
-                format_line(&entry, &mut line);
-                if out.write_all(&line).is_err() {
-                    // Nowhere to write: keep draining so workers never see a full queue
-                    // because of us, and say so once.
-                    tracing::error!("access log: write failed; lines are being discarded");
-                    for _ in rx.iter() {}
-                    return;
+        let mut gone = false;
+        loop {
+            match rx.try_recv() {
+                Ok(entry) => {
+                    line.clear();
+                    format_line(&entry, &mut line);
+                    if out.write_all(&line).is_err() {
+                        // Nowhere to write: keep draining so workers never see a full queue
+                        // because of us, and say so once.
+                        tracing::error!("access log: write failed; lines are being discarded");
+                        for _ in rx.iter() {}
+                        return;
+                    }
                 }
-                if rx.is_empty() {
-                    let _ = out.flush();
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
         }
+        let _ = out.flush();
+        if gone {
+            return;
+        }
+        std::thread::sleep(FLUSH_EVERY);
     }
-    let _ = out.flush();
 }
 
-/// One JSON object and a line feed.
+/// One JSON object and a line feed. Written without `format!`: the writer formats every
+/// request the gateway serves.
 pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
-    let mut num = itoa::Buffer::new();
     let start = out.len();
     let field = |out: &mut Vec<u8>, name: &str| {
         out.push(if out.len() == start { b'{' } else { b',' });
@@ -166,7 +175,9 @@ pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
         out.push(b'"');
     };
     field(out, "time");
-    text(out, &rfc3339_ms(e.time_ms));
+    out.push(b'"');
+    push_rfc3339_ms(out, e.time_ms);
+    out.push(b'"');
     for (name, value) in [
         ("request_id", &e.request_id),
         ("key", &e.key),
@@ -185,24 +196,47 @@ pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
         ("cached_tokens", e.cached_tokens),
     ] {
         field(out, name);
-        out.extend_from_slice(num.format(value).as_bytes());
+        push_u64(out, value);
     }
     field(out, "cost_usd");
-    out.extend_from_slice(format!("{}", e.cost_nanos as f64 / 1e9).as_bytes());
+    push_decimal(out, e.cost_nanos, 9);
     field(out, "latency_ms");
-    out.extend_from_slice(format!("{:.3}", e.latency_us as f64 / 1e3).as_bytes());
+    push_decimal(out, e.latency_us, 3);
     field(out, "ttft_ms");
     match e.ttft_us {
-        Some(us) => out.extend_from_slice(format!("{:.3}", us as f64 / 1e3).as_bytes()),
+        Some(us) => push_decimal(out, us, 3),
         None => out.extend_from_slice(b"null"),
     }
     field(out, "attempts");
-    out.extend_from_slice(num.format(e.attempts).as_bytes());
+    push_u64(out, u64::from(e.attempts));
     out.extend_from_slice(b"}\n");
 }
 
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n / 10^places` as a JSON number, trailing zeros of the fraction dropped (`1.5`, `12`).
+fn push_decimal(out: &mut Vec<u8>, n: u64, places: u32) {
+    let scale = 10u64.pow(places);
+    push_u64(out, n / scale);
+    let mut frac = n % scale;
+    if frac == 0 {
+        return;
+    }
+    let mut digits = places as usize;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    out.push(b'.');
+    let text = itoa::Buffer::new().format(frac).len();
+    out.extend(std::iter::repeat_n(b'0', digits - text));
+    push_u64(out, frac);
+}
+
 /// `2026-11-21T22:03:54.123Z` for Unix milliseconds.
-fn rfc3339_ms(ms: u64) -> String {
+fn push_rfc3339_ms(out: &mut Vec<u8>, ms: u64) {
     let secs = ms / 1000;
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -215,13 +249,36 @@ fn rfc3339_ms(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        ms % 1000
-    )
+    let two = |out: &mut Vec<u8>, n: u64| {
+        out.push(b'0' + (n / 10 % 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    let year = year.clamp(0, 9999) as u64;
+    two(out, year / 100);
+    two(out, year % 100);
+    for (sep, n) in [
+        (b'-', month as u64),
+        (b'-', day as u64),
+        (b'T', rest / 3600),
+        (b':', rest / 60 % 60),
+        (b':', rest % 60),
+    ] {
+        out.push(sep);
+        two(out, n);
+    }
+    out.push(b'.');
+    let ms = ms % 1000;
+    out.push(b'0' + (ms / 100) as u8);
+    out.push(b'0' + (ms / 10 % 10) as u8);
+    out.push(b'0' + (ms % 10) as u8);
+    out.push(b'Z');
+}
+
+#[cfg(test)]
+fn rfc3339_ms(ms: u64) -> String {
+    let mut out = Vec::new();
+    push_rfc3339_ms(&mut out, ms);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -266,6 +323,21 @@ mod tests {
         assert_eq!(v["ttft_ms"], serde_json::Value::Null);
         assert_eq!(v["attempts"], 1);
         assert_eq!(v.as_object().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn decimals_are_exact_and_short() {
+        let text = |n, places| {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n, places);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(4_800, 9), "0.0000048");
+        assert_eq!(text(1_234, 3), "1.234");
+        assert_eq!(text(1_500, 3), "1.5");
+        assert_eq!(text(12_000, 3), "12");
+        assert_eq!(text(0, 3), "0");
+        assert_eq!(text(1_000_000_001, 9), "1.000000001");
     }
 
     #[test]
