@@ -52,12 +52,13 @@ impl RequestId {
             bytes[at..at + n].copy_from_slice(&piece[..n]);
             at += n;
         };
+        let mut hex = [0u8; 16];
         put(b"req-");
-        put(format_hex(now_ms).as_slice());
+        put(format_hex(now_ms, &mut hex));
         put(b"-");
         put(itoa::Buffer::new().format(worker).as_bytes());
         put(b"-");
-        put(format_hex(seq).as_slice());
+        put(format_hex(seq, &mut hex));
         RequestId {
             bytes,
             len: at as u8,
@@ -75,19 +76,20 @@ impl RequestId {
     }
 }
 
-/// `n` in lower-case hex without leading zeros.
-fn format_hex(n: u64) -> Vec<u8> {
+/// `n` in lower-case hex without leading zeros, in `buf`; returns the digits.
+fn format_hex(n: u64, buf: &mut [u8; 16]) -> &[u8] {
     let digits = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(16);
-    let mut started = false;
-    for shift in (0..16).rev() {
-        let d = ((n >> (shift * 4)) & 0xf) as usize;
-        if d != 0 || started || shift == 0 {
-            started = true;
-            out.push(digits[d]);
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = digits[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
         }
     }
-    out
+    &buf[at..]
 }
 
 /// A valid W3C `traceparent` (version 00): trace id, parent span id, flags.
