@@ -597,3 +597,27 @@ fn every_example_is_tested() {
         );
     }
 }
+
+/// Every example serves `/metrics` (the default), and none writes an access log unasked.
+#[test]
+fn every_example_serves_metrics() {
+    let env = [
+        ("UPSTREAM_BASE_URL", "http://127.0.0.1:18000/v1"),
+        ("TOLLGATE_MASTER_KEY", "master-key-for-tests-0123456789"),
+    ];
+    for file in [
+        "examples/quickstart.toml",
+        "examples/openai-compatible.toml",
+        "examples/providers.toml",
+        "examples/governance.toml",
+        "examples/guardrails.toml",
+    ] {
+        let config = parse_with(&read(file), &env);
+        assert!(config.server.metrics, "{file}");
+        assert_eq!(
+            config.server.access_log,
+            tollgate_config::AccessLog::Off,
+            "{file}"
+        );
+    }
+}
