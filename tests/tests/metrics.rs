@@ -66,11 +66,14 @@ fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in {samples:#?}"))
 }
 
-#[test]
-fn a_known_sequence_of_requests_shows_in_one_scrape_over_both_cores() {
-    let up = MockServer::start(MockServerConfig::default()).unwrap();
+/// A gateway with `workers` cores in front of `up`: `server` lines in `[server]`, `more` TOML
+/// (models, prices) after the one model, then the keys and guardrails of [`EXTRA`].
+fn gateway(up: &MockServer, server: &str, more: &str, workers: usize) -> tollgate_engine::Gateway {
     let toml = format!(
         r#"
+[server]
+{server}
+
 [[providers]]
 name = "up"
 kind = "openai"
@@ -79,10 +82,24 @@ base_url = "{upstream}"
 [[models]]
 name = "gpt-4o-mini"
 deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
+{more}
+[store]
+path = "{store}"
+flush_interval = "50ms"
+{EXTRA}"#,
+        upstream = up.base_url(),
+        store = temp_store().display()
+    );
+    start(config(&toml, &[]), workers)
+}
 
+#[test]
+fn a_known_sequence_of_requests_shows_in_one_scrape_over_both_cores() {
+    let up = MockServer::start(MockServerConfig::default()).unwrap();
+    let priced = r#"
 [[models]]
 name = "flaky"
-deployments = [{{ provider = "up", model = "mock-error-500" }}]
+deployments = [{ provider = "up", model = "mock-error-500" }]
 
 [[prices]]
 model = "gpt-4o-mini"
@@ -93,15 +110,8 @@ output = 0.60
 model = "flaky"
 input = 0.15
 output = 0.60
-
-[store]
-path = "{store}"
-flush_interval = "50ms"
-{EXTRA}"#,
-        upstream = up.base_url(),
-        store = temp_store().display()
-    );
-    let gw = start(config(&toml, &[]), 2);
+"#;
+    let gw = gateway(&up, "", priced, 2);
     let addr = gw.addr();
     let demo = Some("sk-tollgate-demo");
     // Fresh connections: SO_REUSEPORT spreads them over both cores.
@@ -333,24 +343,7 @@ fn promtool() -> std::path::PathBuf {
 #[test]
 fn a_scrape_passes_promtool_check_metrics() {
     let up = MockServer::start(MockServerConfig::default()).unwrap();
-    let toml = format!(
-        r#"
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
-[store]
-path = "{store}"
-{EXTRA}"#,
-        upstream = up.base_url(),
-        store = temp_store().display()
-    );
-    let gw = start(config(&toml, &[]), 2);
+    let gw = gateway(&up, "", "", 2);
     let addr = gw.addr();
     let demo = Some("sk-tollgate-demo");
     for body in [
@@ -400,27 +393,7 @@ path = "{store}"
 #[test]
 fn with_metrics_off_nothing_is_served() {
     let up = MockServer::start(MockServerConfig::default()).unwrap();
-    let toml = format!(
-        r#"
-[server]
-metrics = false
-
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
-[store]
-path = "{store}"
-{EXTRA}"#,
-        upstream = up.base_url(),
-        store = temp_store().display()
-    );
-    let gw = start(config(&toml, &[]), 1);
+    let gw = gateway(&up, "metrics = false", "", 1);
     let ok = post(
         gw.addr(),
         "/v1/chat/completions",
