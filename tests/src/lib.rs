@@ -281,6 +281,33 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A gateway in front of an HTTP upstream at `base_url` (provider `up`, model `gpt-4o-mini`
+/// served as `gpt-4o-mini`), a fresh store flushed every 50 ms, `server` lines in `[server]`
+/// and `extra` TOML (keys, teams, more models, prices, guardrails) appended.
+pub fn upstream_gateway_toml(base_url: &str, server: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+{server}
+
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "{base_url}"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
+
+[store]
+path = "{store}"
+flush_interval = "50ms"
+
+{extra}"#,
+        store = temp_store().display()
+    )
+}
+
 /// The built-in mock as a gateway config: one model `gpt-4o-mini`, the demo key, and whatever
 /// extra TOML (e.g. `[providers.mock]` knobs, more models) the test appends.
 pub fn mock_gateway_toml(server_extra: &str, mock_knobs: &str) -> String {

@@ -11,20 +11,7 @@ fn every_model_request_is_one_line_with_the_documented_fields() {
     let up = MockServer::start(MockServerConfig::default()).unwrap();
     let log = temp_store().join("access.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    let toml = format!(
-        r#"
-[server]
-access_log = "{log}"
-
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
+    let extra = r#"
 [[prices]]
 model = "gpt-4o-mini"
 input = 0.15
@@ -41,15 +28,10 @@ team = "ml"
 [[keys]]
 name = "capped"
 key = "sk-tollgate-capped"
-limits = {{ rpm = 1 }}
-
-[store]
-path = "{store}"
-"#,
-        log = log.display(),
-        upstream = up.base_url(),
-        store = temp_store().display()
-    );
+limits = { rpm = 1 }
+"#;
+    let server = format!("access_log = \"{}\"", log.display());
+    let toml = upstream_gateway_toml(&up.base_url(), &server, extra);
     let gw = start(config(&toml, &[]), 1);
     let addr = gw.addr();
     let plain = post(

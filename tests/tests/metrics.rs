@@ -67,29 +67,9 @@ fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
 }
 
 /// A gateway with `workers` cores in front of `up`: `server` lines in `[server]`, `more` TOML
-/// (models, prices) after the one model, then the keys and guardrails of [`EXTRA`].
+/// (models, prices), then the keys and guardrails of [`EXTRA`].
 fn gateway(up: &MockServer, server: &str, more: &str, workers: usize) -> tollgate_engine::Gateway {
-    let toml = format!(
-        r#"
-[server]
-{server}
-
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-{more}
-[store]
-path = "{store}"
-flush_interval = "50ms"
-{EXTRA}"#,
-        upstream = up.base_url(),
-        store = temp_store().display()
-    );
+    let toml = upstream_gateway_toml(&up.base_url(), server, &format!("{more}\n{EXTRA}"));
     start(config(&toml, &[]), workers)
 }
 

@@ -10,28 +10,11 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn gateway(up: &MockServer) -> tollgate_engine::Gateway {
-    let toml = format!(
-        r#"
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
-[[keys]]
-name = "demo"
-key = "sk-tollgate-demo"
-
-[store]
-path = "{}"
-"#,
-        up.base_url(),
-        temp_store().display()
-    );
-    start(config(&toml, &[]), 1)
+    let keys = "[[keys]]\nname = \"demo\"\nkey = \"sk-tollgate-demo\"\n";
+    start(
+        config(&upstream_gateway_toml(&up.base_url(), "", keys), &[]),
+        1,
+    )
 }
 
 /// A chat completion with extra request headers.
