@@ -2833,6 +2833,171 @@ mod tests {
         }
     }
 
+    /// Three runs of every load scenario against every target, with numbers that differ by run,
+    /// scenario and target, plus everything else a run records: a failed measurement, request
+    /// errors, a failed memory run, g's store, i's checks, configs and commands. Only the
+    /// renderers read it, so they can be compared with their output before a change.
+    fn synthetic_results() -> Results {
+        let mut r = results_with(&[]);
+        r.date = "2026-01-02T03:04:05Z".into();
+        r.nginx = Availability::Ready {
+            bin: "/usr/sbin/nginx".into(),
+            version: "nginx/1.24.0".into(),
+        };
+        r.load_at_start = Some([0.12, 0.34, 0.56]);
+        r.load_at_end = Some([1.5, 0.75, 0.25]);
+        r.busy_at_start = Some(0.03);
+        r.settings.runs = 3;
+        let scenarios: Vec<Scenario> = [
+            &Scenario::LOAD[..],
+            &Scenario::TRANSLATION,
+            &Scenario::GOVERNANCE,
+            &Scenario::GUARDRAILS,
+            &Scenario::OBSERVABILITY,
+        ]
+        .concat();
+        for run in 0..3u64 {
+            let mut out = RunResult::default();
+            for (i, &sc) in scenarios.iter().enumerate() {
+                for (j, t) in sc.targets().into_iter().enumerate() {
+                    let k = run * 37 + i as u64 * 11 + j as u64 * 5;
+                    let mut x = sample(
+                        30_000.0 + 997.0 * k as f64 - 3_000.0 * j as f64,
+                        0.5 + (k % 9) as f64 * 0.05,
+                    );
+                    x.client_cpu = Some(0.6 + (k % 7) as f64 * 0.05);
+                    x.mock_cpu = Some(0.3 + (k % 5) as f64 * 0.04);
+                    x.foreign_cpu = Some((k % 4) as f64 * 0.01);
+                    x.report.body_bytes = 400_000 + 1_013 * k;
+                    x.report.latency = crate::loadgen::Latency {
+                        count: 1000,
+                        p50_us: 300 + 13 * k,
+                        p90_us: 500 + 17 * k,
+                        p99_us: 900 + 29 * k,
+                        p999_us: 1_500 + 41 * k,
+                        max_us: 4_000 + 97 * k,
+                    };
+                    if sc.is_stream() {
+                        x.report.ttft = Some(crate::loadgen::Latency {
+                            count: 1000,
+                            p50_us: 200 + 7 * k,
+                            p90_us: 300 + 11 * k,
+                            p99_us: 600 + 19 * k,
+                            p999_us: 900 + 23 * k,
+                            max_us: 2_000 + 31 * k,
+                        });
+                        x.report.itl = Some(crate::loadgen::Latency {
+                            count: 1000 * (15 - (k % 2)),
+                            ..Default::default()
+                        });
+                    }
+                    if run == 0 && t == Target::Guarded && !sc.is_stream() {
+                        x.report.ok -= 3;
+                        x.report.errors.total = 3;
+                        x.report.errors.status.insert("400".into(), 3);
+                    }
+                    let outcome = if run == 1 && t == Target::Observed {
+                        Err("tollgate-i-observed-run2 exited: signal 9".to_owned())
+                    } else {
+                        Ok(x)
+                    };
+                    out.load.insert((sc, t), outcome);
+                }
+            }
+            out.memory = if run == 1 {
+                Err("gateway did not start".into())
+            } else {
+                Ok(IdleReport {
+                    wanted: 10_000,
+                    opened: 10_000 - run as usize,
+                    still_open: 10_000 - 2 * run as usize,
+                    rss_before_kib: 9_000 + run,
+                    rss_idle_kib: 80_000 + 1_000 * run,
+                    hwm_kib: 85_000 + 1_000 * run,
+                    rss_after_close_kib: 20_000 + run,
+                    open_secs: 1.25 + run as f64,
+                })
+            };
+            out.gateway_driver = Some(if run == 2 { "legacy" } else { "io_uring" }.into());
+            out.gateway_warnings = vec![format!("WARN tollgate_engine: slow run {}", run + 1)];
+            out.nginx_errors = vec!["[error] upstream timed out".into()];
+            out.governance_store_bytes = Some([0, 123_456, 654_321][run as usize]);
+            out.governance_plain_cwd_bytes = Some([0, 0, 2_048][run as usize]);
+            out.observability = Some(ObservabilityChecks {
+                access_log: Some(Ok(AccessLogContents {
+                    lines: [1_100, 0, 1_000][run as usize],
+                    bytes: [363_000, 0, 330_000][run as usize],
+                    first_is_entry: run != 2,
+                })),
+                quiet_access_lines: Some(run),
+                quiet_cwd_bytes: Some(0),
+                quiet_metrics: Some(Ok(if run == 2 { 200 } else { 404 })),
+                observed_metrics: Some(Ok(200)),
+            });
+            r.runs.push(out);
+        }
+        r.note_command("mock", "taskset -c 1 tollgate-mock --threads 1".into());
+        r.note_command(
+            "tollgate (scenario g, plain)",
+            "taskset -c 0 tollgate serve --config tollgate-plain-run1.toml".into(),
+        );
+        r.note_loadgen_command(
+            Scenario::Governance,
+            Target::Plain,
+            "taskset -c 1 tollgate-loadgen --connections 64".into(),
+        );
+        r.note_gateway_config("# plain\n[server]\nworkers = 1\n\n".into());
+        r.note_translation_config("# translation\n".into());
+        r.note_governance_config("# governed\n".into());
+        r.note_guardrails_config("# guarded\n".into());
+        r.note_observability_config(Target::Quiet, "# quiet\n".into());
+        r.note_observability_config(Target::Observed, "# observed\n".into());
+        r
+    }
+
+    /// The report of [`synthetic_results`], word for word as it was before g's, h's and i's
+    /// writers shared their code: people compare RESULTS.md across commits, so a refactor must
+    /// not change a byte of it.
+    #[test]
+    fn rendering_is_unchanged() {
+        let r = synthetic_results();
+        let expect = |got: &str, want: &str, what: &str| {
+            if got != want {
+                let line = got
+                    .lines()
+                    .zip(want.lines())
+                    .position(|(g, w)| g != w)
+                    .unwrap_or(got.lines().count().min(want.lines().count()));
+                panic!(
+                    "{what} differs from line {}:\n got: {:?}\nwant: {:?}",
+                    line + 1,
+                    got.lines().nth(line),
+                    want.lines().nth(line)
+                );
+            }
+        };
+        expect(
+            &r.render_markdown(),
+            include_str!("testdata/synthetic-results.md"),
+            "RESULTS.md",
+        );
+        expect(
+            &r.render_summary(),
+            include_str!("testdata/synthetic-summary.txt"),
+            "the summary",
+        );
+
+        // Nothing measured: every cell of g's, h's and i's tables and goals without a value.
+        let mut r = results_with(&[]);
+        r.date = "2026-01-02T03:04:05Z".into();
+        r.settings.only = Some("g,h,i".into());
+        expect(
+            &r.render_markdown(),
+            include_str!("testdata/unmeasured-ghi.md"),
+            "RESULTS-ghi.md, nothing measured",
+        );
+    }
+
     #[test]
     fn added_latency_verdicts() {
         let missing = || Verdict::NotEvaluated("x".into());
