@@ -392,6 +392,21 @@ impl Default for RunResult {
     }
 }
 
+impl RunResult {
+    /// The successful measurement of one scenario and target (`None` if it failed or did not
+    /// run).
+    fn sample(&self, s: Scenario, t: Target) -> Option<&Sample> {
+        self.load.get(&(s, t)).and_then(|o| o.as_ref().ok())
+    }
+
+    /// Requests the observed gateway of scenario i answered, warm-up included (`None` if its
+    /// load failed or did not run): what its access log should hold a line for each of.
+    fn observed_answered(&self) -> Option<u64> {
+        self.sample(Scenario::Observability, Target::Observed)
+            .map(|x| x.report.warmup_requests + x.report.requests)
+    }
+}
+
 // === impl ObservabilityChecks ===
 
 impl ObservabilityChecks {
@@ -534,10 +549,7 @@ impl Results {
 
     /// Successful samples of one scenario and target, one per run (`None` where it failed).
     fn samples(&self, s: Scenario, t: Target) -> Vec<Option<&Sample>> {
-        self.runs
-            .iter()
-            .map(|r| r.load.get(&(s, t)).and_then(|o| o.as_ref().ok()))
-            .collect()
+        self.runs.iter().map(|r| r.sample(s, t)).collect()
     }
 
     /// Median of `f` over the runs where the measurement succeeded.
@@ -673,60 +685,30 @@ impl Results {
                     }
                 }
             }
-            // Streams: every target must deliver as many content events per stream as the mock
-            // sends directly.
-            let direct = run
-                .load
-                .get(&(Scenario::Streaming, Target::Direct))
-                .and_then(|o| o.as_ref().ok())
-                .and_then(|s| s.report.events_per_stream());
-            for t in [Target::Tollgate, Target::Nginx] {
-                let proxied = run
-                    .load
-                    .get(&(Scenario::Streaming, t))
-                    .and_then(|o| o.as_ref().ok())
-                    .and_then(|s| s.report.events_per_stream());
-                if let (Some(d), Some(p)) = (direct, proxied) {
-                    if (d - p).abs() > 0.01 {
+            // Streams: every proxied target must deliver as many content events per stream as
+            // the mock sends directly. In h only the plain gateway is judged: the guarded one
+            // may hold text that could still be part of a match back for a later event, so its
+            // count is shown, not judged.
+            for (sc, judged) in [
+                (Scenario::Streaming, &[Target::Tollgate, Target::Nginx][..]),
+                (
+                    Scenario::TranslationStreaming,
+                    &[Target::PassThrough, Target::Translated],
+                ),
+                (Scenario::GuardrailsStreaming, &[Target::Plain]),
+            ] {
+                let events = |t: Target| run.sample(sc, t).and_then(metric::events_per_stream);
+                let Some(d) = events(Target::Direct) else {
+                    continue;
+                };
+                for &t in judged {
+                    if let Some(p) = events(t).filter(|p| (d - p).abs() > 0.01) {
                         out.push(format!(
-                            "run {n}, streaming, {}: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)",
+                            "run {n}, {}, {}: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)",
+                            sc.slug(),
                             t.slug()
                         ));
                     }
-                }
-            }
-            let events = |t: Target| {
-                run.load
-                    .get(&(Scenario::TranslationStreaming, t))
-                    .and_then(|o| o.as_ref().ok())
-                    .and_then(|s| s.report.events_per_stream())
-            };
-            if let Some(d) = events(Target::Direct) {
-                for t in [Target::PassThrough, Target::Translated] {
-                    if let Some(p) = events(t) {
-                        if (d - p).abs() > 0.01 {
-                            out.push(format!(
-                                "run {n}, translation-stream, {}: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)",
-                                t.slug()
-                            ));
-                        }
-                    }
-                }
-            }
-            // h: the plain gateway must pass every event on. The guarded one may hold text that
-            // could still be part of a match back for a later event, so its count is shown, not
-            // judged.
-            let events = |t: Target| {
-                run.load
-                    .get(&(Scenario::GuardrailsStreaming, t))
-                    .and_then(|o| o.as_ref().ok())
-                    .and_then(|s| s.report.events_per_stream())
-            };
-            if let (Some(d), Some(p)) = (events(Target::Direct), events(Target::Plain)) {
-                if (d - p).abs() > 0.01 {
-                    out.push(format!(
-                        "run {n}, guardrails-stream, plain: {p:.2} content events per stream, direct had {d:.2} (chunks lost or merged)"
-                    ));
                 }
             }
             if run.governance_store_bytes == Some(0) {
@@ -741,14 +723,9 @@ impl Results {
                 ));
             }
             if let Some(checks) = &run.observability {
-                let answered = run
-                    .load
-                    .get(&(Scenario::Observability, Target::Observed))
-                    .and_then(|o| o.as_ref().ok())
-                    .map(|x| x.report.warmup_requests + x.report.requests);
                 out.extend(
                     checks
-                        .problems(answered)
+                        .problems(run.observed_answered())
                         .into_iter()
                         .map(|p| format!("run {n}, observability: {p}")),
                 );
@@ -800,12 +777,8 @@ impl Results {
                 continue;
             }
             for (pct, f) in [
-                (
-                    "p50",
-                    (|s: &Sample| Some(s.report.latency.p50_us as f64))
-                        as fn(&Sample) -> Option<f64>,
-                ),
-                ("p99", |s: &Sample| Some(s.report.latency.p99_us as f64)),
+                ("p50", metric::p50 as fn(&Sample) -> Option<f64>),
+                ("p99", metric::p99),
             ] {
                 let tg = self.added(scenario, Target::Tollgate, f);
                 let ng = self.added(scenario, Target::Nginx, f);
@@ -858,9 +831,8 @@ impl Results {
 
     /// a. Tollgate / nginx req/s, closed loop.
     fn throughput_goal(&self, nginx_missing: impl Fn() -> Verdict) -> Goal {
-        let rps = |s: &Sample| Some(s.report.requests_per_sec);
-        let tg = self.median_of(Scenario::Throughput, Target::Tollgate, rps);
-        let ng = self.median_of(Scenario::Throughput, Target::Nginx, rps);
+        let tg = self.median_of(Scenario::Throughput, Target::Tollgate, metric::rps);
+        let ng = self.median_of(Scenario::Throughput, Target::Nginx, metric::rps);
         let (value, verdict) = match (tg, ng) {
             (Some(tg), Some(ng)) if ng > 0.0 => {
                 let r = tg / ng;
@@ -891,9 +863,8 @@ impl Results {
 
     /// d. added TTFT, Tollgate against nginx.
     fn streaming_goal(&self, nginx_missing: impl Fn() -> Verdict) -> Goal {
-        let ttft = |s: &Sample| s.report.ttft.as_ref().map(|t| t.p50_us as f64);
-        let tg = self.added(Scenario::Streaming, Target::Tollgate, ttft);
-        let ng = self.added(Scenario::Streaming, Target::Nginx, ttft);
+        let tg = self.added(Scenario::Streaming, Target::Tollgate, metric::ttft_p50);
+        let ng = self.added(Scenario::Streaming, Target::Nginx, metric::ttft_p50);
         let (value, verdict) = match (tg, ng) {
             (Some(tg), Some(ng)) => {
                 let v = if tg <= ng {
@@ -965,57 +936,29 @@ impl Results {
     /// Scenario f: the goal on translated / pass-through req/s, and beside it (no goal) the
     /// proxy's CPU per request and the streaming ratio.
     fn translation_goals(&self) -> Vec<Goal> {
-        let mut goals = Vec::new();
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
         let sc = Scenario::Translation;
-        let ratios = self.per_run_ratios(sc, Target::Translated, Target::PassThrough, rps);
-        let per_run = fmt_ratios(&ratios);
-        let translated = self.median_of(sc, Target::Translated, rps);
-        let pass = self.median_of(sc, Target::PassThrough, rps);
-        let (value, verdict) = match (median(ratios), translated, pass) {
-            (Some(r), Some(t), Some(p)) => (
-                format!("{r:.3} ({t:.0} vs {p:.0} req/s; per run {per_run})"),
-                ratio_verdict(r, p, TRANSLATION_RATIO_GOAL),
-            ),
-            _ => (
-                "—".into(),
-                Verdict::NotEvaluated("no run measured both models".into()),
-            ),
-        };
-        goals.push(Goal {
-            scenario: "f. translation",
-            metric: format!(
-                "req/s translated / pass-through, {} conns, same gateway and run",
-                self.settings.connections
-            ),
-            goal: format!("≥ {TRANSLATION_RATIO_GOAL:.2}"),
-            value,
-            verdict,
-        });
-
-        let t_cpu = self.median_of(sc, Target::Translated, cpu_per_request);
-        let p_cpu = self.median_of(sc, Target::PassThrough, cpu_per_request);
-        let cpu_ratios =
-            self.per_run_ratios(sc, Target::PassThrough, Target::Translated, cpu_per_request);
-        goals.push(Goal {
-            scenario: "f. translation",
-            metric: "proxy CPU / request, translated vs pass-through".into(),
-            goal: "—".into(),
-            value: match (t_cpu, p_cpu, median(cpu_ratios)) {
-                (Some(t), Some(p), Some(bound)) if p > 0.0 => format!(
-                    "{t:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
-                    (t / p - 1.0) * 100.0
+        let mut goals = vec![
+            self.rps_ratio_goal(
+                (sc, "f. translation"),
+                format!(
+                    "req/s translated / pass-through, {} conns, same gateway and run",
+                    self.settings.connections
                 ),
-                _ => "—".into(),
-            },
-            verdict: Verdict::Info,
-        });
+                (Target::Translated, Target::PassThrough),
+                TRANSLATION_RATIO_GOAL,
+                "no run measured both models",
+            ),
+            self.cpu_per_request_info(
+                (sc, "f. translation"),
+                (Target::Translated, Target::PassThrough),
+            ),
+        ];
 
         let st = Scenario::TranslationStreaming;
-        let ratios = self.per_run_ratios(st, Target::Translated, Target::PassThrough, rps);
+        let ratios = self.per_run_ratios(st, Target::Translated, Target::PassThrough, metric::rps);
         let per_run = fmt_ratios(&ratios);
-        let t_cpu = self.median_of(st, Target::Translated, cpu_per_request);
-        let p_cpu = self.median_of(st, Target::PassThrough, cpu_per_request);
+        let t_cpu = self.median_of(st, Target::Translated, metric::cpu_per_request);
+        let p_cpu = self.median_of(st, Target::PassThrough, metric::cpu_per_request);
         goals.push(Goal {
             scenario: "f. translation, streaming",
             metric: format!(
@@ -1034,6 +977,67 @@ impl Results {
         });
         goals
     }
+
+    /// The goal on `target`'s req/s over `base`'s in scenario `sc` (named `scenario` in the
+    /// table), as the median of per-run ratios against `ratio_goal`, stated as `metric`;
+    /// `unmeasured` is the reason given when no run measured both.
+    fn rps_ratio_goal(
+        &self,
+        (sc, scenario): (Scenario, &'static str),
+        metric: String,
+        (target, base): (Target, Target),
+        ratio_goal: f64,
+        unmeasured: &str,
+    ) -> Goal {
+        let ratios = self.per_run_ratios(sc, target, base, metric::rps);
+        let per_run = fmt_ratios(&ratios);
+        let on = self.median_of(sc, target, metric::rps);
+        let baseline = self.median_of(sc, base, metric::rps);
+        let (value, verdict) = match (median(ratios), on, baseline) {
+            (Some(r), Some(t), Some(b)) => (
+                format!("{r:.3} ({t:.0} vs {b:.0} req/s; per run {per_run})"),
+                ratio_verdict(r, b, ratio_goal),
+            ),
+            _ => ("—".into(), Verdict::NotEvaluated(unmeasured.into())),
+        };
+        Goal {
+            scenario,
+            metric,
+            goal: format!("≥ {ratio_goal:.2}"),
+            value,
+            verdict,
+        }
+    }
+
+    /// No goal: the proxy's CPU per request through `target` and through `base` in scenario
+    /// `sc` (named `scenario` in the table), and the req/s ratio that would give if the proxy
+    /// alone set the pace.
+    fn cpu_per_request_info(
+        &self,
+        (sc, scenario): (Scenario, &'static str),
+        (target, base): (Target, Target),
+    ) -> Goal {
+        let on = self.median_of(sc, target, metric::cpu_per_request);
+        let baseline = self.median_of(sc, base, metric::cpu_per_request);
+        let bound = median(self.per_run_ratios(sc, base, target, metric::cpu_per_request));
+        Goal {
+            scenario,
+            metric: format!(
+                "proxy CPU / request, {} vs {}",
+                target.slug(),
+                base.slug()
+            ),
+            goal: "—".into(),
+            value: match (on, baseline, bound) {
+                (Some(t), Some(b), Some(bound)) if b > 0.0 => format!(
+                    "{t:.1} vs {b:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
+                    (t / b - 1.0) * 100.0
+                ),
+                _ => "—".into(),
+            },
+            verdict: Verdict::Info,
+        }
+    }
 }
 
 impl Results {
@@ -1041,69 +1045,38 @@ impl Results {
     /// per request and what the governed gateway left in its store.
     fn governance_goals(&self) -> Vec<Goal> {
         self.against_baseline(
-            Scenario::Governance,
-            "g. governance",
-            (Target::Governed, "governed"),
-            (Target::Plain, "plain"),
+            (Scenario::Governance, "g. governance"),
+            (Target::Governed, Target::Plain),
             GOVERNANCE_RATIO_GOAL,
         )
     }
 
-    /// A gateway with something switched on (`on`, and its noun) against the same run's
-    /// baseline gateway (`base`) in scenario `sc`: the goal on its req/s over the baseline's
-    /// (median of per-run ratios) and, no goal, the proxy's CPU per request for both.
+    /// A gateway with something switched on (`target`) against the same run's baseline
+    /// gateway (`base`) in scenario `sc`: the goal on its req/s over the baseline's (median of
+    /// per-run ratios) and, no goal, the proxy's CPU per request for both. The targets' slugs
+    /// name them in the table.
     fn against_baseline(
         &self,
-        sc: Scenario,
-        scenario: &'static str,
-        (target, noun): (Target, &str),
-        (base, base_noun): (Target, &str),
+        scenario: (Scenario, &'static str),
+        (target, base): (Target, Target),
         ratio_goal: f64,
     ) -> Vec<Goal> {
-        let mut goals = Vec::new();
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let ratios = self.per_run_ratios(sc, target, base, rps);
-        let per_run = fmt_ratios(&ratios);
-        let on = self.median_of(sc, target, rps);
-        let plain = self.median_of(sc, base, rps);
-        let (value, verdict) = match (median(ratios), on, plain) {
-            (Some(r), Some(g), Some(p)) => (
-                format!("{r:.3} ({g:.0} vs {p:.0} req/s; per run {per_run})"),
-                ratio_verdict(r, p, ratio_goal),
+        let metric = format!(
+            "req/s {} / {}, {} conns, same run",
+            target.slug(),
+            base.slug(),
+            self.settings.connections
+        );
+        vec![
+            self.rps_ratio_goal(
+                scenario,
+                metric,
+                (target, base),
+                ratio_goal,
+                "no run measured both gateways",
             ),
-            _ => (
-                "—".into(),
-                Verdict::NotEvaluated("no run measured both gateways".into()),
-            ),
-        };
-        goals.push(Goal {
-            scenario,
-            metric: format!(
-                "req/s {noun} / {base_noun}, {} conns, same run",
-                self.settings.connections
-            ),
-            goal: format!("≥ {ratio_goal:.2}"),
-            value,
-            verdict,
-        });
-
-        let on_cpu = self.median_of(sc, target, cpu_per_request);
-        let p_cpu = self.median_of(sc, base, cpu_per_request);
-        let bound = median(self.per_run_ratios(sc, base, target, cpu_per_request));
-        goals.push(Goal {
-            scenario,
-            metric: format!("proxy CPU / request, {noun} vs {base_noun}"),
-            goal: "—".into(),
-            value: match (on_cpu, p_cpu, bound) {
-                (Some(g), Some(p), Some(bound)) if p > 0.0 => format!(
-                    "{g:.1} vs {p:.1} µs ({:+.0}%; req/s ratio if the proxy alone set the pace: {bound:.2})",
-                    (g / p - 1.0) * 100.0
-                ),
-                _ => "—".into(),
-            },
-            verdict: Verdict::Info,
-        });
-        goals
+            self.cpu_per_request_info(scenario, (target, base)),
+        ]
     }
 
     /// Median bytes the governed gateway left in its store, over the runs that read it.
@@ -1123,15 +1096,13 @@ impl Results {
     /// beside them (no goal) the proxy's CPU per request.
     fn guardrails_goals(&self) -> Vec<Goal> {
         let mut goals = self.against_baseline(
-            Scenario::Guardrails,
-            "h. guardrails",
-            (Target::Guarded, "guarded"),
-            (Target::Plain, "plain"),
+            (Scenario::Guardrails, "h. guardrails"),
+            (Target::Guarded, Target::Plain),
             GUARDRAILS_RATIO_GOAL,
         );
 
         let st = Scenario::GuardrailsStreaming;
-        let ttft = |x: &Sample| x.report.ttft.as_ref().map(|t| t.p50_us as f64);
+        let ttft = metric::ttft_p50;
         let ratios = self.per_run_ratios(st, Target::Guarded, Target::Plain, ttft);
         let per_run = fmt_ratios(&ratios);
         let guarded = self.median_of(st, Target::Guarded, ttft);
@@ -1165,10 +1136,8 @@ impl Results {
     /// per request of both.
     fn observability_goals(&self) -> Vec<Goal> {
         self.against_baseline(
-            Scenario::Observability,
-            "i. observability",
-            (Target::Observed, "observed"),
-            (Target::Quiet, "quiet"),
+            (Scenario::Observability, "i. observability"),
+            (Target::Observed, Target::Quiet),
             OBSERVABILITY_RATIO_GOAL,
         )
     }
@@ -1187,12 +1156,7 @@ impl Results {
                     .as_ref()?
                     .as_ref()
                     .ok()?;
-                let answered = r
-                    .load
-                    .get(&(Scenario::Observability, Target::Observed))
-                    .and_then(|o| o.as_ref().ok())
-                    .map(|x| x.report.warmup_requests + x.report.requests);
-                Some((log, answered))
+                Some((log, r.observed_answered()))
             })
             .collect();
         (
@@ -1253,17 +1217,73 @@ fn fmt_ratios(v: &[f64]) -> String {
         .join(", ")
 }
 
-/// Proxy CPU time per request, µs: how much work one request costs the proxy at this load
-/// (its CPU over the load generator's lifetime, warm-up included, over the measured rate).
-fn cpu_per_request(x: &Sample) -> Option<f64> {
-    let rps = x.report.requests_per_sec;
-    x.proxy_cpu.filter(|_| rps > 0.0).map(|c| c * 1e6 / rps)
-}
+/// What the tables and goals read from one sample, for [`Results::median_of`],
+/// [`Results::added`] and [`Results::per_run_ratios`]. Latencies are in µs.
+mod metric {
+    use crate::loadgen::Sample;
 
-/// The mock's CPU time per request, µs (as [`cpu_per_request`]).
-fn mock_cpu_per_request(x: &Sample) -> Option<f64> {
-    let rps = x.report.requests_per_sec;
-    x.mock_cpu.filter(|_| rps > 0.0).map(|c| c * 1e6 / rps)
+    /// Requests (or streams) per second.
+    pub fn rps(x: &Sample) -> Option<f64> {
+        Some(x.report.requests_per_sec)
+    }
+
+    /// Latency p50 (whole request, or whole stream).
+    pub fn p50(x: &Sample) -> Option<f64> {
+        Some(x.report.latency.p50_us as f64)
+    }
+
+    /// Latency p99.
+    pub fn p99(x: &Sample) -> Option<f64> {
+        Some(x.report.latency.p99_us as f64)
+    }
+
+    /// Latency p99.9.
+    pub fn p999(x: &Sample) -> Option<f64> {
+        Some(x.report.latency.p999_us as f64)
+    }
+
+    /// Time to first token, p50 (streams only).
+    pub fn ttft_p50(x: &Sample) -> Option<f64> {
+        x.report.ttft.as_ref().map(|l| l.p50_us as f64)
+    }
+
+    /// Time to first token, p99 (streams only).
+    pub fn ttft_p99(x: &Sample) -> Option<f64> {
+        x.report.ttft.as_ref().map(|l| l.p99_us as f64)
+    }
+
+    /// Content events per stream (streams only).
+    pub fn events_per_stream(x: &Sample) -> Option<f64> {
+        x.report.events_per_stream()
+    }
+
+    /// Response body bytes per successful request.
+    pub fn bytes_per_response(x: &Sample) -> Option<f64> {
+        (x.report.ok > 0).then(|| x.report.body_bytes as f64 / x.report.ok as f64)
+    }
+
+    /// The proxy's CPU, as a fraction of one core.
+    pub fn proxy_cpu(x: &Sample) -> Option<f64> {
+        x.proxy_cpu
+    }
+
+    /// The mock's and the load generator's CPU together, as a fraction of one core.
+    pub fn client_cpu(x: &Sample) -> Option<f64> {
+        x.client_cpu
+    }
+
+    /// Proxy CPU time per request, µs: how much work one request costs the proxy at this load
+    /// (its CPU over the load generator's lifetime, warm-up included, over the measured rate).
+    pub fn cpu_per_request(x: &Sample) -> Option<f64> {
+        let rps = x.report.requests_per_sec;
+        x.proxy_cpu.filter(|_| rps > 0.0).map(|c| c * 1e6 / rps)
+    }
+
+    /// The mock's CPU time per request, µs (as [`cpu_per_request`]).
+    pub fn mock_cpu_per_request(x: &Sample) -> Option<f64> {
+        let rps = x.report.requests_per_sec;
+        x.mock_cpu.filter(|_| rps > 0.0).map(|c| c * 1e6 / rps)
+    }
 }
 
 /// Ratio of added latencies and its verdict against [`LATENCY_RATIO_GOAL`].
@@ -1595,37 +1615,24 @@ impl Results {
 
     fn write_scenarios(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
-        let h = |s: &mut String, title: String| {
-            if markdown_headings {
-                let _ = writeln!(s, "## {title}\n");
-            } else {
-                let _ = writeln!(s, "{title}\n");
-            }
-        };
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
-        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
-        let p999 = |x: &Sample| Some(x.report.latency.p999_us as f64);
-        let pcpu = |x: &Sample| x.proxy_cpu;
-        let cpu_per_req = cpu_per_request;
-        let ccpu = |x: &Sample| x.client_cpu;
         let targets = self.targets();
 
         // a.
         if self.settings.includes('a') {
-            h(
+            heading(
                 s,
-                format!(
+                markdown_headings,
+                &format!(
                     "a. Throughput: closed loop, {} connections, non-streaming",
                     st.connections
                 ),
             );
             let _ = writeln!(s, "| target | req/s | vs direct | p50 | p99 | proxy CPU | proxy CPU / request | req/s per proxy core | client CPU | errors |");
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-            let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, rps);
+            let direct_rps = self.median_of(Scenario::Throughput, Target::Direct, metric::rps);
             for &t in &targets {
                 let sc = Scenario::Throughput;
-                let r = self.median_of(sc, t, rps);
+                let r = self.median_of(sc, t, metric::rps);
                 let per_core = self.median_of(sc, t, |x| {
                     x.proxy_cpu
                         .filter(|&c| c > 0.0)
@@ -1640,12 +1647,12 @@ impl Results {
                         (Some(r), Some(d)) if d > 0.0 => format!("{:.2}", r / d),
                         _ => "—".into(),
                     },
-                    opt(self.median_of(sc, t, p50), fmt_us),
-                    opt(self.median_of(sc, t, p99), fmt_us),
-                    opt(self.median_of(sc, t, pcpu), fmt_pct),
-                    opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
+                    opt(self.median_of(sc, t, metric::p50), fmt_us),
+                    opt(self.median_of(sc, t, metric::p99), fmt_us),
+                    opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                    opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
                     opt(per_core, |v| format!("{v:.0}")),
-                    opt(self.median_of(sc, t, ccpu), fmt_pct),
+                    opt(self.median_of(sc, t, metric::client_cpu), fmt_pct),
                     self.errors_cell(sc, t)
                 );
             }
@@ -1669,29 +1676,22 @@ impl Results {
             if !self.settings.includes(sc.letter()) {
                 continue;
             }
-            h(s, title);
+            heading(s, markdown_headings, &title);
             let _ = writeln!(s, "| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | proxy CPU | proxy CPU / request | errors |");
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
             for &t in &targets {
-                let added = |f: fn(&Sample) -> Option<f64>| {
-                    if t == Target::Direct {
-                        "—".to_owned()
-                    } else {
-                        opt(self.added(sc, t, f), fmt_added)
-                    }
-                };
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.label(),
-                    opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                    opt(self.median_of(sc, t, p50), fmt_us),
-                    opt(self.median_of(sc, t, p99), fmt_us),
-                    opt(self.median_of(sc, t, p999), fmt_us),
-                    added(|x| Some(x.report.latency.p50_us as f64)),
-                    added(|x| Some(x.report.latency.p99_us as f64)),
-                    opt(self.median_of(sc, t, pcpu), fmt_pct),
-                    opt(self.median_of(sc, t, cpu_per_req), |v| format!("{v:.1} µs")),
+                    opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
+                    opt(self.median_of(sc, t, metric::p50), fmt_us),
+                    opt(self.median_of(sc, t, metric::p99), fmt_us),
+                    opt(self.median_of(sc, t, metric::p999), fmt_us),
+                    self.added_cell(sc, t, metric::p50),
+                    self.added_cell(sc, t, metric::p99),
+                    opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                    opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
                     self.errors_cell(sc, t)
                 );
             }
@@ -1700,43 +1700,34 @@ impl Results {
 
         // d.
         if self.settings.includes('d') {
-            h(
-            s,
-            format!(
-                "d. Streaming: {} concurrent streams, {} chunks {} apart (nginx: its `proxy_buffering off` server)",
-                st.stream_connections,
-                st.mock_chunks,
-                fmt_duration(st.mock_chunk_delay)
-            ),
-        );
+            heading(
+                s,
+                markdown_headings,
+                &format!(
+                    "d. Streaming: {} concurrent streams, {} chunks {} apart (nginx: its `proxy_buffering off` server)",
+                    st.stream_connections,
+                    st.mock_chunks,
+                    fmt_duration(st.mock_chunk_delay)
+                ),
+            );
             let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | stream p50 | content events / stream | proxy CPU | errors |");
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
             let sc = Scenario::Streaming;
-            let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
-            let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
             for &t in &targets {
-                let added = |f: &dyn Fn(&Sample) -> Option<f64>| {
-                    if t == Target::Direct {
-                        "—".to_owned()
-                    } else {
-                        opt(self.added(sc, t, f), fmt_added)
-                    }
-                };
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.label(),
-                    opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                    opt(self.median_of(sc, t, t50), fmt_us),
-                    opt(self.median_of(sc, t, t99), fmt_us),
-                    added(&t50),
-                    added(&t99),
-                    opt(self.median_of(sc, t, p50), fmt_us),
-                    opt(
-                        self.median_of(sc, t, |x| x.report.events_per_stream()),
-                        |v| format!("{v:.2}")
-                    ),
-                    opt(self.median_of(sc, t, pcpu), fmt_pct),
+                    opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
+                    opt(self.median_of(sc, t, metric::ttft_p50), fmt_us),
+                    opt(self.median_of(sc, t, metric::ttft_p99), fmt_us),
+                    self.added_cell(sc, t, metric::ttft_p50),
+                    self.added_cell(sc, t, metric::ttft_p99),
+                    opt(self.median_of(sc, t, metric::p50), fmt_us),
+                    opt(self.median_of(sc, t, metric::events_per_stream), |v| {
+                        format!("{v:.2}")
+                    }),
+                    opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
                     self.errors_cell(sc, t)
                 );
             }
@@ -1745,9 +1736,10 @@ impl Results {
 
         // e.
         if self.settings.includes('e') {
-            h(
+            heading(
                 s,
-                format!(
+                markdown_headings,
+                &format!(
                     "e. Memory: {} idle keep-alive connections to Tollgate",
                     st.idle_connections
                 ),
@@ -1801,30 +1793,26 @@ impl Results {
         }
     }
 
+    /// An *added* latency cell: the median over runs of `f` through `t` minus `f` direct (`—`
+    /// for the direct target itself).
+    fn added_cell(&self, sc: Scenario, t: Target, f: fn(&Sample) -> Option<f64>) -> String {
+        if t == Target::Direct {
+            "—".to_owned()
+        } else {
+            opt(self.added(sc, t, f), fmt_added)
+        }
+    }
+
     /// Scenario f: pass-through vs translated through one gateway, and the mock alone in both
     /// formats.
     fn write_translation(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
-        let h = |s: &mut String, title: String| {
-            if markdown_headings {
-                let _ = writeln!(s, "## {title}\n");
-            } else {
-                let _ = writeln!(s, "{title}\n");
-            }
-        };
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
-        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
-        let pcpu = |x: &Sample| x.proxy_cpu;
-        let ccpu = |x: &Sample| x.client_cpu;
-        let bytes =
-            |x: &Sample| (x.report.ok > 0).then(|| x.report.body_bytes as f64 / x.report.ok as f64);
-        let us = |v: f64| format!("{v:.1} µs");
 
         let sc = Scenario::Translation;
-        h(
+        heading(
             s,
-            format!(
+            markdown_headings,
+            &format!(
                 "f. Translation: closed loop, {} connections, non-streaming; `{}` passed through vs `{}` translated to the mock's Anthropic Messages API, one gateway",
                 st.connections,
                 crate::loadgen::MODEL,
@@ -1834,31 +1822,36 @@ impl Results {
         let _ = writeln!(s, "| target | req/s | vs pass-through (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | mock CPU / request | client CPU | response bytes | errors |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::PassThrough, rps));
+            let ratio = median(self.per_run_ratios(sc, t, Target::PassThrough, metric::rps));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.label(),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
                 opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(self.median_of(sc, t, p99), fmt_us),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
-                opt(self.median_of(sc, t, mock_cpu_per_request), us),
-                opt(self.median_of(sc, t, ccpu), fmt_pct),
-                opt(self.median_of(sc, t, bytes), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, metric::p50), fmt_us),
+                opt(self.median_of(sc, t, metric::p99), fmt_us),
+                opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
+                opt(
+                    self.median_of(sc, t, metric::mock_cpu_per_request),
+                    fmt_cpu_us
+                ),
+                opt(self.median_of(sc, t, metric::client_cpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::bytes_per_response), |v| {
+                    format!("{v:.0}")
+                }),
                 self.errors_cell(sc, t)
             );
         }
         s.push('\n');
         let direct_ratio =
-            median(self.per_run_ratios(sc, Target::DirectAnthropic, Target::Direct, rps));
+            median(self.per_run_ratios(sc, Target::DirectAnthropic, Target::Direct, metric::rps));
         let mock_ratio = median(self.per_run_ratios(
             sc,
             Target::DirectAnthropic,
             Target::Direct,
-            mock_cpu_per_request,
+            metric::mock_cpu_per_request,
         ));
         let _ = writeln!(
             s,
@@ -1873,9 +1866,10 @@ impl Results {
         );
 
         let sc = Scenario::TranslationStreaming;
-        h(
+        heading(
             s,
-            format!(
+            markdown_headings,
+            &format!(
                 "f. Translation, streaming: {} concurrent streams, {} chunks {} apart (informational, no goal)",
                 st.stream_connections,
                 st.mock_chunks,
@@ -1884,26 +1878,26 @@ impl Results {
         );
         let _ = writeln!(s, "| target | streams/s | vs pass-through (per-run median) | TTFT p50 | TTFT p99 | stream p50 | content events / stream | proxy CPU | proxy CPU / stream | mock CPU / stream | errors |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
-        let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
-        let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
         for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::PassThrough, rps));
+            let ratio = median(self.per_run_ratios(sc, t, Target::PassThrough, metric::rps));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.label(),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
                 opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, t50), fmt_us),
-                opt(self.median_of(sc, t, t99), fmt_us),
-                opt(self.median_of(sc, t, p50), fmt_us),
+                opt(self.median_of(sc, t, metric::ttft_p50), fmt_us),
+                opt(self.median_of(sc, t, metric::ttft_p99), fmt_us),
+                opt(self.median_of(sc, t, metric::p50), fmt_us),
+                opt(self.median_of(sc, t, metric::events_per_stream), |v| {
+                    format!("{v:.2}")
+                }),
+                opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
                 opt(
-                    self.median_of(sc, t, |x| x.report.events_per_stream()),
-                    |v| format!("{v:.2}")
+                    self.median_of(sc, t, metric::mock_cpu_per_request),
+                    fmt_cpu_us
                 ),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
-                opt(self.median_of(sc, t, mock_cpu_per_request), us),
                 self.errors_cell(sc, t)
             );
         }
@@ -1920,46 +1914,58 @@ impl Results {
         );
     }
 
-    /// Scenario g: a plain and a governed gateway under the same closed-loop load, and the
-    /// mock alone.
-    fn write_governance(&self, s: &mut String, markdown_headings: bool) {
-        let st = &self.settings;
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
-        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
-        let pcpu = |x: &Sample| x.proxy_cpu;
-        let ccpu = |x: &Sample| x.client_cpu;
-        let us = |v: f64| format!("{v:.1} µs");
-
-        let sc = Scenario::Governance;
-        let title = format!(
-            "g. Governance: closed loop, {} connections, non-streaming; a plain gateway vs one enforcing a key and a team with budget, RPM and TPM limits",
-            st.connections
+    /// The closed-loop table of a scenario that compares a gateway with something switched on
+    /// against a baseline gateway of the same run (g, h and i), under the heading `title`: a
+    /// row per target of `sc`, named by `label`, with its req/s over `base`'s (median of
+    /// per-run ratios), latency, CPU and errors. The scenario's notes are the caller's.
+    fn write_against_baseline_table(
+        &self,
+        s: &mut String,
+        markdown_headings: bool,
+        title: &str,
+        (sc, base): (Scenario, Target),
+        label: impl Fn(Target) -> &'static str,
+    ) {
+        heading(s, markdown_headings, title);
+        let _ = writeln!(
+            s,
+            "| target | req/s | vs {} (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |",
+            base.slug()
         );
-        if markdown_headings {
-            let _ = writeln!(s, "## {title}\n");
-        } else {
-            let _ = writeln!(s, "{title}\n");
-        }
-        let _ = writeln!(s, "| target | req/s | vs plain (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, rps));
+            let ratio = median(self.per_run_ratios(sc, t, base, metric::rps));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                t.label(),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
+                label(t),
+                opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
                 opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(self.median_of(sc, t, p99), fmt_us),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
-                opt(self.median_of(sc, t, ccpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::p50), fmt_us),
+                opt(self.median_of(sc, t, metric::p99), fmt_us),
+                opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
+                opt(self.median_of(sc, t, metric::client_cpu), fmt_pct),
                 self.errors_cell(sc, t)
             );
         }
         s.push('\n');
+    }
+
+    /// Scenario g: a plain and a governed gateway under the same closed-loop load, and the
+    /// mock alone.
+    fn write_governance(&self, s: &mut String, markdown_headings: bool) {
+        let st = &self.settings;
+        self.write_against_baseline_table(
+            s,
+            markdown_headings,
+            &format!(
+                "g. Governance: closed loop, {} connections, non-streaming; a plain gateway vs one enforcing a key and a team with budget, RPM and TPM limits",
+                st.connections
+            ),
+            (Scenario::Governance, Target::Plain),
+            Target::label,
+        );
         let _ = writeln!(
             s,
             "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration. Both write a usage record per request. The limits are far above what the load can reach, so nothing is refused: the difference is the cost of checking limits, reserving and settling budgets and pricing each request.",
@@ -1968,7 +1974,7 @@ impl Results {
         let _ = writeln!(
             s,
             "- The governed gateway's store (a fresh directory per run, removed after it) held {} once the gateway stopped (median over runs).\n",
-opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
+            opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
         );
     }
 
@@ -1977,57 +1983,28 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
     /// alone.
     fn write_guardrails(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
-        let h = |s: &mut String, title: String| {
-            if markdown_headings {
-                let _ = writeln!(s, "## {title}\n");
-            } else {
-                let _ = writeln!(s, "{title}\n");
-            }
-        };
         let label = |t: Target| match t {
             Target::Plain => "Tollgate plain (no guardrails)",
             other => other.label(),
         };
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
-        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
-        let pcpu = |x: &Sample| x.proxy_cpu;
-        let ccpu = |x: &Sample| x.client_cpu;
-        let us = |v: f64| format!("{v:.1} µs");
         let body_bytes = crate::guardrails::chat_body(false).len();
 
-        let sc = Scenario::Guardrails;
-        h(
+        self.write_against_baseline_table(
             s,
-            format!(
+            markdown_headings,
+            &format!(
                 "h. Guardrails: closed loop, {} connections, non-streaming; a plain gateway vs one scanning every prompt and answer with the default guardrails profile, {body_bytes}-byte chat body",
                 st.connections
             ),
+            (Scenario::Guardrails, Target::Plain),
+            label,
         );
-        let _ = writeln!(s, "| target | req/s | vs plain (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-        for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, rps));
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                label(t),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(self.median_of(sc, t, p99), fmt_us),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
-                opt(self.median_of(sc, t, ccpu), fmt_pct),
-                self.errors_cell(sc, t)
-            );
-        }
-        s.push('\n');
 
         let sc = Scenario::GuardrailsStreaming;
-        h(
+        heading(
             s,
-            format!(
+            markdown_headings,
+            &format!(
                 "h. Guardrails, streaming: {} concurrent streams, {} chunks {} apart, same chat body with `\"stream\": true`",
                 st.stream_connections,
                 st.mock_chunks,
@@ -2036,25 +2013,22 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
         );
         let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | TTFT p50 vs plain (per-run median) | stream p50 | content events / stream | proxy CPU | proxy CPU / stream | errors |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-        let t50 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p50_us as f64);
-        let t99 = |x: &Sample| x.report.ttft.as_ref().map(|l| l.p99_us as f64);
         for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, t50));
+            let ratio = median(self.per_run_ratios(sc, t, Target::Plain, metric::ttft_p50));
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 label(t),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                opt(self.median_of(sc, t, t50), fmt_us),
-                opt(self.median_of(sc, t, t99), fmt_us),
+                opt(self.median_of(sc, t, metric::rps), |v| format!("{v:.0}")),
+                opt(self.median_of(sc, t, metric::ttft_p50), fmt_us),
+                opt(self.median_of(sc, t, metric::ttft_p99), fmt_us),
                 opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(
-                    self.median_of(sc, t, |x| x.report.events_per_stream()),
-                    |v| format!("{v:.2}")
-                ),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
+                opt(self.median_of(sc, t, metric::p50), fmt_us),
+                opt(self.median_of(sc, t, metric::events_per_stream), |v| {
+                    format!("{v:.2}")
+                }),
+                opt(self.median_of(sc, t, metric::proxy_cpu), fmt_pct),
+                opt(self.median_of(sc, t, metric::cpu_per_request), fmt_cpu_us),
                 self.errors_cell(sc, t)
             );
         }
@@ -2074,42 +2048,16 @@ opt(self.governance_store_median(), |b| fmt_mib((b / 1024.0) as u64))
     /// alone, and what the observed gateway's access log held.
     fn write_observability(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
-        let rps = |x: &Sample| Some(x.report.requests_per_sec);
-        let p50 = |x: &Sample| Some(x.report.latency.p50_us as f64);
-        let p99 = |x: &Sample| Some(x.report.latency.p99_us as f64);
-        let pcpu = |x: &Sample| x.proxy_cpu;
-        let ccpu = |x: &Sample| x.client_cpu;
-        let us = |v: f64| format!("{v:.1} µs");
-
-        let sc = Scenario::Observability;
-        let title = format!(
-            "i. Observability: closed loop, {} connections, non-streaming; a quiet gateway (no metrics, no access log) vs one counting metrics and writing the JSON access log to a file",
-            st.connections
+        self.write_against_baseline_table(
+            s,
+            markdown_headings,
+            &format!(
+                "i. Observability: closed loop, {} connections, non-streaming; a quiet gateway (no metrics, no access log) vs one counting metrics and writing the JSON access log to a file",
+                st.connections
+            ),
+            (Scenario::Observability, Target::Quiet),
+            Target::label,
         );
-        if markdown_headings {
-            let _ = writeln!(s, "## {title}\n");
-        } else {
-            let _ = writeln!(s, "{title}\n");
-        }
-        let _ = writeln!(s, "| target | req/s | vs quiet (per-run median) | p50 | p99 | proxy CPU | proxy CPU / request | client CPU | errors |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-        for t in sc.targets() {
-            let ratio = median(self.per_run_ratios(sc, t, Target::Quiet, rps));
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                t.label(),
-                opt(self.median_of(sc, t, rps), |v| format!("{v:.0}")),
-                opt(ratio, |v| format!("{v:.2}")),
-                opt(self.median_of(sc, t, p50), fmt_us),
-                opt(self.median_of(sc, t, p99), fmt_us),
-                opt(self.median_of(sc, t, pcpu), fmt_pct),
-                opt(self.median_of(sc, t, cpu_per_request), us),
-                opt(self.median_of(sc, t, ccpu), fmt_pct),
-                self.errors_cell(sc, t)
-            );
-        }
-        s.push('\n');
         let _ = writeln!(
             s,
             "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order, with scenario a's configuration plus two lines in `[server]`: the quiet one `metrics = false` and `access_log = \"off\"`, the observed one `metrics = true` and `access_log` naming a file in the scratch directory. Both write a usage record per request. The difference is the cost of counting every request in the worker's metrics and of handing each request's access log entry to the log's writer thread, which formats and appends it off the request path (on the same CPU here, as the gateway is pinned).",
@@ -2337,8 +2285,22 @@ fn fmt_added(us: f64) -> String {
     }
 }
 
+/// CPU time per request or stream, to a tenth of a µs: `4.8 µs`.
+fn fmt_cpu_us(us: f64) -> String {
+    format!("{us:.1} µs")
+}
+
 fn fmt_pct(f: f64) -> String {
     format!("{:.0}%", f * 100.0)
+}
+
+/// Writes a section's title: a level-2 heading in RESULTS.md, a plain line in the summary.
+fn heading(s: &mut String, markdown: bool, title: &str) {
+    if markdown {
+        let _ = writeln!(s, "## {title}\n");
+    } else {
+        let _ = writeln!(s, "{title}\n");
+    }
 }
 
 fn fmt_mib(kib: u64) -> String {
