@@ -755,6 +755,131 @@ fn logged_driver(stderr: &str) -> Option<String> {
     Some(value.trim_matches('"').to_owned())
 }
 
+/// A process that failed to start, for any reason but an interrupt, is an outcome: every load
+/// through it fails with its error, and the run goes on. An interrupt stops the run.
+fn started<T>(start: Result<T, BenchError>) -> Result<Result<T, String>, BenchError> {
+    match start {
+        Ok(p) => Ok(Ok(p)),
+        Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// What every load of one run is measured with: the run's number, the settings, the
+/// binaries, the mock every scenario also loads directly, and the scratch directory.
+#[derive(Debug)]
+struct RunEnv<'a> {
+    /// 0 for the first run.
+    run: usize,
+    settings: &'a Settings,
+    bins: &'a Binaries,
+    mock: &'a mut Proc,
+    mock_addr: SocketAddr,
+    dir: &'a Path,
+}
+
+// === impl RunEnv ===
+
+impl RunEnv<'_> {
+    /// `run1` for the first run: part of the name of every process and file of the run.
+    fn tag(&self) -> String {
+        format!("run{}", self.run + 1)
+    }
+
+    /// A gateway in front of this run's mock ([`start_gateway`]).
+    fn start_gateway(
+        &self,
+        name: &str,
+        role: &GatewayRole,
+        cwd: Option<&Path>,
+    ) -> Result<Gateway, BenchError> {
+        start_gateway(
+            self.bins,
+            self.settings,
+            self.mock_addr,
+            self.dir,
+            name,
+            role,
+            cwd,
+        )
+    }
+
+    /// `targets` rotated by the run's number, so that no target always runs first (warmest
+    /// caches, coolest CPU).
+    fn rotated(&self, mut targets: Vec<Target>) -> Vec<Target> {
+        let shift = self.run % targets.len();
+        targets.rotate_left(shift);
+        targets
+    }
+
+    /// One load of `scenario` to `target`: `spec` sent by the load generator (with `body`, by
+    /// the one that sends that body) to the address `resolve` gives, with the pid of the
+    /// proxy in between (`None`: straight to the mock), and its progress line on stderr. The
+    /// first run records the command line. A mock or proxy that has exited, or a load that
+    /// failed, is the outcome's error; an interrupt stops the run.
+    fn measure_load(
+        &mut self,
+        results: &mut Results,
+        (scenario, target): (Scenario, Target),
+        spec: &LoadSpec,
+        body: Option<&BodyLoadgen>,
+        resolve: impl FnOnce() -> Result<(SocketAddr, Option<u32>), String>,
+    ) -> Result<Outcome, BenchError> {
+        procs::check_interrupted()?;
+        let name = format!(
+            "loadgen-{}-{}-{}",
+            self.tag(),
+            scenario.slug(),
+            target.slug()
+        );
+        let outcome: Outcome = (|| {
+            self.mock.check_alive()?;
+            let (addr, proxy) = resolve()?;
+            let url = spec.url(addr);
+            if self.run == 0 {
+                // What actually runs: with a body, the load generator and the body file.
+                let args = spec.args(&url);
+                let args = match body {
+                    Some(b) => b.effective_args(args),
+                    None => args,
+                };
+                let spawn = Spawn::new(&name, Some(CLIENT_CPU), &self.bins.loadgen, args);
+                results.note_loadgen_command(scenario, target, spawn.command_line());
+            }
+            let watch = Watch {
+                proxy_core: PROXY_CPU,
+                client_core: CLIENT_CPU,
+                proxy_pid: proxy,
+                mock_pid: self.mock.pid(),
+            };
+            let program = body.map_or(&self.bins.loadgen, |b| &b.program);
+            loadgen::measure(program, spec, &url, &name, &watch, self.dir).map_err(|e| match e {
+                BenchError::Interrupted => "interrupted".to_owned(),
+                other => other.to_string(),
+            })?
+        })();
+        procs::check_interrupted()?;
+        eprintln!("{}", progress_line(scenario, target, &outcome));
+        Ok(outcome)
+    }
+}
+
+/// The line on stderr that says what one load measured.
+fn progress_line(scenario: Scenario, target: Target, outcome: &Outcome) -> String {
+    // a–d's columns fit their shorter names.
+    let (scenario_width, target_width) = if Scenario::LOAD.contains(&scenario) {
+        (11, 8)
+    } else {
+        (18, 16)
+    };
+    format!(
+        "tollgate-bench:   {:<scenario_width$} {:<target_width$} {}",
+        scenario.slug(),
+        target.slug(),
+        results::one_line(scenario, outcome)
+    )
+}
+
 /// One run: every load scenario against every target, then the memory scenario.
 fn one_run(
     run: usize,
@@ -768,52 +893,41 @@ fn one_run(
     let tag = format!("run{}", run + 1);
     let (mut mock, mock_addr, mock_cmd) = start_mock(bins, settings, dir, &format!("mock-{tag}"))?;
     results.note_command("mock", mock_cmd);
+    let mut env = RunEnv {
+        run,
+        settings,
+        bins,
+        mock: &mut mock,
+        mock_addr,
+        dir,
+    };
 
     let load_scenarios: Vec<Scenario> = Scenario::LOAD
         .into_iter()
         .filter(|s| settings.includes(s.letter()))
         .collect();
-    let started = if load_scenarios.is_empty() {
+    let mut gateway = started(if load_scenarios.is_empty() {
         Err(BenchError::Failed("no scenario a–d selected".into()))
     } else {
-        start_gateway(
-            bins,
-            settings,
-            mock_addr,
-            dir,
-            &format!("tollgate-{tag}"),
-            &GatewayRole::PassThrough,
-            None,
-        )
-    };
-    let mut gateway = match started {
-        Ok(g) => {
-            results.note_command("tollgate", g.command_line.clone());
-            results.note_gateway_config(g.config.clone());
-            Ok(g)
-        }
-        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-        Err(e) => Err(e.to_string()),
-    };
+        env.start_gateway(&format!("tollgate-{tag}"), &GatewayRole::PassThrough, None)
+    })?;
+    if let Ok(g) = &gateway {
+        results.note_command("tollgate", g.command_line.clone());
+        results.note_gateway_config(g.config.clone());
+    }
     let mut nginx = match nginx_bin {
-        Availability::Ready { bin, .. } => {
-            match nginx::start(
-                bin,
-                dir,
-                &format!("nginx-{tag}"),
-                PROXY_CPU,
-                mock_addr.port(),
-            ) {
-                Ok(n) => {
-                    results.note_command("nginx", n.command_line.clone());
-                    Some(Ok(n))
-                }
-                Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-                Err(e) => Some(Err(e.to_string())),
-            }
-        }
+        Availability::Ready { bin, .. } => Some(started(nginx::start(
+            bin,
+            dir,
+            &format!("nginx-{tag}"),
+            PROXY_CPU,
+            mock_addr.port(),
+        ))?),
         Availability::Unavailable(_) => None,
     };
+    if let Some(Ok(n)) = &nginx {
+        results.note_command("nginx", n.command_line.clone());
+    }
 
     let mut out = RunResult::default();
     if let Ok(g) = &gateway {
@@ -823,70 +937,38 @@ fn one_run(
     if nginx.is_some() {
         targets.push(Target::Nginx);
     }
-    // Rotate the order per run so no target always runs first (warmest caches, coolest CPU).
-    let shift = run % targets.len();
-    targets.rotate_left(shift);
+    let targets = env.rotated(targets);
 
     for scenario in load_scenarios {
         let spec = settings.spec(scenario);
         for &target in &targets {
-            procs::check_interrupted()?;
-            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
-            let outcome: Outcome = (|| {
-                mock.check_alive()?;
-                let (addr, proxy) = match target {
-                    Target::Direct => (mock_addr, None),
-                    Target::Tollgate => {
-                        let g = gateway.as_mut().map_err(|e| e.clone())?;
-                        g.proc.check_alive()?;
-                        (g.addr, Some(g.proc.pid()))
-                    }
-                    Target::Nginx => {
-                        let n = match nginx.as_mut() {
-                            Some(Ok(n)) => n,
-                            Some(Err(e)) => return Err(e.clone()),
-                            None => return Err("nginx is not measured".into()),
-                        };
-                        n.proc.check_alive()?;
-                        let addr = if spec.stream { n.streaming } else { n.buffered };
-                        (addr, Some(n.proc.pid()))
-                    }
-                    Target::DirectAnthropic
-                    | Target::PassThrough
-                    | Target::Translated
-                    | Target::Plain
-                    | Target::Governed
-                    | Target::Guarded
-                    | Target::Quiet
-                    | Target::Observed => {
-                        return Err("a target of scenario f, g, h or i only".into())
-                    }
-                };
-                let url = format!("http://{addr}/v1/chat/completions");
-                if run == 0 {
-                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
-                    results.note_loadgen_command(scenario, target, spawn.command_line());
+            let resolve = || match target {
+                Target::Direct => Ok((mock_addr, None)),
+                Target::Tollgate => {
+                    let g = gateway.as_mut().map_err(|e| e.clone())?;
+                    g.proc.check_alive()?;
+                    Ok((g.addr, Some(g.proc.pid())))
                 }
-                let watch = Watch {
-                    proxy_core: PROXY_CPU,
-                    client_core: CLIENT_CPU,
-                    proxy_pid: proxy,
-                    mock_pid: mock.pid(),
-                };
-                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
-                    match e {
-                        BenchError::Interrupted => "interrupted".to_owned(),
-                        other => other.to_string(),
-                    }
-                })?
-            })();
-            procs::check_interrupted()?;
-            eprintln!(
-                "tollgate-bench:   {:<11} {:<8} {}",
-                scenario.slug(),
-                target.slug(),
-                results::one_line(scenario, &outcome)
-            );
+                Target::Nginx => {
+                    let n = match nginx.as_mut() {
+                        Some(Ok(n)) => n,
+                        Some(Err(e)) => return Err(e.clone()),
+                        None => return Err("nginx is not measured".into()),
+                    };
+                    n.proc.check_alive()?;
+                    let addr = if spec.stream { n.streaming } else { n.buffered };
+                    Ok((addr, Some(n.proc.pid())))
+                }
+                Target::DirectAnthropic
+                | Target::PassThrough
+                | Target::Translated
+                | Target::Plain
+                | Target::Governed
+                | Target::Guarded
+                | Target::Quiet
+                | Target::Observed => Err("a target of scenario f, g, h or i only".into()),
+            };
+            let outcome = env.measure_load(results, (scenario, target), &spec, None, resolve)?;
             out.load.insert((scenario, target), outcome);
         }
     }
@@ -901,31 +983,19 @@ fn one_run(
 
     // f. translation: its own gateway, so scenarios a–e keep their one-model configuration.
     if settings.includes('f') {
-        let translation = translation_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
-        out.load.extend(translation.load);
-        out.gateway_warnings.extend(translation.gateway_warnings);
+        translation_run(&mut env, results, &mut out)?;
     }
     // g. governance: two fresh gateways of their own, plain and governed.
     if settings.includes('g') {
-        let governance = governance_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
-        out.load.extend(governance.load);
-        out.gateway_warnings.extend(governance.gateway_warnings);
-        out.governance_store_bytes = governance.store_bytes;
-        out.governance_plain_cwd_bytes = governance.plain_cwd_bytes;
+        governance_run(&mut env, results, &mut out)?;
     }
     // h. guardrails: two fresh gateways of their own, plain and guarded.
     if settings.includes('h') {
-        let guardrails = guardrails_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
-        out.load.extend(guardrails.load);
-        out.gateway_warnings.extend(guardrails.gateway_warnings);
+        guardrails_run(&mut env, results, &mut out)?;
     }
     // i. observability: two fresh gateways of their own, quiet and observed.
     if settings.includes('i') {
-        let observability =
-            observability_run(run, settings, bins, &mut mock, mock_addr, dir, results)?;
-        out.load.extend(observability.load);
-        out.gateway_warnings.extend(observability.gateway_warnings);
-        out.observability = Some(observability.checks);
+        observability_run(&mut env, results, &mut out)?;
     }
     if let Some(Ok(n)) = nginx.as_mut() {
         out.nginx_errors = results::nginx_errors(&procs::tail(
@@ -933,12 +1003,8 @@ fn one_run(
             4096,
         ));
     }
-    let started = if settings.includes('e') {
-        start_gateway(
-            bins,
-            settings,
-            mock_addr,
-            dir,
+    let start = if settings.includes('e') {
+        env.start_gateway(
             &format!("tollgate-mem-{tag}"),
             &GatewayRole::PassThrough,
             None,
@@ -946,16 +1012,12 @@ fn one_run(
     } else {
         Err(BenchError::Failed("not selected (--only)".into()))
     };
-    out.memory = match started {
-        Ok(mut g) => {
-            let r = idle::hold_idle(&mut g.proc, g.addr, settings.idle_connections);
-            out.gateway_warnings
-                .extend(results::warnings(&g.proc.stderr()));
-            r
-        }
-        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-        Err(e) => Err(e.to_string()),
-    };
+    out.memory = started(start)?.and_then(|mut g| {
+        let r = idle::hold_idle(&mut g.proc, g.addr, settings.idle_connections);
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
+        r
+    });
     procs::check_interrupted()?;
     match &out.memory {
         Err(_) if !settings.includes('e') => {}
@@ -972,56 +1034,33 @@ fn one_run(
     Ok(out)
 }
 
-/// What scenario f measured in one run.
-#[derive(Debug, Default)]
-struct TranslationRun {
-    load: Vec<((Scenario, Target), Outcome)>,
-    gateway_warnings: Vec<String>,
-}
-
 /// Scenario f: a fresh two-model gateway ([`GatewayRole::Translation`]); closed-loop and
 /// streaming load through it to the pass-through and to the translated model, and straight to
 /// the mock in OpenAI and (non-streamed) Anthropic format, back to back in rotating order.
 fn translation_run(
-    run: usize,
-    settings: &Settings,
-    bins: &Binaries,
-    mock: &mut Proc,
-    mock_addr: SocketAddr,
-    dir: &Path,
+    env: &mut RunEnv,
     results: &mut Results,
-) -> Result<TranslationRun, BenchError> {
-    let tag = format!("run{}", run + 1);
-    let body_file = dir.join("anthropic-messages.json");
+    out: &mut RunResult,
+) -> Result<(), BenchError> {
+    let tag = env.tag();
+    let body_file = env.dir.join("anthropic-messages.json");
     std::fs::write(&body_file, ANTHROPIC_BODY)
         .map_err(|e| BenchError::io(format!("writing {}", body_file.display()), e))?;
-    let mut gateway = match start_gateway(
-        bins,
-        settings,
-        mock_addr,
-        dir,
+    let mut gateway = started(env.start_gateway(
         &format!("tollgate-translation-{tag}"),
         &GatewayRole::Translation,
         None,
-    ) {
-        Ok(g) => {
-            results.note_command("tollgate (scenario f)", g.command_line.clone());
-            results.note_translation_config(g.config.clone());
-            Ok(g)
-        }
-        Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-        Err(e) => Err(e.to_string()),
-    };
+    ))?;
+    if let Ok(g) = &gateway {
+        results.note_command("tollgate (scenario f)", g.command_line.clone());
+        results.note_translation_config(g.config.clone());
+    }
 
-    let mut out = TranslationRun::default();
+    let mock_addr = env.mock_addr;
     for scenario in Scenario::TRANSLATION {
-        let mut targets = scenario.targets();
-        // Rotate as the other scenarios do: neither model always runs first.
-        let shift = run % targets.len();
-        targets.rotate_left(shift);
-        for target in targets {
-            procs::check_interrupted()?;
-            let mut spec = settings.spec(scenario);
+        // Rotated as the other scenarios are: neither model always runs first.
+        for target in env.rotated(scenario.targets()) {
+            let mut spec = env.settings.spec(scenario);
             spec.request = match target {
                 Target::DirectAnthropic => RequestKind::AnthropicMessages {
                     body_file: body_file.clone(),
@@ -1031,68 +1070,31 @@ fn translation_run(
                 },
                 _ => RequestKind::OpenAi { model: MODEL },
             };
-            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
-            let outcome: Outcome = (|| {
-                mock.check_alive()?;
-                let (addr, proxy) = match target {
-                    Target::Direct | Target::DirectAnthropic => (mock_addr, None),
-                    Target::PassThrough | Target::Translated => {
-                        let g = gateway.as_mut().map_err(|e| e.clone())?;
-                        g.proc.check_alive()?;
-                        (g.addr, Some(g.proc.pid()))
-                    }
-                    Target::Tollgate
-                    | Target::Nginx
-                    | Target::Plain
-                    | Target::Governed
-                    | Target::Guarded
-                    | Target::Quiet
-                    | Target::Observed => return Err("not a target of scenario f".into()),
-                };
-                let url = spec.url(addr);
-                if run == 0 {
-                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, spec.args(&url));
-                    results.note_loadgen_command(scenario, target, spawn.command_line());
+            let resolve = || match target {
+                Target::Direct | Target::DirectAnthropic => Ok((mock_addr, None)),
+                Target::PassThrough | Target::Translated => {
+                    let g = gateway.as_mut().map_err(|e| e.clone())?;
+                    g.proc.check_alive()?;
+                    Ok((g.addr, Some(g.proc.pid())))
                 }
-                let watch = Watch {
-                    proxy_core: PROXY_CPU,
-                    client_core: CLIENT_CPU,
-                    proxy_pid: proxy,
-                    mock_pid: mock.pid(),
-                };
-                loadgen::measure(&bins.loadgen, &spec, &url, &name, &watch, dir).map_err(|e| {
-                    match e {
-                        BenchError::Interrupted => "interrupted".to_owned(),
-                        other => other.to_string(),
-                    }
-                })?
-            })();
-            procs::check_interrupted()?;
-            eprintln!(
-                "tollgate-bench:   {:<18} {:<16} {}",
-                scenario.slug(),
-                target.slug(),
-                results::one_line(scenario, &outcome)
-            );
-            out.load.push(((scenario, target), outcome));
+                Target::Tollgate
+                | Target::Nginx
+                | Target::Plain
+                | Target::Governed
+                | Target::Guarded
+                | Target::Quiet
+                | Target::Observed => Err("not a target of scenario f".into()),
+            };
+            let outcome = env.measure_load(results, (scenario, target), &spec, None, resolve)?;
+            out.load.insert((scenario, target), outcome);
         }
     }
     if let Ok(g) = gateway.as_mut() {
-        out.gateway_warnings = results::warnings(&g.proc.stderr());
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
         g.proc.stop();
     }
-    Ok(out)
-}
-
-/// What scenario g measured in one run.
-#[derive(Debug, Default)]
-struct GovernanceRun {
-    load: Vec<((Scenario, Target), Outcome)>,
-    gateway_warnings: Vec<String>,
-    /// Bytes in the governed gateway's store once it stopped.
-    store_bytes: Option<u64>,
-    /// Bytes the plain gateway left in its own working directory (should be none).
-    plain_cwd_bytes: Option<u64>,
+    Ok(())
 }
 
 /// Scenario g: a fresh plain gateway ([`GatewayRole::PassThrough`]) and a fresh governed one
@@ -1100,172 +1102,147 @@ struct GovernanceRun {
 /// straight to the mock, back to back in rotating order. The governed gateway's store is a fresh
 /// directory in the scratch directory, removed once the gateway has stopped.
 fn governance_run(
-    run: usize,
-    settings: &Settings,
-    bins: &Binaries,
-    mock: &mut Proc,
-    mock_addr: SocketAddr,
-    dir: &Path,
+    env: &mut RunEnv,
     results: &mut Results,
-) -> Result<GovernanceRun, BenchError> {
-    let tag = format!("run{}", run + 1);
+    out: &mut RunResult,
+) -> Result<(), BenchError> {
+    let tag = env.tag();
     // Declared before the gateways so it is dropped (removed) after they are (stopped), on
     // every path out of this function.
-    let store = StoreDir::create(dir.join(format!("governance-store-{tag}")))?;
+    let store = StoreDir::create(env.dir.join(format!("governance-store-{tag}")))?;
     // The plain gateway runs in an empty directory of its own, so that anything it writes
     // there, outside the store its config names, shows.
-    let plain_cwd = StoreDir::create(dir.join(format!("governance-plain-cwd-{tag}")))?;
-    let mut start =
-        |name: String, role: GatewayRole, kind: &str, cwd: Option<&Path>| match start_gateway(
-            bins, settings, mock_addr, dir, &name, &role, cwd,
-        ) {
-            Ok(g) => {
-                results.note_command(kind, g.command_line.clone());
-                match role {
-                    GatewayRole::Governed { .. } => {
-                        results.note_governance_config(g.config.clone())
-                    }
-                    _ => results.note_gateway_config(g.config.clone()),
-                }
-                Ok(Ok(g))
-            }
-            Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
-            Err(e) => Ok(Err(e.to_string())),
-        };
-    let mut plain = start(
-        format!("tollgate-plain-{tag}"),
-        GatewayRole::PassThrough,
-        "tollgate (scenario g, plain)",
-        Some(&plain_cwd.path),
-    )?;
-    let mut governed = start(
-        format!("tollgate-governed-{tag}"),
-        GatewayRole::Governed {
-            store: store.path.clone(),
-        },
-        "tollgate (scenario g, governed)",
-        None,
-    )?;
-
-    let mut out = GovernanceRun::default();
-    let gateways = [
-        (Target::Plain, plain.as_mut()),
-        (Target::Governed, governed.as_mut()),
-    ];
-    out.load = measure_against_gateways(
-        run,
-        settings,
-        bins,
-        mock,
-        mock_addr,
-        dir,
+    let plain_cwd = StoreDir::create(env.dir.join(format!("governance-plain-cwd-{tag}")))?;
+    let [plain, governed] = measure_gateway_pair(
+        env,
         results,
+        out,
         &Scenario::GOVERNANCE,
-        gateways,
+        [
+            PairMember {
+                target: Target::Plain,
+                name: format!("tollgate-plain-{tag}"),
+                role: GatewayRole::PassThrough,
+                kind: "tollgate (scenario g, plain)",
+                cwd: Some(&plain_cwd.path),
+            },
+            PairMember {
+                target: Target::Governed,
+                name: format!("tollgate-governed-{tag}"),
+                role: GatewayRole::Governed {
+                    store: store.path.clone(),
+                },
+                kind: "tollgate (scenario g, governed)",
+                cwd: None,
+            },
+        ],
         |_| None,
+        |_| {},
     )?;
-    for g in [&mut plain, &mut governed].into_iter().flatten() {
-        out.gateway_warnings
-            .extend(results::warnings(&g.proc.stderr()));
-        g.proc.stop();
-    }
     if governed.is_ok() {
-        out.store_bytes = store.bytes();
+        out.governance_store_bytes = store.bytes();
     }
     if plain.is_ok() {
-        out.plain_cwd_bytes = plain_cwd.bytes();
+        out.governance_plain_cwd_bytes = plain_cwd.bytes();
     }
     drop((plain, governed));
     drop((store, plain_cwd));
-    Ok(out)
+    Ok(())
 }
 
 /// One outcome per scenario and target, in the order measured.
 type Measured = Vec<((Scenario, Target), Outcome)>;
 
+/// One of the two fresh gateways scenario g, h or i compares.
+#[derive(Debug)]
+struct PairMember<'p> {
+    /// What its loads are recorded as.
+    target: Target,
+    /// Its process's name, which its log, configuration and store files are named after.
+    name: String,
+    role: GatewayRole,
+    /// What its command line is listed as in RESULTS.md.
+    kind: &'static str,
+    /// Its working directory (`None`: the scratch directory).
+    cwd: Option<&'p Path>,
+}
+
+/// Scenarios g, h and i: starts the two gateways, first then second, on the proxy CPU
+/// (recording each one's command line and configuration), measures `scenarios` through both
+/// and straight to the mock with [`measure_against_gateways`], lets `while_running` look at
+/// them, then stops both. Adds the outcomes, and the warnings the gateways logged, to `out`.
+/// Returns the two gateways, stopped (or why each did not start), in the same order.
+fn measure_gateway_pair<'b>(
+    env: &mut RunEnv,
+    results: &mut Results,
+    out: &mut RunResult,
+    scenarios: &[Scenario],
+    [first, second]: [PairMember<'_>; 2],
+    body: impl Fn(Scenario) -> Option<&'b BodyLoadgen>,
+    while_running: impl FnOnce(&[Result<Gateway, String>; 2]),
+) -> Result<[Result<Gateway, String>; 2], BenchError> {
+    let mut start = |m: &PairMember| {
+        let gateway = started(env.start_gateway(&m.name, &m.role, m.cwd))?;
+        if let Ok(g) = &gateway {
+            results.note_command(m.kind, g.command_line.clone());
+            results.note_pair_config(m.target, g.config.clone());
+        }
+        Ok::<_, BenchError>(gateway)
+    };
+    let mut gateways = [start(&first)?, start(&second)?];
+
+    let [a, b] = &mut gateways;
+    let gateways_by_target = [(first.target, a.as_mut()), (second.target, b.as_mut())];
+    out.load.extend(measure_against_gateways(
+        env,
+        results,
+        scenarios,
+        gateways_by_target,
+        body,
+    )?);
+    while_running(&gateways);
+    for g in gateways.iter_mut().flatten() {
+        out.gateway_warnings
+            .extend(results::warnings(&g.proc.stderr()));
+        g.proc.stop();
+    }
+    Ok(gateways)
+}
+
 /// The load of each of `scenarios` straight to the mock and to each of two gateways (a
 /// gateway that failed to start gives its error as the outcome), back to back, rotating which
 /// goes first each run. `body` picks the load generator with a request body of its own for a
 /// scenario (`None`: the load generator's default body).
-#[allow(clippy::too_many_arguments)]
 fn measure_against_gateways<'b>(
-    run: usize,
-    settings: &Settings,
-    bins: &Binaries,
-    mock: &mut Proc,
-    mock_addr: SocketAddr,
-    dir: &Path,
+    env: &mut RunEnv,
     results: &mut Results,
     scenarios: &[Scenario],
     mut gateways: [(Target, Result<&mut Gateway, &mut String>); 2],
-    body: impl Fn(Scenario) -> Option<&'b guardrails::BodyLoadgen>,
+    body: impl Fn(Scenario) -> Option<&'b BodyLoadgen>,
 ) -> Result<Measured, BenchError> {
-    let tag = format!("run{}", run + 1);
+    let mock_addr = env.mock_addr;
     let mut load = Vec::new();
     for &scenario in scenarios {
-        let mut targets = scenario.targets();
-        // Rotate as the other scenarios do: neither gateway always runs first.
-        let shift = run % targets.len();
-        targets.rotate_left(shift);
         let body = body(scenario);
-        for target in targets {
-            procs::check_interrupted()?;
-            let spec = settings.spec(scenario);
-            let name = format!("loadgen-{tag}-{}-{}", scenario.slug(), target.slug());
-            let outcome: Outcome = (|| {
-                mock.check_alive()?;
-                let (addr, proxy) = match target {
-                    Target::Direct => (mock_addr, None),
-                    _ => {
-                        let Some((_, g)) = gateways.iter_mut().find(|(t, _)| *t == target) else {
-                            return Err(format!("not a target of scenario {}", scenario.letter()));
-                        };
-                        let g = g.as_mut().map_err(|e| e.clone())?;
-                        g.proc.check_alive()?;
-                        (g.addr, Some(g.proc.pid()))
-                    }
-                };
-                let url = spec.url(addr);
-                let args = spec.args(&url);
-                if run == 0 {
-                    // What actually runs: with a body, the load generator and the body file.
-                    let args = match body {
-                        Some(b) => b.effective_args(args.clone()),
-                        None => args.clone(),
+        // Rotated as the other scenarios are: neither gateway always runs first.
+        for target in env.rotated(scenario.targets()) {
+            let spec = env.settings.spec(scenario);
+            let resolve = || match target {
+                Target::Direct => Ok((mock_addr, None)),
+                _ => {
+                    let Some((_, g)) = gateways.iter_mut().find(|(t, _)| *t == target) else {
+                        return Err(format!("not a target of scenario {}", scenario.letter()));
                     };
-                    let spawn = Spawn::new(&name, Some(CLIENT_CPU), &bins.loadgen, args);
-                    results.note_loadgen_command(scenario, target, spawn.command_line());
+                    let g = g.as_mut().map_err(|e| e.clone())?;
+                    g.proc.check_alive()?;
+                    Ok((g.addr, Some(g.proc.pid())))
                 }
-                let watch = Watch {
-                    proxy_core: PROXY_CPU,
-                    client_core: CLIENT_CPU,
-                    proxy_pid: proxy,
-                    mock_pid: mock.pid(),
-                };
-                let program = body.map_or(&bins.loadgen, |b| &b.program);
-                loadgen::measure(program, &spec, &url, &name, &watch, dir).map_err(|e| match e {
-                    BenchError::Interrupted => "interrupted".to_owned(),
-                    other => other.to_string(),
-                })?
-            })();
-            procs::check_interrupted()?;
-            eprintln!(
-                "tollgate-bench:   {:<18} {:<16} {}",
-                scenario.slug(),
-                target.slug(),
-                results::one_line(scenario, &outcome)
-            );
+            };
+            let outcome = env.measure_load(results, (scenario, target), &spec, body, resolve)?;
             load.push(((scenario, target), outcome));
         }
     }
     Ok(load)
-}
-
-/// What scenario h measured in one run.
-#[derive(Debug, Default)]
-struct GuardrailsRun {
-    load: Vec<((Scenario, Target), Outcome)>,
-    gateway_warnings: Vec<String>,
 }
 
 /// Scenario h: a fresh plain gateway ([`GatewayRole::PassThrough`]) and a fresh guarded one
@@ -1274,57 +1251,35 @@ struct GuardrailsRun {
 /// carrying the same ~1.5 KiB chat body ([`guardrails::chat_body`]), to each and straight to
 /// the mock, back to back in rotating order.
 fn guardrails_run(
-    run: usize,
-    settings: &Settings,
-    bins: &Binaries,
-    mock: &mut Proc,
-    mock_addr: SocketAddr,
-    dir: &Path,
+    env: &mut RunEnv,
     results: &mut Results,
-) -> Result<GuardrailsRun, BenchError> {
-    let tag = format!("run{}", run + 1);
-    let chat = BodyLoadgen::write(dir, &bins.loadgen, false)?;
-    let chat_stream = BodyLoadgen::write(dir, &bins.loadgen, true)?;
-    let mut start = |name: String, role: GatewayRole, kind: &str| match start_gateway(
-        bins, settings, mock_addr, dir, &name, &role, None,
-    ) {
-        Ok(g) => {
-            results.note_command(kind, g.command_line.clone());
-            match role {
-                GatewayRole::Guarded => results.note_guardrails_config(g.config.clone()),
-                _ => results.note_gateway_config(g.config.clone()),
-            }
-            Ok(Ok(g))
-        }
-        Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
-        Err(e) => Ok(Err(e.to_string())),
-    };
-    let mut plain = start(
-        format!("tollgate-h-plain-{tag}"),
-        GatewayRole::PassThrough,
-        "tollgate (scenario h, plain)",
-    )?;
-    let mut guarded = start(
-        format!("tollgate-h-guarded-{tag}"),
-        GatewayRole::Guarded,
-        "tollgate (scenario h, guarded)",
-    )?;
-
-    let mut out = GuardrailsRun::default();
-    let gateways = [
-        (Target::Plain, plain.as_mut()),
-        (Target::Guarded, guarded.as_mut()),
-    ];
-    out.load = measure_against_gateways(
-        run,
-        settings,
-        bins,
-        mock,
-        mock_addr,
-        dir,
+    out: &mut RunResult,
+) -> Result<(), BenchError> {
+    let tag = env.tag();
+    let chat = BodyLoadgen::write(env.dir, &env.bins.loadgen, false)?;
+    let chat_stream = BodyLoadgen::write(env.dir, &env.bins.loadgen, true)?;
+    // Nothing to look at in the stopped gateways: h is its loads.
+    let _stopped = measure_gateway_pair(
+        env,
         results,
+        out,
         &Scenario::GUARDRAILS,
-        gateways,
+        [
+            PairMember {
+                target: Target::Plain,
+                name: format!("tollgate-h-plain-{tag}"),
+                role: GatewayRole::PassThrough,
+                kind: "tollgate (scenario h, plain)",
+                cwd: None,
+            },
+            PairMember {
+                target: Target::Guarded,
+                name: format!("tollgate-h-guarded-{tag}"),
+                role: GatewayRole::Guarded,
+                kind: "tollgate (scenario h, guarded)",
+                cwd: None,
+            },
+        ],
         |scenario| {
             Some(if scenario.is_stream() {
                 &chat_stream
@@ -1332,21 +1287,9 @@ fn guardrails_run(
                 &chat
             })
         },
+        |_| {},
     )?;
-    for g in [&mut plain, &mut guarded].into_iter().flatten() {
-        out.gateway_warnings
-            .extend(results::warnings(&g.proc.stderr()));
-        g.proc.stop();
-    }
-    Ok(out)
-}
-
-/// What scenario i measured and checked in one run.
-#[derive(Debug, Default)]
-struct ObservabilityRun {
-    load: Measured,
-    gateway_warnings: Vec<String>,
-    checks: ObservabilityChecks,
+    Ok(())
 }
 
 /// Scenario i: a fresh quiet gateway ([`GatewayRole::Quiet`]: no metrics, no access log) and a
@@ -1358,83 +1301,56 @@ struct ObservabilityRun {
 /// the observed gateway's access log (the file is removed after) and what the quiet gateway
 /// wrote that looks like an access log.
 fn observability_run(
-    run: usize,
-    settings: &Settings,
-    bins: &Binaries,
-    mock: &mut Proc,
-    mock_addr: SocketAddr,
-    dir: &Path,
+    env: &mut RunEnv,
     results: &mut Results,
-) -> Result<ObservabilityRun, BenchError> {
-    let tag = format!("run{}", run + 1);
+    out: &mut RunResult,
+) -> Result<(), BenchError> {
+    let tag = env.tag();
     // Declared before the gateways so they are dropped (removed) after the gateways are
     // (stopped), on every path out of this function.
-    let access_log = AccessLogFile::create(dir.join(format!("access-{tag}.log")))?;
+    let access_log = AccessLogFile::create(env.dir.join(format!("access-{tag}.log")))?;
     // The quiet gateway runs in an empty directory of its own, so that a log it should not
     // write there (`"off"` taken for a file name, say) shows.
-    let quiet_cwd = StoreDir::create(dir.join(format!("observability-quiet-cwd-{tag}")))?;
-    let mut start =
-        |name: String, role: GatewayRole, target: Target, kind: &str, cwd: Option<&Path>| {
-            match start_gateway(bins, settings, mock_addr, dir, &name, &role, cwd) {
-                Ok(g) => {
-                    results.note_command(kind, g.command_line.clone());
-                    results.note_observability_config(target, g.config.clone());
-                    Ok(Ok(g))
-                }
-                Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
-                Err(e) => Ok(Err(e.to_string())),
-            }
-        };
-    let mut quiet = start(
-        format!("tollgate-i-quiet-{tag}"),
-        GatewayRole::Quiet,
-        Target::Quiet,
-        "tollgate (scenario i, quiet)",
-        Some(&quiet_cwd.path),
-    )?;
-    let mut observed = start(
-        format!("tollgate-i-observed-{tag}"),
-        GatewayRole::Observed {
-            access_log: access_log.path().to_path_buf(),
-        },
-        Target::Observed,
-        "tollgate (scenario i, observed)",
-        None,
-    )?;
-
-    let mut out = ObservabilityRun::default();
-    let gateways = [
-        (Target::Quiet, quiet.as_mut()),
-        (Target::Observed, observed.as_mut()),
-    ];
-    out.load = measure_against_gateways(
-        run,
-        settings,
-        bins,
-        mock,
-        mock_addr,
-        dir,
+    let quiet_cwd = StoreDir::create(env.dir.join(format!("observability-quiet-cwd-{tag}")))?;
+    let mut checks = ObservabilityChecks::default();
+    let [quiet, observed] = measure_gateway_pair(
+        env,
         results,
+        out,
         &Scenario::OBSERVABILITY,
-        gateways,
+        [
+            PairMember {
+                target: Target::Quiet,
+                name: format!("tollgate-i-quiet-{tag}"),
+                role: GatewayRole::Quiet,
+                kind: "tollgate (scenario i, quiet)",
+                cwd: Some(&quiet_cwd.path),
+            },
+            PairMember {
+                target: Target::Observed,
+                name: format!("tollgate-i-observed-{tag}"),
+                role: GatewayRole::Observed {
+                    access_log: access_log.path().to_path_buf(),
+                },
+                kind: "tollgate (scenario i, observed)",
+                cwd: None,
+            },
+        ],
         |_| None,
+        |[quiet, observed]| {
+            // What the two configurations claim to switch, seen from outside.
+            if let Ok(g) = quiet {
+                checks.quiet_metrics = Some(get_status(g.addr, "/metrics"));
+            }
+            if let Ok(g) = observed {
+                checks.observed_metrics = Some(get_status(g.addr, "/metrics"));
+            }
+        },
     )?;
-    // What the two configurations claim to switch, seen from outside.
-    if let Ok(g) = &quiet {
-        out.checks.quiet_metrics = Some(get_status(g.addr, "/metrics"));
-    }
-    if let Ok(g) = &observed {
-        out.checks.observed_metrics = Some(get_status(g.addr, "/metrics"));
-    }
-    for g in [&mut quiet, &mut observed].into_iter().flatten() {
-        out.gateway_warnings
-            .extend(results::warnings(&g.proc.stderr()));
-        g.proc.stop();
-    }
     // Stopped: on SIGTERM the gateway waits for its log writer to drain the queue into the
     // file before it exits (one killed after the stop grace may have lost its last lines).
     if observed.is_ok() {
-        out.checks.access_log = Some(
+        checks.access_log = Some(
             access_log
                 .read()
                 .map_err(|e| format!("reading {}: {e}", access_log.path().display())),
@@ -1442,13 +1358,13 @@ fn observability_run(
     }
     if let Ok(g) = &quiet {
         let stdio = [g.proc.stdout(), g.proc.stderr()];
-        out.checks.quiet_access_lines =
-            Some(stdio.iter().map(|t| observability::entries_in(t)).sum());
-        out.checks.quiet_cwd_bytes = quiet_cwd.bytes();
+        checks.quiet_access_lines = Some(stdio.iter().map(|t| observability::entries_in(t)).sum());
+        checks.quiet_cwd_bytes = quiet_cwd.bytes();
     }
+    out.observability = Some(checks);
     drop((quiet, observed));
     drop((access_log, quiet_cwd));
-    Ok(out)
+    Ok(())
 }
 
 /// A directory a gateway writes into (the governed gateway's store, or a gateway's own working
@@ -1918,6 +1834,32 @@ mod tests {
         assert_eq!(body["max_tokens"], 64);
         assert_eq!(body["messages"][0]["role"], "user");
         assert!(body.get("stream").is_none());
+    }
+
+    #[test]
+    fn progress_lines() {
+        let failed: Outcome = Err("connection refused".into());
+        assert_eq!(
+            progress_line(Scenario::OpenLoop, Target::Nginx, &failed),
+            "tollgate-bench:   open-loop   nginx    FAILED: connection refused"
+        );
+        assert_eq!(
+            progress_line(Scenario::GuardrailsStreaming, Target::Guarded, &failed),
+            "tollgate-bench:   guardrails-stream  guarded          FAILED: connection refused"
+        );
+    }
+
+    #[test]
+    fn failed_starts_are_outcomes_and_interrupts_stop_the_run() {
+        assert!(matches!(started(Ok(7)), Ok(Ok(7))));
+        match started::<()>(Err(BenchError::Failed("port in use".into()))) {
+            Ok(Err(e)) => assert_eq!(e, "port in use"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            started::<()>(Err(BenchError::Interrupted)),
+            Err(BenchError::Interrupted)
+        ));
     }
 
     #[test]

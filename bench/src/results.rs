@@ -514,19 +514,23 @@ impl Results {
         self.translation_config.get_or_insert(toml);
     }
 
-    /// Records the scenario-g governed gateway's configuration file (the first time only).
-    pub fn note_governance_config(&mut self, toml: String) {
-        self.governance_config.get_or_insert(toml);
-    }
-
-    /// Records the scenario-h guarded gateway's configuration file (the first time only).
-    pub fn note_guardrails_config(&mut self, toml: String) {
-        self.guardrails_config.get_or_insert(toml);
-    }
-
-    /// Records a scenario-i gateway's configuration file (the first time only per target).
-    pub fn note_observability_config(&mut self, target: Target, toml: String) {
-        self.observability_configs.entry(target).or_insert(toml);
+    /// Records the configuration file of one of the two gateways of scenario g, h or i,
+    /// measured as `target` (the first time only): g's governed gateway, h's guarded one and
+    /// each of i's two have their own; a plain gateway (g's and h's baseline) has the
+    /// configuration of a–d, recorded as [`Self::note_gateway_config`] does.
+    pub fn note_pair_config(&mut self, target: Target, toml: String) {
+        match target {
+            Target::Governed => {
+                self.governance_config.get_or_insert(toml);
+            }
+            Target::Guarded => {
+                self.guardrails_config.get_or_insert(toml);
+            }
+            Target::Quiet | Target::Observed => {
+                self.observability_configs.entry(target).or_insert(toml);
+            }
+            _ => self.note_gateway_config(toml),
+        }
     }
 
     /// Records a load generator command line (the first time only).
@@ -2910,10 +2914,11 @@ mod tests {
         );
         r.note_gateway_config("# plain\n[server]\nworkers = 1\n\n".into());
         r.note_translation_config("# translation\n".into());
-        r.note_governance_config("# governed\n".into());
-        r.note_guardrails_config("# guarded\n".into());
-        r.note_observability_config(Target::Quiet, "# quiet\n".into());
-        r.note_observability_config(Target::Observed, "# observed\n".into());
+        r.note_pair_config(Target::Governed, "# governed\n".into());
+        r.note_pair_config(Target::Guarded, "# guarded\n".into());
+        r.note_pair_config(Target::Quiet, "# quiet\n".into());
+        r.note_pair_config(Target::Observed, "# observed\n".into());
+        r.note_pair_config(Target::Plain, "# not recorded: a–d's came first\n".into());
         r
     }
 
@@ -2958,6 +2963,31 @@ mod tests {
             include_str!("testdata/unmeasured-ghi.md"),
             "RESULTS-ghi.md, nothing measured",
         );
+    }
+
+    #[test]
+    fn pair_configs_go_to_their_scenario() {
+        let mut r = results_with(&[]);
+        r.note_pair_config(Target::Plain, "plain".into());
+        r.note_pair_config(Target::Governed, "governed".into());
+        r.note_pair_config(Target::Guarded, "guarded".into());
+        r.note_pair_config(Target::Observed, "observed".into());
+        r.note_pair_config(Target::Quiet, "quiet".into());
+        // The first of each is kept.
+        r.note_pair_config(Target::Plain, "plain 2".into());
+        r.note_pair_config(Target::Governed, "governed 2".into());
+        r.note_pair_config(Target::Observed, "observed 2".into());
+        assert_eq!(r.gateway_config.as_deref(), Some("plain"));
+        assert_eq!(r.governance_config.as_deref(), Some("governed"));
+        assert_eq!(r.guardrails_config.as_deref(), Some("guarded"));
+        assert_eq!(
+            r.observability_configs,
+            BTreeMap::from([
+                (Target::Quiet, "quiet".to_owned()),
+                (Target::Observed, "observed".to_owned())
+            ])
+        );
+        assert_eq!(r.translation_config, None);
     }
 
     #[test]
