@@ -1,4 +1,4 @@
-//! The JSON access log: one line per model request, formatted and written by a thread of its
+//! The JSON access log: one line per request, formatted and written by a thread of its
 //! own. Workers hand it a finished [`AccessEntry`] with `try_send` on a bounded queue; when the
 //! queue is full the entry is dropped and counted, never waited for, so a slow disk or a
 //! blocked stdout can never hold up a request.
@@ -18,12 +18,15 @@ const QUEUE: usize = 64 * 1024;
 /// How often the writer wakes to write what was queued.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// One finished model request, as it is logged.
-#[derive(Debug, Clone)]
+/// One finished request, as it is logged. Requests that are not model requests (or were
+/// refused before a key or model was known) leave the key, model and usage fields empty.
+#[derive(Debug, Clone, Default)]
 pub struct AccessEntry {
     /// Unix milliseconds when it finished.
     pub time_ms: u64,
     pub request_id: String,
+    /// The route's metric label (`chat_completions`, `messages`, `health`, `unknown`, ...).
+    pub route: &'static str,
     /// The key's name.
     pub key: String,
     /// The key's display form (`sk-tg-...abcd`).
@@ -178,6 +181,8 @@ pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
     out.push(b'"');
     push_rfc3339_ms(out, e.time_ms);
     out.push(b'"');
+    field(out, "route");
+    text(out, e.route);
     for (name, value) in [
         ("request_id", &e.request_id),
         ("key", &e.key),
@@ -291,6 +296,7 @@ mod tests {
         AccessEntry {
             time_ms: 1_763_762_634_123,
             request_id: "client \"7\"".into(),
+            route: "chat_completions",
             key: "demo".into(),
             key_prefix: "sk-tg-...abcd".into(),
             team: "ml".into(),
@@ -322,7 +328,8 @@ mod tests {
         assert_eq!(v["latency_ms"], 1.234);
         assert_eq!(v["ttft_ms"], serde_json::Value::Null);
         assert_eq!(v["attempts"], 1);
-        assert_eq!(v.as_object().unwrap().len(), 15);
+        assert_eq!(v["route"], "chat_completions");
+        assert_eq!(v.as_object().unwrap().len(), 16);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Downstream {
     request_id: Option<crate::trace::RequestId>,
     /// Status of the last response head written (0 before any).
     last_status: u16,
+    /// The request being answered already has its access-log line (a model request's).
+    logged: bool,
 }
 
 /// How a response body is framed to the client.
@@ -61,6 +63,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         out: BytesMut::new(),
         request_id: None,
         last_status: 0,
+        logged: false,
     };
     loop {
         let head = match conn.read_head(&core).await {
@@ -94,6 +97,17 @@ impl Downstream {
     /// Names the request now being answered (`None` before one is read).
     pub fn set_request_id(&mut self, id: Option<crate::trace::RequestId>) {
         self.request_id = id;
+    }
+
+    /// Records that the request being answered has had its access-log line written.
+    pub fn mark_logged(&mut self) {
+        self.logged = true;
+    }
+
+    /// Whether the request being answered had its access-log line written; resets it for the
+    /// next request.
+    pub fn take_logged(&mut self) -> bool {
+        std::mem::take(&mut self.logged)
     }
 
     /// Status of the last response head queued on this connection (0 when none was).

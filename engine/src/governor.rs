@@ -692,6 +692,7 @@ pub(crate) fn record(
     core.access.log(|| crate::access_log::AccessEntry {
         time_ms: now,
         request_id: ctx.request_id.as_str().to_owned(),
+        route: ctx.route_label(),
         key: entry.record.name.clone(),
         key_prefix: entry.record.display.clone(),
         team: entry.team.clone().unwrap_or_default(),

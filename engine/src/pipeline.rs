@@ -101,10 +101,21 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
     conn.set_request_id(Some(id));
     let route = route(head.method, head.method_str(), head.path());
     let label = route.as_ref().map_or("unknown", Route::label);
+    let started = Instant::now();
     let keep = serve(core, conn, head, route, keep_alive).await;
-    core.metrics
-        .borrow_mut()
-        .http_response(label, conn.last_status());
+    let status = conn.last_status();
+    core.metrics.borrow_mut().http_response(label, status);
+    if !conn.take_logged() {
+        // Not a model request, or refused before one (no key, no such model): a short line.
+        core.access.log(|| crate::access_log::AccessEntry {
+            time_ms: crate::governor::now_ms(),
+            request_id: id.as_str().to_owned(),
+            route: label,
+            status,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            ..Default::default()
+        });
+    }
     keep
 }
 
@@ -449,6 +460,14 @@ pub(crate) struct RequestCtx<'a> {
 }
 
 impl RequestCtx<'_> {
+    /// The route this request came in on, as metrics and the access log name it.
+    pub(crate) fn route_label(&self) -> &'static str {
+        match self.format {
+            ClientFormat::Anthropic => Route::Messages.label(),
+            ClientFormat::OpenAi => Route::Proxy(self.endpoint).label(),
+        }
+    }
+
     /// Replaces the body (input guardrails masked something) and inspects it again, so the
     /// spans the attempts splice at point into the new body.
     fn replace_body(&mut self, body: Bytes, core: &Core) -> Result<(), GatewayError> {
@@ -831,6 +850,7 @@ async fn governed(
         if let Err(e) = scanned {
             ctx.meter.set_status(e.status());
             crate::governor::record(core, &ctx, entry, None, estimate, started_ms, false);
+            conn.mark_logged();
             return Err(e);
         }
     }
@@ -842,6 +862,7 @@ async fn governed(
             core.metrics.borrow_mut().refused(limit, level);
             ctx.meter.set_status(429);
             crate::governor::record(core, &ctx, entry, None, estimate, started_ms, false);
+            conn.mark_logged();
             return Err(e);
         }
     };
@@ -858,6 +879,7 @@ async fn governed(
         started_ms,
         true,
     );
+    conn.mark_logged();
     result
 }
 

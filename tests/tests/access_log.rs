@@ -1,4 +1,4 @@
-//! The JSON access log end to end: one line per model request with the schema of
+//! The JSON access log end to end: one line per request with the schema of
 //! config/REFERENCE.md, the same request id the client saw, tokens as the upstream counted
 //! them, and never the key itself.
 
@@ -58,6 +58,10 @@ limits = { rpm = 1 }
         post(addr, "/v1/chat/completions", capped, &body).status,
         429
     );
+    // Refused before a key is known, and no route at all: short lines.
+    let no_key = post(addr, "/v1/chat/completions", Some("sk-nope"), &body);
+    assert_eq!(no_key.status, 401);
+    assert_eq!(Client::connect(addr).get("/nowhere", None).status, 404);
     gw.shutdown();
 
     let text = std::fs::read_to_string(&log).unwrap();
@@ -65,9 +69,10 @@ limits = { rpm = 1 }
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
     let fields = [
         "time",
+        "route",
         "request_id",
         "key",
         "key_prefix",
@@ -91,8 +96,23 @@ limits = { rpm = 1 }
         want.sort_unstable();
         assert_eq!(keys, want, "{line}");
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(line["model"], "gpt-4o-mini");
     }
+    let model_lines: Vec<&Value> = lines.iter().filter(|l| l["model"] != "").collect();
+    assert_eq!(model_lines.len(), 4, "{text}");
+    for line in &model_lines {
+        assert_eq!(line["model"], "gpt-4o-mini");
+        assert_eq!(line["route"], "chat_completions");
+    }
+    let unauthorized = lines.iter().find(|l| l["status"] == 401).unwrap();
+    assert_eq!(unauthorized["route"], "chat_completions");
+    assert_eq!(unauthorized["key"], "");
+    assert_eq!(
+        unauthorized["request_id"],
+        no_key.header("x-request-id").unwrap()
+    );
+    let unknown = lines.iter().find(|l| l["status"] == 404).unwrap();
+    assert_eq!(unknown["route"], "unknown");
+    assert_eq!(unknown["attempts"], 0);
     let by_id = |id: &str| {
         lines
             .iter()
