@@ -83,6 +83,16 @@ struct ModelCounts {
     cost_nanos: u64,
 }
 
+impl ModelCounts {
+    fn add(&mut self, other: &ModelCounts) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cost_nanos += other.cost_nanos;
+    }
+}
+
 /// A histogram and the exact sum of what it recorded (HDR keeps no sum).
 #[derive(Debug, Clone)]
 struct Timing {
@@ -275,65 +285,46 @@ impl CoreMetrics {
 
     /// Adds `other` (another core's copy), matching series by their names.
     fn merge(&mut self, other: &CoreMetrics) {
-        let mut map = |id: NameId| self.names.id(other.names.name(id));
-        let keys: Vec<(ModelKey, ModelCounts)> = other
-            .model_requests
-            .iter()
-            .map(|(k, c)| {
-                (
-                    ModelKey {
-                        model: map(k.model),
-                        deployment: map(k.deployment),
-                        team: map(k.team),
-                        status: k.status,
-                    },
-                    *c,
-                )
-            })
-            .collect();
-        let hits: Vec<(HitKey, u64)> = other
-            .guardrail_hits
-            .iter()
-            .map(|(k, n)| {
-                (
-                    HitKey {
-                        profile: map(k.profile),
-                        rule: map(k.rule),
-                        ..*k
-                    },
-                    *n,
-                )
-            })
-            .collect();
-        let timings: Vec<(usize, NameId, &Timing)> =
-            [&other.durations, &other.first_token, &other.per_token]
-                .into_iter()
-                .enumerate()
-                .flat_map(|(i, m)| m.iter().map(move |(id, t)| (i, *id, t)))
-                .map(|(i, id, t)| (i, map(id), t))
-                .collect();
-        for (k, c) in keys {
-            let mine = self.model_requests.entry(k).or_default();
-            mine.requests += c.requests;
-            mine.input_tokens += c.input_tokens;
-            mine.output_tokens += c.output_tokens;
-            mine.cached_tokens += c.cached_tokens;
-            mine.cost_nanos += c.cost_nanos;
-        }
-        for (k, n) in hits {
-            *self.guardrail_hits.entry(k).or_default() += n;
-        }
-        for (i, id, t) in timings {
-            let map = match i {
-                0 => &mut self.durations,
-                1 => &mut self.first_token,
-                _ => &mut self.per_token,
+        // Other's name ids, translated to ours once.
+        let ids: Vec<NameId> = other.names.names.iter().map(|n| self.names.id(n)).collect();
+        let id = |theirs: NameId| ids.get(theirs as usize).copied().unwrap_or_default();
+        for (k, c) in &other.model_requests {
+            let key = ModelKey {
+                model: id(k.model),
+                deployment: id(k.deployment),
+                team: id(k.team),
+                status: k.status,
             };
-            match map.get_mut(&id) {
-                Some(mine) => mine.add(t),
-                None => {
-                    map.insert(id, t.clone());
+            self.model_requests.entry(key).or_default().add(c);
+        }
+        for (k, n) in &other.guardrail_hits {
+            let key = HitKey {
+                profile: id(k.profile),
+                rule: id(k.rule),
+                ..*k
+            };
+            *self.guardrail_hits.entry(key).or_default() += n;
+        }
+        for (mine, theirs) in [
+            (&mut self.durations, &other.durations),
+            (&mut self.first_token, &other.first_token),
+            (&mut self.per_token, &other.per_token),
+        ] {
+            for (model, t) in theirs {
+                match mine.get_mut(&id(*model)) {
+                    Some(m) => m.add(t),
+                    None => {
+                        mine.insert(id(*model), t.clone());
+                    }
                 }
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.upstream_failures, &other.upstream_failures),
+            (&mut self.retries, &other.retries),
+        ] {
+            for ((name, cause), n) in theirs {
+                *mine.entry((id(*name), *cause)).or_default() += n;
             }
         }
         for (k, n) in &other.refusals {
@@ -341,15 +332,6 @@ impl CoreMetrics {
         }
         for (k, n) in &other.http_responses {
             *self.http_responses.entry(*k).or_default() += n;
-        }
-        for (own, theirs) in [
-            (&mut self.upstream_failures, &other.upstream_failures),
-            (&mut self.retries, &other.retries),
-        ] {
-            for ((name, cause), n) in theirs {
-                let id = self.names.id(other.names.name(*name));
-                *own.entry((id, *cause)).or_default() += n;
-            }
         }
         self.open_connections += other.open_connections;
     }
@@ -574,13 +556,10 @@ impl Collected {
         // Tokens and spend by model, deployment and team (status would only split them).
         let mut usage: HashMap<(&str, &str, &str), ModelCounts> = HashMap::new();
         for (model, deployment, team, _, c) in &series {
-            let u = usage
+            usage
                 .entry((model.as_str(), deployment.as_str(), team.as_str()))
-                .or_default();
-            u.input_tokens += c.input_tokens;
-            u.output_tokens += c.output_tokens;
-            u.cached_tokens += c.cached_tokens;
-            u.cost_nanos += c.cost_nanos;
+                .or_default()
+                .add(c);
         }
         let mut usage: Vec<_> = usage.into_iter().collect();
         usage.sort_by(|a, b| a.0.cmp(&b.0));
