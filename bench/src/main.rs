@@ -7,11 +7,12 @@
 //! one translated to an Anthropic-format upstream, measures what translation costs (scenario f);
 //! with a fresh plain gateway and one enforcing key and team limits and pricing every request,
 //! what governance costs (scenario g); with a fresh plain gateway and one scanning every prompt
-//! and answer with the default guardrails profile, what guardrails cost (scenario h); with a
-//! fresh quiet gateway (no metrics, no access log) and one counting metrics and writing the JSON
-//! access log to a file, what observability costs (scenario i). Every gateway writes its usage
-//! ledger (one record per request, always on) to a store of its own in the scratch directory.
-//! `--only` picks scenarios by letter (a to i).
+//! and answer with the default guardrails profile, what guardrails cost (scenario h; and,
+//! informational, the same streams through two more such gateways to a second mock paced like a
+//! hosted model); with a fresh quiet gateway (no metrics, no access log) and one counting
+//! metrics and writing the JSON access log to a file, what observability costs (scenario i).
+//! Every gateway writes its usage ledger (one record per request, always on) to a store of its
+//! own in the scratch directory. `--only` picks scenarios by letter (a to i).
 //! Writes medians, ratios against nginx and the goals to `bench/RESULTS.md`. Load only ever goes
 //! to 127.0.0.1, bounded in time and count; every process it starts is stopped on the way out,
 //! on errors and on Ctrl-C too, and the governed gateway's store directory and the observed
@@ -42,7 +43,9 @@ use crate::machine::Machine;
 use crate::nginx::Availability;
 use crate::observability::{AccessLogFile, QUIET_SERVER_LINES};
 use crate::procs::{Proc, Scratch, Spawn};
-use crate::results::{ObservabilityChecks, Results, RunResult, Scenario, Settings, Target};
+use crate::results::{
+    MockPacing, ObservabilityChecks, Results, RunResult, Scenario, Settings, Target,
+};
 
 /// The CPU the proxies (Tollgate or nginx) run on.
 const PROXY_CPU: usize = 0;
@@ -52,6 +55,20 @@ const CLIENT_CPU: usize = 1;
 
 /// Open-file limit the runner asks for (children inherit it).
 const NOFILE_WANTED: u64 = 65_536;
+
+/// Time to first token of scenario h's paced mock: the order of a hosted small model's (a few
+/// hundred ms). The guarded gateway holds the first token back for one chunk interval; the
+/// informational row shows that hold at the scale it has behind such a model, which the bench
+/// mock's TTFT of 0 magnifies.
+const PACED_MOCK_TTFT: Duration = Duration::from_millis(300);
+
+/// Pause between the paced mock's chunks: the order of a hosted small model's token rate (~50
+/// tokens a second), one chunk standing for one token.
+const PACED_MOCK_CHUNK_DELAY: Duration = Duration::from_millis(20);
+
+/// Content chunks of each of the paced mock's streams: as many as the bench mock's, so that
+/// both streaming loads carry the same answer.
+const PACED_MOCK_CHUNKS: u32 = 16;
 
 /// Run the end-to-end benchmark: direct-to-mock vs Tollgate vs nginx, on pinned cores.
 #[derive(Debug, Parser)]
@@ -370,31 +387,36 @@ fn build(root: &Path) -> Result<Binaries, BenchError> {
     Ok(bins)
 }
 
-/// The mock provider pinned to the client CPU: one thread, streams of `chunks` chunks.
+/// A mock provider pinned to the client CPU: one thread, streams paced as `pacing` says.
 fn start_mock(
     bins: &Binaries,
-    settings: &Settings,
+    pacing: MockPacing,
     dir: &Path,
     name: &str,
 ) -> Result<(Proc, SocketAddr, String), BenchError> {
     let port = procs::free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let args = vec![
+    let spawn = Spawn::new(name, Some(CLIENT_CPU), &bins.mock, mock_args(addr, pacing));
+    let mut proc = Proc::start(&spawn, dir)?;
+    procs::wait_for_port(&mut proc, addr, Duration::from_secs(10))?;
+    Ok((proc, addr, spawn.command_line()))
+}
+
+/// The mock's arguments: listen on `addr`, one thread, streams paced as `pacing` says.
+fn mock_args(addr: SocketAddr, pacing: MockPacing) -> Vec<String> {
+    vec![
         "--listen".to_owned(),
         addr.to_string(),
         "--threads".to_owned(),
         "1".to_owned(),
         "--chunks".to_owned(),
-        settings.mock_chunks.to_string(),
+        pacing.chunks.to_string(),
         "--chunk-delay".to_owned(),
-        loadgen::fmt_duration(settings.mock_chunk_delay),
+        loadgen::fmt_duration(pacing.chunk_delay),
         "--ttft".to_owned(),
-        "0ms".to_owned(),
-    ];
-    let spawn = Spawn::new(name, Some(CLIENT_CPU), &bins.mock, args);
-    let mut proc = Proc::start(&spawn, dir)?;
-    procs::wait_for_port(&mut proc, addr, Duration::from_secs(10))?;
-    Ok((proc, addr, spawn.command_line()))
+        // Always in ms (`0ms` for the bench mock), as the recorded command lines always were.
+        format!("{}ms", pacing.ttft.as_millis()),
+    ]
 }
 
 /// Which configuration a gateway runs.
@@ -804,6 +826,19 @@ impl RunEnv<'_> {
         )
     }
 
+    /// The same run measured against another mock: `mock`, listening on `mock_addr`, is what
+    /// loads go straight to, what new gateways point at and whose CPU is accounted.
+    fn with_mock<'b>(&'b self, mock: &'b mut Proc, mock_addr: SocketAddr) -> RunEnv<'b> {
+        RunEnv {
+            run: self.run,
+            settings: self.settings,
+            bins: self.bins,
+            mock,
+            mock_addr,
+            dir: self.dir,
+        }
+    }
+
     /// `targets` rotated by the run's number, so that no target always runs first (warmest
     /// caches, coolest CPU).
     fn rotated(&self, mut targets: Vec<Target>) -> Vec<Target> {
@@ -891,7 +926,8 @@ fn one_run(
 ) -> Result<RunResult, BenchError> {
     let dir = scratch.path();
     let tag = format!("run{}", run + 1);
-    let (mut mock, mock_addr, mock_cmd) = start_mock(bins, settings, dir, &format!("mock-{tag}"))?;
+    let (mut mock, mock_addr, mock_cmd) =
+        start_mock(bins, settings.bench_mock(), dir, &format!("mock-{tag}"))?;
     results.note_command("mock", mock_cmd);
     let mut env = RunEnv {
         run,
@@ -1249,7 +1285,8 @@ fn measure_against_gateways<'b>(
 /// ([`GatewayRole::Guarded`]), both on the proxy CPU, each writing the usage ledger to a store of
 /// its own; the throughput scenario's load and the streaming scenario's load, every request
 /// carrying the same ~1.5 KiB chat body ([`guardrails::chat_body`]), to each and straight to
-/// the mock, back to back in rotating order.
+/// the mock, back to back in rotating order. Then the streaming load against a paced mock
+/// ([`guardrails_paced_run`]).
 fn guardrails_run(
     env: &mut RunEnv,
     results: &mut Results,
@@ -1289,6 +1326,68 @@ fn guardrails_run(
         },
         |_| {},
     )?;
+    guardrails_paced_run(env, results, out, &chat_stream)
+}
+
+/// Scenario h's informational load: a second mock process, pinned as the first and paced like a
+/// hosted model ([`Settings::paced_mock`]), a fresh plain and a fresh guarded gateway with h's
+/// two configurations but pointing at that mock, and h's streaming load (`chat_stream`'s body)
+/// to each and straight to that mock, back to back in rotating order; the mock is stopped after.
+/// A paced mock that does not start fails these three loads, not the run.
+fn guardrails_paced_run(
+    env: &mut RunEnv,
+    results: &mut Results,
+    out: &mut RunResult,
+    chat_stream: &BodyLoadgen,
+) -> Result<(), BenchError> {
+    let tag = env.tag();
+    let sc = Scenario::GuardrailsStreamingPaced;
+    let name = format!("mock-h-paced-{tag}");
+    let (mut mock, mock_addr) = match started(start_mock(
+        env.bins,
+        env.settings.paced_mock,
+        env.dir,
+        &name,
+    ))? {
+        Ok((mock, addr, command_line)) => {
+            results.note_command("mock (scenario h, paced)", command_line);
+            (mock, addr)
+        }
+        Err(e) => {
+            for target in env.rotated(sc.targets()) {
+                let outcome: Outcome = Err(format!("the paced mock did not start: {e}"));
+                eprintln!("{}", progress_line(sc, target, &outcome));
+                out.load.insert((sc, target), outcome);
+            }
+            return Ok(());
+        }
+    };
+    // Nothing to look at in the stopped gateways: the paced load is all there is.
+    let _stopped = measure_gateway_pair(
+        &mut env.with_mock(&mut mock, mock_addr),
+        results,
+        out,
+        &Scenario::GUARDRAILS_PACED,
+        [
+            PairMember {
+                target: Target::Plain,
+                name: format!("tollgate-h-paced-plain-{tag}"),
+                role: GatewayRole::PassThrough,
+                kind: "tollgate (scenario h, paced upstream, plain)",
+                cwd: None,
+            },
+            PairMember {
+                target: Target::Guarded,
+                name: format!("tollgate-h-paced-guarded-{tag}"),
+                role: GatewayRole::Guarded,
+                kind: "tollgate (scenario h, paced upstream, guarded)",
+                cwd: None,
+            },
+        ],
+        |_| Some(chat_stream),
+        |_| {},
+    )?;
+    mock.stop();
     Ok(())
 }
 
@@ -1446,13 +1545,24 @@ impl Settings {
                 rate: Some(self.rate),
                 ..base
             },
+            // h's paced load is exactly h's streaming load; only the mock differs.
             Scenario::Streaming
             | Scenario::TranslationStreaming
-            | Scenario::GuardrailsStreaming => LoadSpec {
+            | Scenario::GuardrailsStreaming
+            | Scenario::GuardrailsStreamingPaced => LoadSpec {
                 connections: self.stream_connections,
                 stream: true,
                 ..base
             },
+        }
+    }
+
+    /// The bench mock's pacing: chunks [`Settings::mock_chunk_delay`] apart, the first at once.
+    fn bench_mock(&self) -> MockPacing {
+        MockPacing {
+            chunks: self.mock_chunks,
+            ttft: Duration::ZERO,
+            chunk_delay: self.mock_chunk_delay,
         }
     }
 
@@ -1483,6 +1593,11 @@ impl Settings {
             stream_connections: cli.stream_connections.max(1),
             mock_chunks: 16,
             mock_chunk_delay: Duration::from_millis(1),
+            paced_mock: MockPacing {
+                chunks: PACED_MOCK_CHUNKS,
+                ttft: PACED_MOCK_TTFT,
+                chunk_delay: PACED_MOCK_CHUNK_DELAY,
+            },
             proxy_cpu: PROXY_CPU,
             client_cpu: CLIENT_CPU,
             only: selection(&cli.only),
@@ -1828,6 +1943,45 @@ mod tests {
     }
 
     #[test]
+    fn guardrails_paced_load_is_the_streaming_load_against_the_paced_mock() {
+        let cli = Cli::try_parse_from(["tollgate-bench", "--duration", "5s"]).unwrap();
+        let settings = Settings::from_cli(&cli);
+        let (h, paced) = (
+            settings.spec(Scenario::GuardrailsStreaming),
+            settings.spec(Scenario::GuardrailsStreamingPaced),
+        );
+        assert_eq!(format!("{h:?}"), format!("{paced:?}"));
+        assert!(paced.stream);
+        assert_eq!(paced.connections, 16);
+        assert_eq!(
+            paced.duration,
+            Duration::from_secs(5),
+            "--duration as given"
+        );
+        assert_eq!(
+            Scenario::GUARDRAILS_PACED.map(Scenario::letter),
+            ['h'],
+            "`--only h` runs it"
+        );
+        assert!(Scenario::GuardrailsStreamingPaced.is_stream());
+        assert_eq!(
+            Scenario::GuardrailsStreamingPaced.targets(),
+            [Target::Direct, Target::Plain, Target::Guarded]
+        );
+
+        // The paced mock, and the bench mock's arguments as they always were.
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            mock_args(addr, settings.paced_mock).join(" "),
+            "--listen 127.0.0.1:9 --threads 1 --chunks 16 --chunk-delay 20ms --ttft 300ms"
+        );
+        assert_eq!(
+            mock_args(addr, settings.bench_mock()).join(" "),
+            "--listen 127.0.0.1:9 --threads 1 --chunks 16 --chunk-delay 1ms --ttft 0ms"
+        );
+    }
+
+    #[test]
     fn anthropic_body_is_a_messages_request() {
         let body: serde_json::Value = serde_json::from_str(ANTHROPIC_BODY).unwrap();
         assert_eq!(body["model"], TRANSLATED_MODEL);
@@ -1846,6 +2000,10 @@ mod tests {
         assert_eq!(
             progress_line(Scenario::GuardrailsStreaming, Target::Guarded, &failed),
             "tollgate-bench:   guardrails-stream  guarded          FAILED: connection refused"
+        );
+        assert_eq!(
+            progress_line(Scenario::GuardrailsStreamingPaced, Target::Plain, &failed),
+            "tollgate-bench:   guardrails-paced   plain            FAILED: connection refused"
         );
     }
 

@@ -102,6 +102,9 @@ pub enum Scenario {
     Guardrails,
     /// h. streaming, plain vs guarded: time to first token.
     GuardrailsStreaming,
+    /// h. streaming, plain vs guarded, against a second mock paced like a hosted model: time
+    /// to first token (informational).
+    GuardrailsStreamingPaced,
     /// i. closed-loop throughput, a gateway with metrics and the access log off vs one with
     /// both on.
     Observability,
@@ -134,12 +137,25 @@ pub struct Settings {
     pub mock_chunks: u32,
     /// Mock: pause between chunks.
     pub mock_chunk_delay: Duration,
+    /// Scenario h's second mock, paced like a hosted model (its informational load).
+    pub paced_mock: MockPacing,
     /// CPU of the proxies.
     pub proxy_cpu: usize,
     /// CPU of the mock and the load generator.
     pub client_cpu: usize,
     /// `--only`: the letters of the scenarios to run (sorted, no repeats); `None` runs all.
     pub only: Option<String>,
+}
+
+/// How a mock provider paces its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockPacing {
+    /// Content chunks per stream.
+    pub chunks: u32,
+    /// Pause between the response head and the first content chunk.
+    pub ttft: Duration,
+    /// Pause between content chunks.
+    pub chunk_delay: Duration,
 }
 
 /// Everything one run measured.
@@ -301,6 +317,10 @@ impl Scenario {
     /// Scenario h's loads, run after g with their own two gateways.
     pub const GUARDRAILS: [Scenario; 2] = [Scenario::Guardrails, Scenario::GuardrailsStreaming];
 
+    /// Scenario h's informational load, run after h's other loads with a paced mock and two
+    /// gateways of its own in front of it.
+    pub const GUARDRAILS_PACED: [Scenario; 1] = [Scenario::GuardrailsStreamingPaced];
+
     /// Scenario i's load, run after h with its own two gateways.
     pub const OBSERVABILITY: [Scenario; 1] = [Scenario::Observability];
 
@@ -316,6 +336,7 @@ impl Scenario {
             Scenario::Governance => "governance",
             Scenario::Guardrails => "guardrails",
             Scenario::GuardrailsStreaming => "guardrails-stream",
+            Scenario::GuardrailsStreamingPaced => "guardrails-paced",
             Scenario::Observability => "observability",
         }
     }
@@ -329,7 +350,9 @@ impl Scenario {
             Scenario::Streaming => 'd',
             Scenario::Translation | Scenario::TranslationStreaming => 'f',
             Scenario::Governance => 'g',
-            Scenario::Guardrails | Scenario::GuardrailsStreaming => 'h',
+            Scenario::Guardrails
+            | Scenario::GuardrailsStreaming
+            | Scenario::GuardrailsStreamingPaced => 'h',
             Scenario::Observability => 'i',
         }
     }
@@ -338,7 +361,10 @@ impl Scenario {
     pub fn is_stream(self) -> bool {
         matches!(
             self,
-            Scenario::Streaming | Scenario::TranslationStreaming | Scenario::GuardrailsStreaming
+            Scenario::Streaming
+                | Scenario::TranslationStreaming
+                | Scenario::GuardrailsStreaming
+                | Scenario::GuardrailsStreamingPaced
         )
     }
 
@@ -357,7 +383,9 @@ impl Scenario {
                 vec![Target::Direct, Target::PassThrough, Target::Translated]
             }
             Scenario::Governance => vec![Target::Direct, Target::Plain, Target::Governed],
-            Scenario::Guardrails | Scenario::GuardrailsStreaming => {
+            Scenario::Guardrails
+            | Scenario::GuardrailsStreaming
+            | Scenario::GuardrailsStreamingPaced => {
                 vec![Target::Direct, Target::Plain, Target::Guarded]
             }
             Scenario::Observability => vec![Target::Direct, Target::Quiet, Target::Observed],
@@ -700,6 +728,7 @@ impl Results {
                     &[Target::PassThrough, Target::Translated],
                 ),
                 (Scenario::GuardrailsStreaming, &[Target::Plain]),
+                (Scenario::GuardrailsStreamingPaced, &[Target::Plain]),
             ] {
                 let events = |t: Target| run.sample(sc, t).and_then(metric::events_per_stream);
                 let Some(d) = events(Target::Direct) else {
@@ -1097,7 +1126,8 @@ impl Results {
 
 impl Results {
     /// Scenario h: the goals on guarded / plain req/s and on guarded / plain TTFT p50, and
-    /// beside them (no goal) the proxy's CPU per request.
+    /// beside them (no goal) the proxy's CPU per request and the TTFT ratio against the paced
+    /// mock.
     fn guardrails_goals(&self) -> Vec<Goal> {
         let mut goals = self.against_baseline(
             (Scenario::Guardrails, "h. guardrails"),
@@ -1105,18 +1135,13 @@ impl Results {
             GUARDRAILS_RATIO_GOAL,
         );
 
-        let st = Scenario::GuardrailsStreaming;
-        let ttft = metric::ttft_p50;
-        let ratios = self.per_run_ratios(st, Target::Guarded, Target::Plain, ttft);
-        let per_run = fmt_ratios(&ratios);
-        let guarded = self.median_of(st, Target::Guarded, ttft);
-        let plain = self.median_of(st, Target::Plain, ttft);
-        let (value, verdict) = match (median(ratios), guarded, plain) {
-            (Some(r), Some(g), Some(p)) => (
-                format!("{r:.3} ({} vs {}; per run {per_run})", fmt_us(g), fmt_us(p)),
-                ttft_ratio_verdict(r, p, GUARDRAILS_TTFT_RATIO_GOAL),
+        let pair = (Target::Guarded, Target::Plain);
+        let (value, verdict) = match self.ttft_ratio(Scenario::GuardrailsStreaming, pair) {
+            Some((r, value, plain)) => (
+                value,
+                ttft_ratio_verdict(r, plain, GUARDRAILS_TTFT_RATIO_GOAL),
             ),
-            _ => (
+            None => (
                 "—".into(),
                 Verdict::NotEvaluated("no run measured both gateways".into()),
             ),
@@ -1131,7 +1156,41 @@ impl Results {
             value,
             verdict,
         });
+
+        // No goal: the product question is still open whether TTFT should be judged against
+        // an upstream paced like a hosted model; every run shows the ratio there beside the goal.
+        goals.push(Goal {
+            scenario: "h. guardrails, streaming, paced upstream",
+            metric: "TTFT p50 guarded / plain".into(),
+            goal: "—".into(),
+            value: self
+                .ttft_ratio(Scenario::GuardrailsStreamingPaced, pair)
+                .map_or_else(|| "—".into(), |(_, value, _)| value),
+            verdict: Verdict::Info,
+        });
         goals
+    }
+
+    /// TTFT p50 of `target` over `base` in scenario `sc`, same run: the median of the per-run
+    /// ratios, the goals table's value (`1.080 (432 µs vs 400 µs; per run 1.050, 1.200,
+    /// 1.080)`) and the baseline's median TTFT p50 (µs); `None` unless a run measured both.
+    fn ttft_ratio(
+        &self,
+        sc: Scenario,
+        (target, base): (Target, Target),
+    ) -> Option<(f64, String, f64)> {
+        let ttft = metric::ttft_p50;
+        let ratios = self.per_run_ratios(sc, target, base, ttft);
+        let per_run = fmt_ratios(&ratios);
+        let on = self.median_of(sc, target, ttft)?;
+        let baseline = self.median_of(sc, base, ttft)?;
+        let r = median(ratios)?;
+        let value = format!(
+            "{r:.3} ({} vs {}; per run {per_run})",
+            fmt_us(on),
+            fmt_us(baseline)
+        );
+        Some((r, value, baseline))
     }
 }
 
@@ -1984,7 +2043,8 @@ impl Results {
 
     /// Scenario h: a plain and a guarded gateway under the closed-loop and the streaming load,
     /// every request carrying the same chat body but for a numbered order number, and the mock
-    /// alone.
+    /// alone; then the streaming load through two more such gateways to a mock paced like a
+    /// hosted model, and that mock alone.
     fn write_guardrails(&self, s: &mut String, markdown_headings: bool) {
         let st = &self.settings;
         let label = |t: Target| match t {
@@ -2004,8 +2064,7 @@ impl Results {
             label,
         );
 
-        let sc = Scenario::GuardrailsStreaming;
-        heading(
+        self.write_guardrails_streams(
             s,
             markdown_headings,
             &format!(
@@ -2014,7 +2073,60 @@ impl Results {
                 st.mock_chunks,
                 fmt_duration(st.mock_chunk_delay)
             ),
+            Scenario::GuardrailsStreaming,
+            label,
         );
+        let _ = writeln!(
+            s,
+            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration, the guarded one the same plus the default guardrails profile. Both write a usage record per request.",
+            st.proxy_cpu
+        );
+        let _ = writeln!(
+            s,
+            "- The body (a support assistant's system prompt and a customer's message about a missing parcel, with an order number and dates) matches no rule, so every request is scanned and passed on: any refusal would show as an error. The system prompt repeats and is answered from the guarded gateway's memo of clean prompts after the first request; the user message carries a new order number every time and is scanned in full. The guarded gateway also scans every answer; in streams it may hold text that could still be part of a match back for a later event, which is what the TTFT ratio would show.\n"
+        );
+
+        let paced = &st.paced_mock;
+        self.write_guardrails_streams(
+            s,
+            markdown_headings,
+            &format!(
+                "h. Guardrails, streaming against a paced upstream: {} concurrent streams, {} chunks, the first {} after the request and the rest {} apart, same chat body with `\"stream\": true` (informational, no goal)",
+                st.stream_connections,
+                paced.chunks,
+                fmt_duration(paced.ttft),
+                fmt_duration(paced.chunk_delay)
+            ),
+            Scenario::GuardrailsStreamingPaced,
+            label,
+        );
+        let _ = writeln!(
+            s,
+            "- After h's other loads, a second mock process, pinned to CPU {} beside the first, paces its streams like a hosted small model: first token after {}, then a chunk every {}. Two more fresh gateways, plain and guarded, with the two configurations above but `base_url` pointing at that mock, are measured back to back with it in rotating order, under the same streaming load and body.",
+            st.client_cpu,
+            fmt_duration(paced.ttft),
+            fmt_duration(paced.chunk_delay)
+        );
+        let _ = writeln!(
+            s,
+            "- The guarded gateway still holds the word in progress at the end of an event (it may be the start of an e-mail address to mask) until the next one, so its first token comes about one chunk interval ({}) later here too. Against the bench mock, which sends its first token at once, that interval is almost all of the guarded gateway's TTFT; against a hosted model's pacing, a small part of it. Informational: the TTFT goal stays judged against the bench mock, above.\n",
+            fmt_duration(paced.chunk_delay)
+        );
+    }
+
+    /// One of scenario h's streaming tables, under the heading `title`: a row per target of
+    /// `sc`, named by `label`, with its TTFT and its TTFT p50 over the plain gateway's (median of
+    /// per-run ratios), stream latency, content events, CPU and errors. The notes are the
+    /// caller's.
+    fn write_guardrails_streams(
+        &self,
+        s: &mut String,
+        markdown_headings: bool,
+        title: &str,
+        sc: Scenario,
+        label: impl Fn(Target) -> &'static str,
+    ) {
+        heading(s, markdown_headings, title);
         let _ = writeln!(s, "| target | streams/s | TTFT p50 | TTFT p99 | TTFT p50 vs plain (per-run median) | stream p50 | content events / stream | proxy CPU | proxy CPU / stream | errors |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         for t in sc.targets() {
@@ -2037,15 +2149,6 @@ impl Results {
             );
         }
         s.push('\n');
-        let _ = writeln!(
-            s,
-            "- Both gateways are fresh processes of the same run, pinned to CPU {}, measured back to back in rotating order; the plain one has scenario a's configuration, the guarded one the same plus the default guardrails profile. Both write a usage record per request.",
-            st.proxy_cpu
-        );
-        let _ = writeln!(
-            s,
-            "- The body (a support assistant's system prompt and a customer's message about a missing parcel, with an order number and dates) matches no rule, so every request is scanned and passed on: any refusal would show as an error. The system prompt repeats and is answered from the guarded gateway's memo of clean prompts after the first request; the user message carries a new order number every time and is scanned in full. The guarded gateway also scans every answer; in streams it may hold text that could still be part of a match back for a later event, which is what the TTFT ratio would show.\n"
-        );
     }
 
     /// Scenario i: a quiet and an observed gateway under the same closed-loop load, the mock
@@ -2391,6 +2494,11 @@ mod tests {
             stream_connections: 16,
             mock_chunks: 16,
             mock_chunk_delay: Duration::from_millis(1),
+            paced_mock: MockPacing {
+                chunks: 16,
+                ttft: Duration::from_millis(300),
+                chunk_delay: Duration::from_millis(20),
+            },
             proxy_cpu: 0,
             client_cpu: 1,
             only: None,
@@ -2731,6 +2839,7 @@ mod tests {
                 "h. guardrails",
                 "h. guardrails",
                 "h. guardrails, streaming",
+                "h. guardrails, streaming, paced upstream",
                 "all"
             ]
         );
@@ -2755,6 +2864,9 @@ mod tests {
             Verdict::Met(m) => assert_eq!(m, "by 0.020 (≈ 8 µs to spare)"),
             other => panic!("{other:?}"),
         }
+        // The paced load did not run: its row is there, empty.
+        assert_eq!(goals[3].value, "—");
+        assert!(matches!(goals[3].verdict, Verdict::Info));
         assert_eq!(
             r.problems(),
             vec![
@@ -2799,10 +2911,75 @@ mod tests {
         }
     }
 
+    #[test]
+    fn guardrails_paced_row_and_table() {
+        // TTFT p50 guarded / plain per run: 1.067, 1.070, 1.065 -> median 1.067.
+        let mut r = results_with(&[]);
+        r.settings.only = Some("h".into());
+        let sc = Scenario::GuardrailsStreamingPaced;
+        for (i, &(plain, guarded)) in [(300_000, 320_000), (302_100, 323_300), (310_000, 330_000)]
+            .iter()
+            .enumerate()
+        {
+            let mut run = RunResult::default();
+            run.load
+                .insert((sc, Target::Direct), Ok(stream_sample(300_050, 16)));
+            // Run 2's plain gateway lost events: a problem. The guarded one's count is shown,
+            // not judged, as in h's other streams.
+            let plain_events = if i == 1 { 15 } else { 16 };
+            run.load
+                .insert((sc, Target::Plain), Ok(stream_sample(plain, plain_events)));
+            run.load
+                .insert((sc, Target::Guarded), Ok(stream_sample(guarded, 12)));
+            r.runs.push(run);
+        }
+        let goals = r.guardrails_goals();
+        let paced = goals.last().unwrap();
+        assert_eq!(paced.scenario, "h. guardrails, streaming, paced upstream");
+        assert_eq!(paced.metric, "TTFT p50 guarded / plain");
+        assert_eq!(paced.goal, "—");
+        assert_eq!(
+            paced.value,
+            "1.067 (323.30 ms vs 302.10 ms; per run 1.067, 1.070, 1.065)"
+        );
+        assert!(matches!(paced.verdict, Verdict::Info));
+        // h's TTFT goal is judged against the bench mock only.
+        assert!(matches!(goals[2].verdict, Verdict::NotEvaluated(_)));
+        assert_eq!(
+            r.problems(),
+            vec!["run 2, guardrails-paced, plain: 15.00 content events per stream, direct had 16.00 (chunks lost or merged)".to_owned()]
+        );
+
+        let md = r.render_markdown();
+        assert!(md.contains(
+            "| h. guardrails, streaming, paced upstream | TTFT p50 guarded / plain | — | 1.067 (323.30 ms vs 302.10 ms; per run 1.067, 1.070, 1.065) | informational |\n"
+        ));
+        let heading = "h. Guardrails, streaming against a paced upstream: 16 concurrent streams, 16 chunks, the first 300ms after the request and the rest 20ms apart, same chat body with `\"stream\": true` (informational, no goal)";
+        let table = format!(
+            "## {heading}\n\n\
+             | target | streams/s | TTFT p50 | TTFT p99 | TTFT p50 vs plain (per-run median) | stream p50 | content events / stream | proxy CPU | proxy CPU / stream | errors |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n\
+             | direct to mock | 1000 | 300.05 ms | 0 µs | 0.99 | 0 µs | 16.00 | 50% | 500.0 µs | 0 |\n\
+             | Tollgate plain (no guardrails) | 1000 | 302.10 ms | 0 µs | 1.00 | 0 µs | 16.00 | 50% | 500.0 µs | 0 |\n\
+             | Tollgate guarded (default guardrails profile) | 1000 | 323.30 ms | 0 µs | 1.07 | 0 µs | 12.00 | 50% | 500.0 µs | 0 |\n\n\
+             - After h's other loads, a second mock process, pinned to CPU 1 beside the first, paces its streams like a hosted small model: first token after 300ms, then a chunk every 20ms."
+        );
+        assert!(md.contains(&table), "{md}");
+        // After h's streaming table, before the problems.
+        let at = |text: &str| md.find(text).unwrap();
+        assert!(at("## h. Guardrails, streaming: ") < at(&table));
+        assert!(at(&table) < at("## Problems"));
+        assert!(r
+            .render_summary()
+            .contains(&format!("\n{heading}\n\n| target |")));
+    }
+
     /// Three runs of every load scenario against every target, with numbers that differ by run,
     /// scenario and target, plus everything else a run records: a failed measurement, request
     /// errors, a failed memory run, g's store, i's checks, configs and commands. Only the
-    /// renderers read it, so they can be compared with their output before a change.
+    /// renderers read it, so they can be compared with their output before a change. h's paced
+    /// load is left out, so that adding it changed the fixtures by its own section and goal row
+    /// only (its numbers: `guardrails_paced_row_and_table`).
     fn synthetic_results() -> Results {
         let mut r = results_with(&[]);
         r.date = "2026-01-02T03:04:05Z".into();
@@ -2923,8 +3100,9 @@ mod tests {
     }
 
     /// The report of [`synthetic_results`], word for word as it was before g's, h's and i's
-    /// writers shared their code: people compare RESULTS.md across commits, so a refactor must
-    /// not change a byte of it.
+    /// writers shared their code, plus (the only change since) h's paced-upstream section and
+    /// goal row: people compare RESULTS.md across commits, so a refactor must not change a byte
+    /// of it.
     #[test]
     fn rendering_is_unchanged() {
         let r = synthetic_results();
