@@ -39,17 +39,8 @@ const MOCK_REQUEST_NANOS: u64 =
 /// A gateway in front of an HTTP mock with priced `gpt-4o-mini`, the admin API on, and
 /// `extra` TOML (orgs, teams, keys) appended.
 fn governed_toml(upstream: &str, extra: &str) -> String {
-    format!(
+    let more = format!(
         r#"
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
 [[models]]
 name = "other"
 deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
@@ -59,17 +50,13 @@ model = "gpt-4o-mini"
 input = 0.15
 output = 0.60
 
-[store]
-path = "{store}"
-flush_interval = "50ms"
-
 [admin]
 master_key = "{MASTER}"
 
 {extra}
-"#,
-        store = temp_store().display()
-    )
+"#
+    );
+    upstream_gateway_toml(upstream, "", &more)
 }
 
 fn mock() -> MockServer {

@@ -18,35 +18,14 @@ const MASTER: &str = "master-key-for-guardrail-tests";
 /// A gateway in front of an HTTP mock, with the admin API on and `extra` TOML appended
 /// (guardrails, teams, keys).
 fn gateway(up: &MockServer, extra: &str) -> Gateway {
-    let toml = format!(
-        r#"
-[[providers]]
-name = "up"
-kind = "openai"
-base_url = "{upstream}"
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "up", model = "gpt-4o-mini" }}]
-
-[[prices]]
-model = "gpt-4o-mini"
-input = 0.15
-output = 0.60
-
-[store]
-path = "{store}"
-flush_interval = "50ms"
-
-[admin]
-master_key = "{MASTER}"
-
-{extra}
-"#,
-        upstream = up.base_url(),
-        store = temp_store().display()
+    let more = format!(
+        "[[prices]]\nmodel = \"gpt-4o-mini\"\ninput = 0.15\noutput = 0.60\n\n\
+         [admin]\nmaster_key = \"{MASTER}\"\n\n{extra}"
     );
-    start(config(&toml, &[]), 1)
+    start(
+        config(&upstream_gateway_toml(&up.base_url(), "", &more), &[]),
+        1,
+    )
 }
 
 fn mock() -> MockServer {
