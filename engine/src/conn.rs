@@ -16,7 +16,7 @@ use tollgate_protocol::http::{
 use crate::error::GatewayError;
 use crate::io::{read_some, write_all_buf};
 use crate::pipeline::{self, ClientFormat};
-use crate::worker::Core;
+use crate::worker::{Core, CoreState};
 
 /// Initial read buffer per connection; grows only for large requests.
 const READ_BUF: usize = 4096;
@@ -55,7 +55,7 @@ enum HeadRead {
 }
 
 /// Serve one accepted connection until it closes.
-pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
+pub async fn serve_connection(state: Rc<CoreState>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut conn = Downstream {
         stream,
@@ -66,7 +66,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
         logged: false,
     };
     loop {
-        let head = match conn.read_head(&core).await {
+        let head = match conn.read_head(&state).await {
             HeadRead::Head(head) => head,
             HeadRead::Closed => break,
             HeadRead::Error(e) => {
@@ -75,11 +75,15 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream) {
                 break;
             }
         };
-        let in_flight = core.begin_request();
+        let in_flight = state.begin_request();
+        // The request runs under the config generation in force now, whatever reloads happen
+        // before it ends.
+        let core = state.pin();
         // Boxed: the pipeline's state machine (upstream connect, TLS handshake, stream relay)
         // is several KiB, and only a connection with a request in flight should carry it; an
         // idle keep-alive connection holds just its buffers and this loop.
         let keep_alive = Box::pin(pipeline::handle(&core, &mut conn, head)).await;
+        drop(core);
         drop(in_flight);
         // A malformed next head is answered without this request's id.
         conn.set_request_id(None);
@@ -120,9 +124,10 @@ impl Downstream {
         self.request_id.as_ref()
     }
 
-    async fn read_head(&mut self, core: &Core) -> HeadRead {
-        let server = &core.shared.config.server;
-        let limits = &core.shared.client_limits;
+    async fn read_head(&mut self, core: &CoreState) -> HeadRead {
+        let generation = core.current();
+        let server = &generation.shared.config.server;
+        let limits = &generation.shared.client_limits;
         // The head deadline runs from the first byte of this head, so a client trickling one
         // byte at a time cannot hold the connection past `header_read_timeout`.
         let mut deadline: Option<Instant> = None;
@@ -161,13 +166,13 @@ impl Downstream {
     pub async fn read_body(
         &mut self,
         head: &RequestHead,
-        core: &Core,
+        core: &Core<'_>,
     ) -> Result<Bytes, GatewayError> {
         if head.framing == BodyFraming::Empty {
             return Ok(Bytes::new());
         }
-        let limits = &core.shared.client_limits;
-        let timeout = core.shared.config.server.body_read_timeout;
+        let limits = &core.shared().client_limits;
+        let timeout = core.shared().config.server.body_read_timeout;
         let mut decoder = BodyDecoder::new(head.framing, limits.max_body_bytes)?;
         let deadline = Instant::now() + timeout;
         let mut continue_sent = !head.expect_continue;

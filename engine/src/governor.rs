@@ -9,12 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use tollgate_config::governance::{format_usd, Budget, BudgetPeriod, Nanos};
-use tollgate_config::{Config, GovernanceConfig, UnknownPrice};
+use tollgate_config::{Config, UnknownPrice};
 use tollgate_policy::governance::{
     digest_hex, Actual, Admission, Denial, Directory, Estimate, KeyEntry, KeyRecord, Level,
     OrgRecord, Records, TeamRecord, UserRecord,
 };
-use tollgate_policy::keys::{digest_key, display_form, KeyDigest};
+use tollgate_policy::keys::{digest_key, display_form};
 use tollgate_policy::period::first_day;
 use tollgate_policy::price::{Price, PriceTable};
 use tollgate_protocol::openai::Usage;
@@ -52,20 +52,13 @@ struct State {
     subscribers: Vec<Sender<Control>>,
 }
 
-/// Governance for one running gateway.
+/// Governance for one running gateway: the storage thread and the identity records with the
+/// directory compiled from them. Everything derived from the config file (pricing, settings,
+/// the master key) lives in [`crate::Shared`], so a config reload swaps it with the rest.
 #[derive(Debug)]
 pub struct Governance {
     /// The storage thread.
     pub storage: StorageHandle,
-    /// `[governance]` settings.
-    pub settings: GovernanceConfig,
-    /// Pricing per client-facing model (by model index).
-    pub pricing: Vec<ModelPricing>,
-    /// Client-facing model names (for allow-lists and per-model limits).
-    pub model_names: Vec<String>,
-    /// Guardrails profile names, for the admin API's `guardrails` fields.
-    pub profile_names: Vec<String>,
-    master: Option<KeyDigest>,
     cores: usize,
     state: Mutex<State>,
 }
@@ -308,50 +301,37 @@ pub fn price_table(config: &Config) -> PriceTable {
     }))
 }
 
+/// Log every deployment without a price, and what happens to its requests.
+pub fn warn_unpriced(config: &Config, pricing: &[ModelPricing]) {
+    for (model, pricing) in config.models.iter().zip(pricing) {
+        for (d, price) in model.deployments.iter().zip(&pricing.deployments) {
+            if price.is_none() {
+                let what = match config.governance.unknown_price {
+                    UnknownPrice::Allow => "served at cost 0 and flagged `price_unknown`",
+                    UnknownPrice::Block => "refused (`unknown_price = \"block\"`)",
+                };
+                tracing::warn!(
+                    model = %model.name,
+                    deployment = %format!("{}/{}", config.providers[d.provider].name, d.model),
+                    "no price known; requests are {what}; add a [[prices]] entry"
+                );
+            }
+        }
+    }
+}
+
 // === impl Governance ===
 
 impl Governance {
     /// Build governance from `records` (already loaded) and its first directory.
     pub fn new(
-        config: &Config,
         records: Records,
         directory: Directory,
         storage: StorageHandle,
         cores: usize,
-    ) -> Governance {
-        let table = price_table(config);
-        let pricing = price_models(config, &table);
-        for (model, pricing) in config.models.iter().zip(&pricing) {
-            for (d, price) in model.deployments.iter().zip(&pricing.deployments) {
-                if price.is_none() {
-                    let what = match config.governance.unknown_price {
-                        UnknownPrice::Allow => "served at cost 0 and flagged `price_unknown`",
-                        UnknownPrice::Block => "refused (`unknown_price = \"block\"`)",
-                    };
-                    tracing::warn!(
-                        model = %model.name,
-                        deployment = %format!("{}/{}", config.providers[d.provider].name, d.model),
-                        "no price known; requests are {what}; add a [[prices]] entry"
-                    );
-                }
-            }
-        }
+    ) -> Self {
         Governance {
             storage,
-            settings: config.governance.clone(),
-            pricing,
-            model_names: config.models.iter().map(|m| m.name.clone()).collect(),
-            profile_names: config
-                .guardrails
-                .profiles
-                .iter()
-                .map(|p| p.name.clone())
-                .collect(),
-            master: config
-                .admin
-                .master_key
-                .as_ref()
-                .map(|k| digest_key(k.expose().as_bytes())),
             cores,
             state: Mutex::new(State {
                 records,
@@ -380,16 +360,6 @@ impl Governance {
     /// Number of workers (cores) limits are leased across.
     pub fn cores(&self) -> usize {
         self.cores
-    }
-
-    /// True when `presented` is the master key (constant-time).
-    pub fn is_master(&self, presented: &[u8]) -> Option<bool> {
-        let master = self.master.as_ref()?;
-        let digest = digest_key(presented);
-        Some(bool::from(subtle::ConstantTimeEq::ct_eq(
-            &master[..],
-            &digest[..],
-        )))
     }
 
     /// Run an admin change on the storage thread's side: `change` edits a copy of the records
@@ -421,9 +391,84 @@ impl Governance {
         Ok(result)
     }
 
+    /// A config reload's phase two (on the storage thread): the stored identities with the
+    /// new file's declarations laid over them, checked against the new file, compiled into a
+    /// directory (keeping the limit state of every scope whose limits did not change) and
+    /// committed to every core together with generation `number`. On error nothing changes.
+    pub fn reload(
+        &self,
+        store: &dyn Store,
+        config: &Config,
+        number: u64,
+    ) -> Result<(), tollgate_config::ConfigErrors> {
+        let records = load_records(store, config).map_err(|e| {
+            tollgate_config::ConfigErrors::from(tollgate_config::ConfigError::new(
+                "store",
+                e.to_string(),
+            ))
+        })?;
+        check_profiles(&records, config)?;
+        let mut state = self.state();
+        let directory = Arc::new(compile(
+            store,
+            &records,
+            Some(&state.directory),
+            self.cores,
+            now_ms(),
+        ));
+        state.records = records;
+        state.directory = directory.clone();
+        state.subscribers.retain(|tx| {
+            tx.send(Control::Commit {
+                number,
+                directory: directory.clone(),
+            })
+            .is_ok()
+        });
+        Ok(())
+    }
+
     /// Read the records (admin reads).
     pub fn read<R>(&self, f: impl FnOnce(&Records) -> R) -> R {
         f(&self.state().records)
+    }
+}
+
+/// Every guardrails profile an identity names must exist in `config`: a request of an identity
+/// whose profile is gone would otherwise go unscanned.
+fn check_profiles(records: &Records, config: &Config) -> Result<(), tollgate_config::ConfigErrors> {
+    let known = |name: &Option<String>| {
+        name.as_ref()
+            .is_none_or(|n| config.guardrails.profiles.iter().any(|p| &p.name == n))
+    };
+    let mut errors = Vec::new();
+    let mut check = |kind: &str, name: &str, profile: &Option<String>| {
+        if !known(profile) {
+            errors.push(tollgate_config::ConfigError::new(
+                "guardrails.profiles",
+                format!(
+                    "the stored {kind} `{name}` uses guardrails profile `{}`, which this config does not declare; declare it, or change the {kind} first",
+                    profile.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    };
+    for o in records.orgs.values() {
+        check("org", &o.name, &o.guardrails);
+    }
+    for t in records.teams.values() {
+        check("team", &t.name, &t.guardrails);
+    }
+    for u in records.users.values() {
+        check("user", &u.name, &u.guardrails);
+    }
+    for k in records.keys.values() {
+        check("key", &k.name, &k.guardrails);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(tollgate_config::ConfigErrors { errors })
     }
 }
 
@@ -586,7 +631,7 @@ pub fn refusal(denial: &Denial, now_ms: u64) -> GatewayError {
 /// Settle a request's admission against what it used and write its ledger record. `reached`
 /// is false for a request refused before any upstream call.
 pub(crate) fn record(
-    core: &Core,
+    core: &Core<'_>,
     ctx: &RequestCtx<'_>,
     entry: &KeyEntry,
     admission: Option<Admission>,
@@ -595,7 +640,7 @@ pub(crate) fn record(
     reached: bool,
 ) {
     let gov = &*core.gov;
-    let shared = &*core.shared;
+    let shared = core.shared();
     let meter = &ctx.meter;
     let served_by = if reached { meter.served_by.get() } else { None };
     let (usage, estimated) = match (meter.usage.get(), served_by) {
@@ -614,7 +659,8 @@ pub(crate) fn record(
         _ => (Usage::default(), false),
     };
     let price = served_by.and_then(|(m, d)| {
-        gov.pricing
+        shared
+            .pricing
             .get(m)
             .and_then(|p| p.deployments.get(d).copied().flatten())
     });

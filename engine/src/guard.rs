@@ -192,7 +192,7 @@ impl<'a> Guard<'a> {
     /// scanned and is refused.
     pub(crate) fn scan_request(
         &self,
-        core: &Core,
+        core: &Core<'_>,
         body: &[u8],
     ) -> Result<Option<Vec<u8>>, GatewayError> {
         self.scan(core, Side::Input, body).map_err(|e| match e {
@@ -212,7 +212,7 @@ impl<'a> Guard<'a> {
     /// is not JSON is an upstream protocol error rather than text let through unscanned.
     pub(crate) fn scan_response(
         &self,
-        core: &Core,
+        core: &Core<'_>,
         provider: &str,
         body: &[u8],
     ) -> Result<Option<Vec<u8>>, GatewayError> {
@@ -225,7 +225,7 @@ impl<'a> Guard<'a> {
         })
     }
 
-    fn scan(&self, core: &Core, side: Side, body: &[u8]) -> Result<Option<Vec<u8>>, Unscanned> {
+    fn scan(&self, core: &Core<'_>, side: Side, body: &[u8]) -> Result<Option<Vec<u8>>, Unscanned> {
         if self.profile.is_idle(side) {
             return Ok(None);
         }
@@ -359,7 +359,7 @@ impl<'g> StreamGuard<'g> {
     /// `Ok(Some(json))`: forward this instead. Then check [`StreamGuard::take_blocked`].
     pub(crate) fn openai_event(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         data: &str,
     ) -> Result<Option<String>, GatewayError> {
         use serde_json::Value;
@@ -419,7 +419,7 @@ impl<'g> StreamGuard<'g> {
 
     /// The stream's `[DONE]`: text still held for choices that never sent a `finish_reason`,
     /// as one extra event to send before it.
-    pub(crate) fn openai_done(&mut self, core: &Core) -> Result<Option<String>, GatewayError> {
+    pub(crate) fn openai_done(&mut self, core: &Core<'_>) -> Result<Option<String>, GatewayError> {
         use serde_json::Value;
 
         let held = self.finish(core, |_| true)?;
@@ -451,7 +451,7 @@ impl<'g> StreamGuard<'g> {
     /// before it is encoded for the client.
     pub(crate) fn chat_chunk(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         chunk: &mut ChatChunk,
     ) -> Result<(), GatewayError> {
         for choice in &mut chunk.choices {
@@ -482,7 +482,7 @@ impl<'g> StreamGuard<'g> {
     /// one extra chunk shaped like `last`.
     pub(crate) fn chat_done(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         id: &str,
         model: &str,
         created: u64,
@@ -517,7 +517,7 @@ impl<'g> StreamGuard<'g> {
     /// [`StreamGuard::take_blocked`].
     pub(crate) fn anthropic_frame(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         event: Option<&str>,
         data: Option<&str>,
         raw: &[u8],
@@ -574,7 +574,7 @@ impl<'g> StreamGuard<'g> {
     /// match the piece keeps only the text before the match, and later pieces are emptied.
     fn rewrite(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         channel: Channel,
         text: &mut String,
     ) -> Result<bool, GatewayError> {
@@ -614,7 +614,7 @@ impl<'g> StreamGuard<'g> {
     /// Ends the channels `which` selects; returns the text they still held.
     fn finish(
         &mut self,
-        core: &Core,
+        core: &Core<'_>,
         which: impl Fn(&Channel) -> bool,
     ) -> Result<Vec<(Channel, String)>, GatewayError> {
         let mut held = Vec::new();

@@ -15,6 +15,7 @@ pub mod io;
 pub mod manage;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod router;
 pub mod shared;
 pub mod storage;
@@ -24,7 +25,6 @@ pub mod translate;
 pub mod upstream;
 pub mod worker;
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -38,9 +38,9 @@ use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tollgate_config::{Config, IoDriver};
 
 pub use crate::error::GatewayError;
+use crate::reload::{ConfigSource, ReloadHandle};
 pub use crate::shared::{BuildError, Shared};
-use crate::upstream::Pools;
-use crate::worker::{Control, Core};
+use crate::worker::{Control, CoreState, Generation};
 pub use crate::worker::{Driver, WorkerStatus};
 
 /// Why the gateway could not start.
@@ -68,6 +68,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The reloader thread could not start.
+    #[error("cannot start the reloader thread: {0}")]
+    Reloader(std::io::Error),
     /// A worker could not start its runtime.
     #[error("worker {worker}: {reason}")]
     Worker {
@@ -104,13 +107,22 @@ pub struct Gateway {
     storage_thread: Option<JoinHandle<()>>,
     reconciler: Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>,
     access_writer: Option<access_log::AccessLogWriter>,
+    reloader: ReloadHandle,
+    reload_thread: Option<JoinHandle<()>>,
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// Compile `config` and start serving. Returns once every worker is accepting.
+    /// Compile `config` and start serving. Returns once every worker is accepting. A gateway
+    /// started this way cannot reload (there is no file to reread): see [`Gateway::start_with`].
     pub fn start(config: Config) -> Result<Gateway, StartError> {
+        Self::start_with(config, None)
+    }
+
+    /// Like [`Gateway::start`], with where a reload rereads the config from (SIGHUP,
+    /// `POST /admin/reload`).
+    pub fn start_with(config: Config, source: Option<ConfigSource>) -> Result<Gateway, StartError> {
         let grace = config.server.shutdown_grace;
         let io_driver = config.server.io_driver;
         let requested = config.server.listen;
@@ -137,14 +149,24 @@ impl Gateway {
         let (access, access_writer) =
             access_log::start(&shared.config.server.access_log).map_err(StartError::AccessLog)?;
         let telemetry = Arc::new(metrics::Telemetry::new(&statuses, access.clone()));
-        for (id, listener) in listeners.into_iter().enumerate() {
-            let (tx, rx) = crossbeam_channel::unbounded();
+        let channels: Vec<_> = (0..workers)
+            .map(|_| crossbeam_channel::unbounded::<Control>())
+            .collect();
+        let (reloader, reload_thread) = reload::spawn(
+            source,
+            shared.clone(),
+            channels.iter().map(|(tx, _)| tx.clone()).collect(),
+            gov.clone(),
+        )
+        .map_err(StartError::Reloader)?;
+        for ((id, listener), (tx, rx)) in listeners.into_iter().enumerate().zip(channels) {
             let status = statuses[id].clone();
             let telemetry = telemetry.clone();
             let access = access.clone();
             let cpu = cpus.get(id % cpus.len().max(1)).copied();
             let shared = shared.clone();
             let gov = gov.clone();
+            let reloader = reloader.clone();
             gov.subscribe(tx.clone());
             let ready = ready_tx.clone();
             let worker_status = status.clone();
@@ -166,29 +188,16 @@ impl Gateway {
                         FusionRuntime::Legacy(_) => Driver::Legacy,
                     };
                     worker_status.driver.store(driver as u8, Ordering::Relaxed);
-                    let providers = shared.providers.len();
-                    let router = RefCell::new(shared.new_router(id as u64));
-                    let count_metrics = shared.config.server.metrics;
-                    let core = Rc::new(Core {
+                    let core = Rc::new(CoreState::new(
                         id,
-                        shared,
-                        pools: Pools::new(providers),
-                        router,
-                        scratch: Default::default(),
-                        in_flight: Default::default(),
-                        open_connections: Default::default(),
-                        mock_requests: Default::default(),
-                        draining: Default::default(),
-                        status: worker_status,
-                        directory: RefCell::new(Rc::new(gov.directory())),
+                        Generation::new(0, shared, id),
+                        worker_status,
                         gov,
-                        request_seq: Default::default(),
-                        span_state: std::cell::Cell::new(span_seed(id)),
-                        guard_scratch: Default::default(),
-                        metrics: RefCell::new(metrics::CoreMetrics::new(count_metrics)),
                         telemetry,
                         access,
-                    });
+                        reloader,
+                        span_seed(id),
+                    ));
                     runtime.block_on(async move {
                         let listener = match monoio::net::TcpListener::from_std(listener) {
                             Ok(l) => l,
@@ -221,6 +230,8 @@ impl Gateway {
             storage_thread: Some(storage_thread),
             reconciler: Some(reconciler),
             access_writer,
+            reloader,
+            reload_thread,
         };
         let mut drivers = Vec::with_capacity(workers);
         for worker in 0..workers {
@@ -267,6 +278,11 @@ impl Gateway {
         self.stop();
     }
 
+    /// Reload the config from its source and wait for the outcome (what SIGHUP does).
+    pub fn reload(&self) -> Result<reload::ReloadReport, reload::ReloadError> {
+        self.reloader.reload()
+    }
+
     /// Governance state (the storage thread, the directory in force).
     pub fn governance(&self) -> &Arc<governor::Governance> {
         &self.gov
@@ -278,6 +294,11 @@ impl Gateway {
         }
         for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
+        }
+        // The cores' handles are gone with them; with ours dropped too, the reloader exits.
+        self.reloader = ReloadHandle::unavailable();
+        if let Some(thread) = self.reload_thread.take() {
+            let _ = thread.join();
         }
         if let Some((stop, thread)) = self.reconciler.take() {
             stop.store(true, Ordering::Relaxed);
@@ -316,7 +337,7 @@ fn open_governance(
         config.store.queue,
     )
     .map_err(|e| fail(format!("cannot start the storage thread: {e}")))?;
-    let gov = governor::Governance::new(config, records, directory, storage, cores);
+    let gov = governor::Governance::new(records, directory, storage, cores);
     Ok((Arc::new(gov), thread))
 }
 

@@ -305,7 +305,13 @@ fn main() -> ExitCode {
         }
         Command::Serve { listen, workers } => {
             config.apply_overrides(listen, workers);
-            return serve(config);
+            // A reload rereads the same file with the same command-line overrides.
+            let source: tollgate_engine::reload::ConfigSource = Box::new(move || {
+                let mut config = Config::load(&path)?;
+                config.apply_overrides(listen, workers);
+                Ok(config)
+            });
+            return serve(config, source);
         }
         Command::Keys { action } => key_request(action),
         Command::Orgs { action } => entity_request("orgs", action),
@@ -337,18 +343,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
-    let signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
+fn serve(config: Config, source: tollgate_engine::reload::ConfigSource) -> ExitCode {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let gateway = match Gateway::start(config) {
+    let gateway = match Gateway::start_with(config, Some(source)) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tollgate: {e}");
@@ -356,7 +360,16 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let mut signals = signals;
-    if let Some(signal) = signals.forever().next() {
+    // SIGHUP reloads (the reloader logs the outcome, every error included); the others stop.
+    let stop = signals.forever().find(|&signal| {
+        if signal == SIGHUP {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = gateway.reload();
+            return false;
+        }
+        true
+    });
+    if let Some(signal) = stop {
         tracing::info!(signal, "shutting down: draining in-flight requests");
         // A second signal while draining stops at once.
         std::thread::spawn(move || {

@@ -90,7 +90,7 @@ pub enum ClientFormat {
 }
 
 /// Handle one request whose head has been read. Returns whether the connection stays open.
-pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bool {
+pub async fn handle(core: &Core<'_>, conn: &mut Downstream, head: RequestHead) -> bool {
     let keep_alive = head.keep_alive && !core.draining.get();
     let seq = core.request_seq.get();
     core.request_seq.set(seq.wrapping_add(1));
@@ -121,7 +121,7 @@ pub async fn handle(core: &Core, conn: &mut Downstream, head: RequestHead) -> bo
 
 /// Phases 2 on: answer the request `route` sends where it goes (or the routing error).
 async fn serve(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     head: RequestHead,
     route: Result<Route, GatewayError>,
@@ -156,7 +156,7 @@ async fn serve(
                     200,
                     b"application/json",
                     &[],
-                    core.shared.models_body.clone(),
+                    core.shared().models_body.clone(),
                     keep_alive,
                     version,
                 )
@@ -191,7 +191,7 @@ fn request_id(conn: &Downstream) -> RequestId {
 
 /// What every upstream call of this request carries: its id, and the client's trace context
 /// as a child span.
-fn upstream_lines(core: &Core, conn: &Downstream, head: &RequestHead) -> Bytes {
+fn upstream_lines(core: &Core<'_>, conn: &Downstream, head: &RequestHead) -> Bytes {
     let span = core.next_span_id();
     crate::trace::upstream_lines(
         &request_id(conn),
@@ -202,7 +202,7 @@ fn upstream_lines(core: &Core, conn: &Downstream, head: &RequestHead) -> Bytes {
 }
 
 /// `/v1/models` needs a valid key, nothing more.
-fn models_auth(core: &Core, head: &RequestHead) -> Result<(), GatewayError> {
+fn models_auth(core: &Core<'_>, head: &RequestHead) -> Result<(), GatewayError> {
     let directory = core.directory.borrow().clone();
     authenticate(&directory, head, crate::governor::now_ms() / 1000).map(|_| ())
 }
@@ -239,12 +239,12 @@ async fn health(
 /// `/metrics`: every core's counters and histograms, merged, in the Prometheus text format.
 /// Open like the health endpoints: label values are config and directory names, never keys.
 async fn metrics(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     keep_alive: bool,
     version: Version,
 ) -> Result<Outcome, GatewayError> {
-    if !core.shared.config.server.metrics {
+    if !core.shared().config.server.metrics {
         return Err(GatewayError::NotFound {
             method: "GET".to_owned(),
             path: "/metrics".to_owned(),
@@ -268,7 +268,7 @@ async fn metrics(
 /// `/admin/...`: master key, then the operation, run on the storage thread when it touches
 /// the store. Admin traffic is rare; the worker polls for the answer rather than block.
 async fn admin(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     head: &RequestHead,
     body: Bytes,
@@ -276,9 +276,10 @@ async fn admin(
 ) -> Result<Outcome, GatewayError> {
     use crate::admin::{self, AdminError};
     let gov = core.gov.clone();
+    let shared = core.shared();
     let token = presented_token(head.header("authorization"), head.header("x-api-key"));
-    match token.map(|t| gov.is_master(t)) {
-        _ if gov.is_master(b"").is_none() => {
+    match token.map(|t| shared.is_master(t)) {
+        _ if shared.is_master(b"").is_none() => {
             return Err(AdminError {
                 status: 403,
                 message: "The admin API is off: set [admin] master_key.".into(),
@@ -298,9 +299,19 @@ async fn admin(
             .into())
         }
     }
+    if head.path().split('?').next() == Some("/admin/reload") {
+        if head.method != Method::Post {
+            return Err(GatewayError::MethodNotAllowed {
+                method: truncate(head.method_str(), 32).to_owned(),
+                path: "/admin/reload".to_owned(),
+                allow: "POST",
+            });
+        }
+        return reload(core, conn, head.version, keep_alive).await;
+    }
     let known = admin::Known {
-        models: &gov.model_names,
-        profiles: &gov.profile_names,
+        models: &shared.model_names,
+        profiles: &shared.profile_names,
     };
     let op = admin::parse(head.method_str(), head.path(), &body, known)?;
     let answer = match gov.read(|records| admin::read(records, &op)) {
@@ -341,6 +352,47 @@ async fn admin(
         Bytes::from(body),
         keep_alive,
         head.version,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientGone)?;
+    Ok(Outcome { keep_alive })
+}
+
+/// `POST /admin/reload`: the reloader rereads and swaps the config (this core keeps serving
+/// meanwhile: its control loop takes part in the swap while this request waits).
+async fn reload(
+    core: &Core<'_>,
+    conn: &mut Downstream,
+    version: Version,
+    keep_alive: bool,
+) -> Result<Outcome, GatewayError> {
+    let reply = core.reloader.request();
+    // Longer than the reloader's own deadlines, so it is the one that reports a stall.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let outcome = loop {
+        match reply.try_recv() {
+            Ok(outcome) => break outcome,
+            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < deadline => {
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                break Err(crate::reload::ReloadError::Stalled(
+                    "the reloader did not answer".into(),
+                ))
+            }
+        }
+    };
+    let (status, body) = match outcome {
+        Ok(report) => (200, report.to_json()),
+        Err(e) => (e.status(), e.to_json()),
+    };
+    conn.respond(
+        status,
+        b"application/json",
+        &[],
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        keep_alive,
+        version,
     )
     .await
     .map_err(|_| GatewayError::ClientGone)?;
@@ -470,7 +522,7 @@ impl RequestCtx<'_> {
 
     /// Replaces the body (input guardrails masked something) and inspects it again, so the
     /// spans the attempts splice at point into the new body.
-    fn replace_body(&mut self, body: Bytes, core: &Core) -> Result<(), GatewayError> {
+    fn replace_body(&mut self, body: Bytes, core: &Core<'_>) -> Result<(), GatewayError> {
         match self.format {
             ClientFormat::OpenAi => {
                 let summary =
@@ -488,7 +540,7 @@ impl RequestCtx<'_> {
     /// answer the client with it, do not try another deployment.
     pub(crate) fn guard_response(
         &self,
-        core: &Core,
+        core: &Core<'_>,
         provider: &str,
         body: Bytes,
     ) -> Result<Bytes, GatewayError> {
@@ -657,8 +709,8 @@ impl Chain {
     /// The next (model, deployment) to try, or `None` when the chain is exhausted. Each model
     /// gets `retries + 1` attempts, untried deployments first; a model whose deployments are
     /// all cooling down is skipped while a later model remains.
-    fn next(&mut self, core: &Core, retries: u32, now: Instant) -> Option<(usize, usize)> {
-        let mut router = core.router.borrow_mut();
+    fn next(&mut self, core: &Core<'_>, retries: u32, now: Instant) -> Option<(usize, usize)> {
+        let mut router = core.router().borrow_mut();
         while let Some(&model) = self.models.get(self.position) {
             let last_model = self.position + 1 == self.models.len();
             if self.tries_on_model <= retries
@@ -694,14 +746,14 @@ fn fallbacks_allowed(head: &RequestHead) -> bool {
 }
 
 async fn proxy(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     head: &RequestHead,
     endpoint: Endpoint,
     body: Bytes,
     keep_alive: bool,
 ) -> Result<Outcome, GatewayError> {
-    let shared = &*core.shared;
+    let shared = core.shared();
     let directory = core.directory.borrow().clone();
     let now = crate::governor::now_ms();
     let entry = authenticate(&directory, head, now / 1000)?;
@@ -752,13 +804,13 @@ fn inspect_native(body: &[u8]) -> Result<anthropic_api::NativeSummary, GatewayEr
 
 /// `POST /v1/messages`: the Anthropic-format front door.
 async fn messages(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     head: &RequestHead,
     body: Bytes,
     keep_alive: bool,
 ) -> Result<Outcome, GatewayError> {
-    let shared = &*core.shared;
+    let shared = core.shared();
     let directory = core.directory.borrow().clone();
     let now = crate::governor::now_ms();
     let entry = authenticate(&directory, head, now / 1000)?;
@@ -800,7 +852,7 @@ fn estimate_input_tokens(body_len: usize) -> u64 {
 /// attempts; then settlement against actual usage and one ledger record, whatever happened.
 /// Guardrails come before limits so a refused prompt holds no reservation and no rate slot.
 async fn governed(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     mut ctx: RequestCtx<'_>,
     primary: usize,
@@ -808,7 +860,7 @@ async fn governed(
     max_tokens: Option<u64>,
     started_ms: u64,
 ) -> Result<Outcome, GatewayError> {
-    let gov = &*core.gov;
+    let shared = core.shared();
     if !entry.allows(&ctx.model) {
         return Err(GatewayError::Forbidden {
             message: format!(
@@ -820,8 +872,9 @@ async fn governed(
             param: Some("model"),
         });
     }
-    let pricing = &gov.pricing[primary];
-    if gov.settings.unknown_price == UnknownPrice::Block && !pricing.all_priced {
+    let pricing = &shared.pricing[primary];
+    let settings = &shared.config.governance;
+    if settings.unknown_price == UnknownPrice::Block && !pricing.all_priced {
         return Err(GatewayError::Forbidden {
             message: format!(
                 "No price is known for a deployment of `{}`, and this gateway refuses unpriced models.",
@@ -832,7 +885,7 @@ async fn governed(
         });
     }
     let input_tokens = estimate_input_tokens(ctx.body.len());
-    let max_output_tokens = max_tokens.unwrap_or(gov.settings.default_max_tokens);
+    let max_output_tokens = max_tokens.unwrap_or(settings.default_max_tokens);
     let estimate = Estimate {
         input_tokens,
         max_output_tokens,
@@ -885,12 +938,12 @@ async fn governed(
 
 /// Phase 6: attempts, retries and fallbacks, only while nothing has been written.
 async fn run_chain(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     primary: usize,
 ) -> Result<Outcome, GatewayError> {
-    let shared = &*core.shared;
+    let shared = core.shared();
     let routing = &shared.config.routing;
     let mut chain = Chain::new(shared, primary, fallbacks_allowed(ctx.head));
     let mut attempts: u32 = 0;
@@ -902,7 +955,10 @@ async fn run_chain(
                 .retry(&ctx.model, failure.kind.cause());
             let wait = match failure.retry_after.map(Duration::from_secs) {
                 Some(asked) if asked <= routing.honor_retry_after_max => asked,
-                _ => core.router.borrow_mut().backoff(attempts.saturating_sub(1)),
+                _ => core
+                    .router()
+                    .borrow_mut()
+                    .backoff(attempts.saturating_sub(1)),
             };
             if !wait.is_zero() {
                 monoio::time::sleep(wait).await;
@@ -966,14 +1022,14 @@ async fn run_chain(
 
 /// One attempt on one deployment. Records the result with the router exactly once.
 async fn attempt(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     model: usize,
     deployment_index: usize,
     attempt_number: u32,
 ) -> AttemptEnd {
-    let shared = &*core.shared;
+    let shared = core.shared();
     let deployment = &shared.config.models[model].deployments[deployment_index];
     let provider_index = deployment.provider;
     ctx.meter.served_by.set(Some((model, deployment_index)));
@@ -1000,7 +1056,7 @@ async fn attempt(
                 first_byte_timeout,
                 labels: ResponseLabels::new(shared, model, deployment_index, attempt_number),
             };
-            core.router.borrow_mut().start(model, deployment_index);
+            core.router().borrow_mut().start(model, deployment_index);
             let ended = match (format, wire, native) {
                 (ClientFormat::Anthropic, Wire::Anthropic, Some(native)) => {
                     attempt_native_anthropic(core, conn, ctx, native, info).await
@@ -1039,7 +1095,7 @@ async fn attempt(
                     }
                 },
             };
-            core.router.borrow_mut().finish(
+            core.router().borrow_mut().finish(
                 model,
                 deployment_index,
                 ended.result,
@@ -1061,10 +1117,10 @@ async fn attempt(
         out.freeze()
     };
 
-    core.router.borrow_mut().start(model, deployment_index);
+    core.router().borrow_mut().start(model, deployment_index);
     let started = Instant::now();
     let finish = |result: AttemptResult, ttfb: Option<Duration>| {
-        core.router
+        core.router()
             .borrow_mut()
             .finish(model, deployment_index, result, ttfb, Instant::now());
     };
@@ -1090,7 +1146,7 @@ async fn attempt(
                 first_byte_timeout,
             };
             call_http(
-                &core.pools,
+                core.pools(),
                 provider_index,
                 provider,
                 target,
@@ -1116,7 +1172,7 @@ async fn attempt(
 
     if status >= 400 {
         // Error answers are small: read them whole to classify.
-        let body = match response.collect(&core.pools).await {
+        let body = match response.collect(core.pools()).await {
             Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
             Err(e) => {
                 finish(AttemptResult::Failure, ttfb);
@@ -1303,14 +1359,14 @@ impl<'a> ResponseLabels<'a> {
 }
 
 async fn whole_response(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     response: &mut UpstreamResponse,
     labels: &ResponseLabels<'_>,
     ctx: &RequestCtx<'_>,
     provider: &str,
 ) -> Result<Outcome, GatewayError> {
-    let body = response.collect(&core.pools).await?;
+    let body = response.collect(core.pools()).await?;
     let status = response.head.status;
     let body = if status == 200 {
         if let Some(usage) = response_usage(&body, &mut core.scratch.borrow_mut()) {
@@ -1364,7 +1420,7 @@ struct SseRelay<'m> {
 }
 
 impl SseRelay<'_> {
-    fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, core: &Core) {
+    fn on_frame(&mut self, frame: tollgate_protocol::sse::SseFrame, core: &Core<'_>) {
         if self.blocked.is_some() {
             return;
         }
@@ -1555,12 +1611,12 @@ impl SseReader {
     pub(crate) async fn read(
         &mut self,
         response: &mut UpstreamResponse,
-        core: &Core,
+        core: &Core<'_>,
         provider: &str,
         failure: &mut Option<GatewayError>,
         mut on_frame: impl FnMut(tollgate_protocol::sse::SseFrame),
     ) -> bool {
-        let ended = match response.next_chunk(&core.pools).await {
+        let ended = match response.next_chunk(core.pools()).await {
             Ok(Some(chunk)) => {
                 self.pending.extend_from_slice(&chunk);
                 false
@@ -1601,7 +1657,7 @@ impl SseReader {
 /// event has arrived, so an upstream that dies before it can still be retried elsewhere; from
 /// then on every upstream read is forwarded as soon as the events it completes are decoded.
 async fn stream_response(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     response: &mut UpstreamResponse,
     ctx: StreamCtx<'_>,

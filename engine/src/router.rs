@@ -310,6 +310,35 @@ impl Router {
         Duration::from_micros(self.next_random() % (ceiling + 1))
     }
 
+    /// After a reload: take over what `old` (the previous generation's router) learnt about
+    /// one deployment: latency, failures and cooldown. Requests in flight and a probe in flight
+    /// stay with the old router, which they report to, so this one starts with none.
+    pub fn inherit_health(
+        &mut self,
+        (model, deployment): (usize, usize),
+        old: &Router,
+        (old_model, old_deployment): (usize, usize),
+    ) {
+        let Some(from) = old
+            .health
+            .get(old_model)
+            .and_then(|m| m.get(old_deployment))
+        else {
+            return;
+        };
+        if let Some(to) = self
+            .health
+            .get_mut(model)
+            .and_then(|m| m.get_mut(deployment))
+        {
+            *to = Health {
+                in_flight: 0,
+                probing: false,
+                ..from.clone()
+            };
+        }
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64*: jitter only needs to decorrelate cores and retries.
         let mut x = self.rng;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use tollgate_config::{Config, ProviderKind, TlsRoots};
+use tollgate_policy::keys::{digest_key, KeyDigest};
 use tollgate_protocol::http::Limits;
 use tollgate_protocol::mock::MockKnobs;
 use tollgate_protocol::openai::Endpoint;
@@ -60,6 +61,14 @@ pub struct Shared {
     pub models_body: Bytes,
     /// Compiled guardrails profiles (empty when `[guardrails]` declares none).
     pub guardrails: tollgate_policy::guardrails::Guardrails,
+    /// Pricing per client-facing model (by model index).
+    pub pricing: Vec<crate::governor::ModelPricing>,
+    /// Client-facing model names (for allow-lists and per-model limits).
+    pub model_names: Vec<String>,
+    /// Guardrails profile names, for the admin API's `guardrails` fields.
+    pub profile_names: Vec<String>,
+    /// Digest of `[admin] master_key` (`None`: the admin API is off).
+    master: Option<KeyDigest>,
     /// `[model][deployment]` -> `<provider>/<upstream model>`, the `x-tollgate-deployment`
     /// header value.
     deployment_labels: Vec<Vec<String>>,
@@ -344,7 +353,23 @@ impl Shared {
             })
             .collect();
         let guardrails = tollgate_policy::guardrails::Guardrails::compile(&config.guardrails)?;
+        let pricing =
+            crate::governor::price_models(&config, &crate::governor::price_table(&config));
+        crate::governor::warn_unpriced(&config, &pricing);
         Ok(Arc::new(Shared {
+            pricing,
+            model_names: config.models.iter().map(|m| m.name.clone()).collect(),
+            profile_names: config
+                .guardrails
+                .profiles
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+            master: config
+                .admin
+                .master_key
+                .as_ref()
+                .map(|k| digest_key(k.expose().as_bytes())),
             deployment_labels,
             guardrails,
             models,
@@ -360,12 +385,48 @@ impl Shared {
 // === impl Shared (routing) ===
 
 impl Shared {
+    /// True when `presented` is the master key (constant-time); `None` when the admin API is
+    /// off (no master key configured).
+    pub fn is_master(&self, presented: &[u8]) -> Option<bool> {
+        let master = self.master.as_ref()?;
+        let digest = digest_key(presented);
+        Some(bool::from(subtle::ConstantTimeEq::ct_eq(
+            &master[..],
+            &digest[..],
+        )))
+    }
+
     /// The `x-tollgate-deployment` value of a deployment.
     pub fn deployment_label(&self, model: usize, deployment: usize) -> &str {
         self.deployment_labels
             .get(model)
             .and_then(|m| m.get(deployment))
             .map_or("", String::as_str)
+    }
+
+    /// Whether connections to provider `provider` here and to `old_provider` in `old` are
+    /// interchangeable: same resolved addresses, same TLS settings and server name.
+    pub fn same_connections(&self, provider: usize, old: &Shared, old_provider: usize) -> bool {
+        let (Some(new), Some(prev)) = (
+            self.config.providers.get(provider),
+            old.config.providers.get(old_provider),
+        ) else {
+            return false;
+        };
+        let same_tls = new.tls_roots == prev.tls_roots && new.tls_ca_file == prev.tls_ca_file;
+        let targets = (
+            self.providers.get(provider).map(|t| &t.backend),
+            old.providers.get(old_provider).map(|t| &t.backend),
+        );
+        match targets {
+            (Some(Backend::Http(a)), Some(Backend::Http(b))) => {
+                same_tls
+                    && a.addrs == b.addrs
+                    && a.tls.as_ref().map(|t| &t.server_name)
+                        == b.tls.as_ref().map(|t| &t.server_name)
+            }
+            _ => false,
+        }
     }
 
     /// Fresh per-core routing state for this config. `seed` decorrelates the cores' jitter.

@@ -91,7 +91,7 @@ fn head_prefix(req: &UpstreamRequest) -> Bytes {
 
 /// Send `request` to the provider (or run it through the built-in mock).
 async fn send(
-    core: &Core,
+    core: &Core<'_>,
     info: &AttemptInfo<'_>,
     request: UpstreamRequest,
 ) -> Result<UpstreamResponse, GatewayError> {
@@ -117,12 +117,12 @@ async fn send(
                 first_byte_timeout: info.first_byte_timeout,
             };
             call_http(
-                &core.pools,
+                core.pools(),
                 info.provider_index,
                 info.provider,
                 target,
                 call,
-                &core.shared.upstream_limits,
+                &core.shared().upstream_limits,
             )
             .await
         }
@@ -260,7 +260,7 @@ fn answered(outcome: Outcome, result: AttemptResult, ttfb: Option<Duration>) -> 
 /// Send `request`; an error status is classified (and answered or failed over) here. Returns
 /// the successful response and its time to head, or how the attempt ended.
 async fn send_checked(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     info: &AttemptInfo<'_>,
@@ -277,7 +277,7 @@ async fn send_checked(
     if status < 400 {
         return Ok((response, started, ttfb));
     }
-    let body = match response.collect(&core.pools).await {
+    let body = match response.collect(core.pools()).await {
         Ok(b) => b.slice(..b.len().min(MAX_ERROR_BODY)),
         Err(e) => return Err(failed(e, AttemptResult::Failure)),
     };
@@ -290,7 +290,7 @@ async fn send_checked(
 
 /// One translated attempt: canonical request -> provider -> canonical answer -> client format.
 pub(crate) async fn attempt_translated(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     canonical: &ChatRequest,
@@ -343,13 +343,13 @@ pub(crate) async fn attempt_translated(
 }
 
 async fn translated_whole(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     info: &AttemptInfo<'_>,
     response: &mut UpstreamResponse,
 ) -> Ended {
-    let body = match response.collect(&core.pools).await {
+    let body = match response.collect(core.pools()).await {
         Ok(b) => b,
         Err(e) => return failed(e, AttemptResult::Failure),
     };
@@ -465,7 +465,7 @@ impl ClientStream {
 }
 
 async fn translated_stream(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     info: &AttemptInfo<'_>,
@@ -491,7 +491,7 @@ async fn translated_stream(
     // Id and model of the last chunk: the shape of a chunk carrying text held to the end.
     let mut last: Option<(String, String)> = None;
     loop {
-        let ended = match response.next_chunk(&core.pools).await {
+        let ended = match response.next_chunk(core.pools()).await {
             Ok(Some(bytes)) => {
                 if let Err(e) = decoder.feed(&bytes, &mut chunks) {
                     failure = Some(stream_error(provider, e));
@@ -610,7 +610,7 @@ fn stream_error(provider: &str, e: ProviderError) -> GatewayError {
 /// An Anthropic-format client in front of an Anthropic provider: the provider's own bytes,
 /// with only `model` rewritten.
 pub(crate) async fn attempt_native_anthropic(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     native: &anthropic_api::NativeSummary,
@@ -664,7 +664,7 @@ pub(crate) async fn attempt_native_anthropic(
     let mut ended = if ctx.streaming && is_sse {
         native_stream(core, conn, ctx, &info, &mut response).await
     } else {
-        match response.collect(&core.pools).await {
+        match response.collect(core.pools()).await {
             Err(e) => failed(e, AttemptResult::Failure),
             Ok(body) => {
                 if let Some(usage) = anthropic_api::native_usage(&body) {
@@ -708,7 +708,7 @@ pub(crate) async fn attempt_native_anthropic(
 
 /// Forward an Anthropic event stream as it arrives; the head waits for the first event.
 async fn native_stream(
-    core: &Core,
+    core: &Core<'_>,
     conn: &mut Downstream,
     ctx: &RequestCtx<'_>,
     info: &AttemptInfo<'_>,

@@ -125,6 +125,18 @@ impl Pools {
         }
     }
 
+    /// After a reload: move `old`'s idle connections to `old_provider` into this pool's
+    /// `provider` list (the caller has checked they reach the same place the same way).
+    pub fn adopt(&self, provider: usize, old: &Pools, old_provider: usize) {
+        let taken = match old.idle.borrow_mut().get_mut(old_provider) {
+            Some(list) => std::mem::take(list),
+            None => return,
+        };
+        if let Some(list) = self.idle.borrow_mut().get_mut(provider) {
+            *list = taken;
+        }
+    }
+
     /// Number of idle connections held for `provider`.
     pub fn idle_count(&self, provider: usize) -> usize {
         self.idle.borrow().get(provider).map_or(0, Vec::len)

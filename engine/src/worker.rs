@@ -1,7 +1,11 @@
 //! One worker: a pinned thread running its own monoio runtime with its own `SO_REUSEPORT`
-//! listener and its own `Core` state. Owns the accept loop, the control-message loop and the
-//! graceful drain. Nothing here is shared with another core except through the control channel
-//! and the atomics in `WorkerStatus`.
+//! listener and its own `CoreState`. Owns the accept loop, the control-message loop (config
+//! generations are prepared and committed here), and the graceful drain. Nothing here is shared
+//! with another core except through the control channel and the atomics in `WorkerStatus`.
+//!
+//! A request runs against one [`Generation`] from start to end: [`CoreState::pin`] hands it a
+//! [`Core`], which holds the generation in force when the request began. A reload swaps the
+//! core's generation; requests already running keep theirs until they finish.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -28,6 +32,29 @@ pub enum Control {
     },
     /// Authenticate against this directory from now on (an admin change was made).
     Directory(Arc<tollgate_policy::governance::Directory>),
+    /// Build this core's state for a new config generation and hold it, unused, until
+    /// `Commit`; say so on `ready`.
+    Prepare {
+        /// The generation's number (increasing).
+        number: u64,
+        /// The compiled config.
+        shared: Arc<Shared>,
+        /// Where to report `(worker id, number)` once built.
+        ready: crossbeam_channel::Sender<(usize, u64)>,
+    },
+    /// Serve new requests from prepared generation `number`, and authenticate against
+    /// `directory` (compiled for it).
+    Commit {
+        /// The generation prepared earlier.
+        number: u64,
+        /// The directory compiled with the new config's identities.
+        directory: Arc<tollgate_policy::governance::Directory>,
+    },
+    /// Drop prepared generation `number`: another core could not prepare it.
+    Abort {
+        /// The generation prepared earlier.
+        number: u64,
+    },
 }
 
 /// Which I/O driver a worker's runtime uses.
@@ -77,17 +104,77 @@ pub struct WorkerStatus {
     pub draining: AtomicBool,
 }
 
-/// Per-core state: owned by one worker thread, never `Send`.
+/// One config generation as one core runs it: the compiled config and the per-core state
+/// whose shape follows it (deployment health per model, idle connections per provider).
 #[derive(Debug)]
-pub struct Core {
-    /// Index of this worker.
-    pub id: usize,
-    /// The compiled config every request reads.
+pub struct Generation {
+    /// Increases by one per successful reload (0 at start).
+    pub number: u64,
+    /// The compiled config.
     pub shared: Arc<Shared>,
-    /// Idle upstream connections, per provider.
-    pub pools: Pools,
     /// Deployment health and balancing state, per model.
     pub router: RefCell<Router>,
+    /// Idle upstream connections, per provider.
+    pub pools: Pools,
+}
+
+// === impl Generation ===
+
+impl Generation {
+    /// This core's state for `shared`, empty: fresh health, no pooled connections.
+    pub fn new(number: u64, shared: Arc<Shared>, core_id: usize) -> Generation {
+        Generation {
+            number,
+            router: RefCell::new(shared.new_router(core_id as u64)),
+            pools: Pools::new(shared.providers.len()),
+            shared,
+        }
+    }
+
+    /// Take over what `old` learnt that still holds under this config: the health of every
+    /// deployment whose model and `provider/model` label are unchanged, and the idle
+    /// connections of every provider whose address and TLS settings are unchanged.
+    fn inherit(&self, old: &Generation) {
+        let (new_shared, old_shared) = (&*self.shared, &*old.shared);
+        let mut router = self.router.borrow_mut();
+        let old_router = old.router.borrow();
+        for (m, model) in new_shared.config.models.iter().enumerate() {
+            let Some(&old_m) = old_shared.models.get(&model.name) else {
+                continue;
+            };
+            for d in 0..model.deployments.len() {
+                let label = new_shared.deployment_label(m, d);
+                let old_d = (0..old_shared.config.models[old_m].deployments.len())
+                    .find(|&od| old_shared.deployment_label(old_m, od) == label);
+                if let Some(old_d) = old_d {
+                    router.inherit_health((m, d), &old_router, (old_m, old_d));
+                }
+            }
+        }
+        for (p, provider) in new_shared.config.providers.iter().enumerate() {
+            let same = old_shared
+                .config
+                .providers
+                .iter()
+                .position(|o| o.name == provider.name)
+                .filter(|&op| new_shared.same_connections(p, old_shared, op));
+            if let Some(op) = same {
+                self.pools.adopt(p, &old.pools, op);
+            }
+        }
+    }
+}
+
+/// Per-core state: owned by one worker thread, never `Send`.
+#[derive(Debug)]
+pub struct CoreState {
+    /// Index of this worker.
+    pub id: usize,
+    /// The config generation new requests start under (`Rc`: pinning it is not an atomic
+    /// operation shared with other cores).
+    generation: RefCell<Rc<Generation>>,
+    /// A generation built by `Control::Prepare`, waiting for its commit.
+    prepared: RefCell<Option<Generation>>,
     /// Reusable JSON scratch space (simd-json parses in place).
     pub scratch: RefCell<Vec<u8>>,
     /// Requests currently being handled.
@@ -118,9 +205,118 @@ pub struct Core {
     pub telemetry: Arc<crate::metrics::Telemetry>,
     /// Where this core's access-log lines go.
     pub access: crate::access_log::AccessLogger,
+    /// Where `POST /admin/reload` asks for a reload.
+    pub reloader: crate::reload::ReloadHandle,
 }
 
-impl Core {
+/// A core as one request sees it: the core's state, and the config generation the request
+/// started under (kept until it ends, whatever reloads happen meanwhile).
+#[derive(Debug)]
+pub struct Core<'a> {
+    state: &'a CoreState,
+    generation: Rc<Generation>,
+}
+
+impl std::ops::Deref for Core<'_> {
+    type Target = CoreState;
+
+    fn deref(&self) -> &CoreState {
+        self.state
+    }
+}
+
+// === impl Core ===
+
+impl Core<'_> {
+    /// The compiled config of this request's generation.
+    pub fn shared(&self) -> &Shared {
+        &self.generation.shared
+    }
+
+    /// Deployment health and balancing state of this request's generation.
+    pub fn router(&self) -> &RefCell<Router> {
+        &self.generation.router
+    }
+
+    /// Idle upstream connections of this request's generation.
+    pub fn pools(&self) -> &Pools {
+        &self.generation.pools
+    }
+}
+
+// === impl CoreState ===
+
+impl CoreState {
+    /// Fresh state for worker `id` serving generation `generation`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        generation: Generation,
+        status: Arc<WorkerStatus>,
+        gov: Arc<crate::governor::Governance>,
+        telemetry: Arc<crate::metrics::Telemetry>,
+        access: crate::access_log::AccessLogger,
+        reloader: crate::reload::ReloadHandle,
+        span_seed: u64,
+    ) -> CoreState {
+        let count_metrics = generation.shared.config.server.metrics;
+        CoreState {
+            id,
+            generation: RefCell::new(Rc::new(generation)),
+            prepared: RefCell::new(None),
+            scratch: Default::default(),
+            in_flight: Default::default(),
+            open_connections: Default::default(),
+            mock_requests: Default::default(),
+            draining: Default::default(),
+            status,
+            directory: RefCell::new(Rc::new(gov.directory())),
+            gov,
+            request_seq: Default::default(),
+            span_state: Cell::new(span_seed),
+            guard_scratch: Default::default(),
+            metrics: RefCell::new(crate::metrics::CoreMetrics::new(count_metrics)),
+            telemetry,
+            access,
+            reloader,
+        }
+    }
+
+    /// This core as a request starting now sees it: the generation in force is kept for the
+    /// request's whole life.
+    pub fn pin(&self) -> Core<'_> {
+        Core {
+            state: self,
+            generation: self.current(),
+        }
+    }
+
+    /// The generation new requests start under.
+    pub fn current(&self) -> Rc<Generation> {
+        self.generation.borrow().clone()
+    }
+
+    /// Build and hold generation `number` (phase one of a reload).
+    fn prepare(&self, number: u64, shared: Arc<Shared>) {
+        *self.prepared.borrow_mut() = Some(Generation::new(number, shared, self.id));
+    }
+
+    /// Switch to prepared generation `number` (phase two). Returns false when it was not the
+    /// one prepared here.
+    fn commit(&self, number: u64) -> bool {
+        let prepared = self.prepared.borrow_mut().take();
+        let Some(next) = prepared.filter(|g| g.number == number) else {
+            return false;
+        };
+        let old = self.current();
+        next.inherit(&old);
+        self.guard_scratch
+            .borrow_mut()
+            .retain(&next.shared.guardrails);
+        *self.generation.borrow_mut() = Rc::new(next);
+        true
+    }
+
     /// A fresh span id for an upstream `traceparent` (never zero).
     pub fn next_span_id(&self) -> u64 {
         // xorshift64*: fast, and unpredictable enough for ids that only need to be unique.
@@ -135,11 +331,11 @@ impl Core {
 
 /// Marks a request in flight for the drain; decremented on drop.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a Core);
+pub struct InFlight<'a>(&'a CoreState);
 
 /// Counts an open client connection; decremented on drop.
 #[derive(Debug)]
-pub struct OpenConnection(Rc<Core>);
+pub struct OpenConnection(Rc<CoreState>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
@@ -148,9 +344,7 @@ impl Drop for OpenConnection {
     }
 }
 
-// === impl Core ===
-
-impl Core {
+impl CoreState {
     /// Count a request as in flight until the guard drops.
     pub fn begin_request(&self) -> InFlight<'_> {
         self.in_flight.set(self.in_flight.get() + 1);
@@ -197,7 +391,7 @@ impl LocalEvent {
 const CONTROL_TICK: Duration = Duration::from_millis(25);
 
 /// The worker's main future: accept until told to stop, then drain.
-pub async fn run(core: Rc<Core>, listener: TcpListener, control: Receiver<Control>) {
+pub async fn run(core: Rc<CoreState>, listener: TcpListener, control: Receiver<Control>) {
     let stop = Rc::new(LocalEvent::default());
     let grace = Rc::new(Cell::new(Duration::ZERO));
     monoio::spawn(control_loop(
@@ -213,7 +407,8 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, control: Receiver<Contro
                 Ok((stream, _peer)) => {
                     core.status.connections.fetch_add(1, Ordering::Relaxed);
                     let open = core.open_connections.get();
-                    if open >= core.shared.config.server.max_connections_per_worker {
+                    let limit = core.current().shared.config.server.max_connections_per_worker;
+                    if open >= limit {
                         // Over the limit: close at once rather than let memory grow unbounded.
                         core.status.connections_refused.fetch_add(1, Ordering::Relaxed);
                         drop(stream);
@@ -252,7 +447,7 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, control: Receiver<Contro
 }
 
 async fn control_loop(
-    core: Rc<Core>,
+    core: Rc<CoreState>,
     control: Receiver<Control>,
     stop: Rc<LocalEvent>,
     grace: Rc<Cell<Duration>>,
@@ -268,16 +463,40 @@ async fn control_loop(
                 }
                 Ok(Control::Directory(directory)) => {
                     *core.directory.borrow_mut() = Rc::new(directory);
-                    continue;
                 }
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
+                Ok(Control::Prepare {
+                    number,
+                    shared,
+                    ready,
+                }) => {
+                    core.prepare(number, shared);
+                    let _ = ready.send((core.id, number));
+                }
+                Ok(Control::Commit { number, directory }) => {
+                    if core.commit(number) {
+                        *core.directory.borrow_mut() = Rc::new(directory);
+                    } else {
+                        tracing::error!(
+                            worker = core.id,
+                            number,
+                            "commit of a generation not prepared here"
+                        );
+                    }
+                }
+                Ok(Control::Abort { number }) => {
+                    let mut prepared = core.prepared.borrow_mut();
+                    if prepared.as_ref().is_some_and(|g| g.number == number) {
+                        *prepared = None;
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     // The control side is gone: nobody can stop us cleanly any more.
                     grace.set(Duration::ZERO);
                     stopping = true;
+                    break;
                 }
             }
-            break;
         }
         if stopping {
             stop.fire();
@@ -285,8 +504,9 @@ async fn control_loop(
         }
         core.telemetry
             .tick(core.id, &core.metrics.borrow(), core.open_connections.get());
-        let shared = &core.shared;
-        core.pools.reap(|p| {
+        let generation = core.current();
+        let shared = &generation.shared;
+        generation.pools.reap(|p| {
             shared
                 .providers
                 .get(p)
