@@ -394,13 +394,15 @@ impl Governance {
     /// A config reload's phase two (on the storage thread): the stored identities with the
     /// new file's declarations laid over them, checked against the new file, compiled into a
     /// directory (keeping the limit state of every scope whose limits did not change) and
-    /// committed to every core together with generation `number`. On error nothing changes.
+    /// committed to every core together with generation `number`; each core reports on
+    /// `done` once it switched. Returns how many cores were told. On error nothing changes.
     pub fn reload(
         &self,
         store: &dyn Store,
         config: &Config,
         number: u64,
-    ) -> Result<(), tollgate_config::ConfigErrors> {
+        done: &Sender<usize>,
+    ) -> Result<usize, tollgate_config::ConfigErrors> {
         let records = load_records(store, config).map_err(|e| {
             tollgate_config::ConfigErrors::from(tollgate_config::ConfigError::new(
                 "store",
@@ -422,10 +424,11 @@ impl Governance {
             tx.send(Control::Commit {
                 number,
                 directory: directory.clone(),
+                done: done.clone(),
             })
             .is_ok()
         });
-        Ok(())
+        Ok(state.subscribers.len())
     }
 
     /// Read the records (admin reads).

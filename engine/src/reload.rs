@@ -265,12 +265,13 @@ impl Reloader {
         // the identities under the new config, then the switch on every core.
         let gov = self.gov.clone();
         let for_store = shared.clone();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let reply = self
             .gov
             .storage
-            .call(move |store| gov.reload(store, &for_store.config, number));
-        match reply.recv_timeout(COMMIT_DEADLINE) {
-            Ok(Ok(())) => {}
+            .call(move |store| gov.reload(store, &for_store.config, number, &done_tx));
+        let told = match reply.recv_timeout(COMMIT_DEADLINE) {
+            Ok(Ok(told)) => told,
             Ok(Err(errors)) => {
                 self.abort(number);
                 return Err(ReloadError::Invalid(errors));
@@ -280,6 +281,16 @@ impl Reloader {
                 return Err(ReloadError::Stalled(
                     "the storage thread did not answer".into(),
                 ));
+            }
+        };
+        // The switch is made; answer once every core serves the new generation, so a client
+        // that reloads and then sends a request sees the new config.
+        let deadline = Instant::now() + PREPARE_DEADLINE;
+        for _ in 0..told {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(wait).is_err() {
+                tracing::warn!(number, "a worker has not confirmed the switch yet");
+                break;
             }
         }
         self.generation = number;

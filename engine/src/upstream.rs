@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -78,9 +79,22 @@ const UPSTREAM_READ_BUF: usize = 8 * 1024;
 
 /// Per-core pools of idle upstream connections, one list per provider. LIFO so the most
 /// recently used (warmest) connection is reused first and the oldest age out.
+///
+/// After a config reload the previous generation's pools forward to the new ones (for every
+/// provider that reaches the same place), so a connection a request of the old generation
+/// finishes with is kept for the new one rather than closed.
 #[derive(Debug)]
 pub struct Pools {
     idle: RefCell<Vec<Vec<Idle>>>,
+    successor: RefCell<Option<Successor>>,
+}
+
+/// Where a superseded generation's pools send their connections.
+#[derive(Debug)]
+struct Successor {
+    pools: Rc<Pools>,
+    /// This generation's provider index -> the successor's, when the provider carried over.
+    providers: Vec<Option<usize>>,
 }
 
 // === impl Pools ===
@@ -90,10 +104,24 @@ impl Pools {
     pub fn new(providers: usize) -> Self {
         Self {
             idle: RefCell::new((0..providers).map(|_| Vec::new()).collect()),
+            successor: RefCell::new(None),
         }
     }
 
+    /// The successor's pools and provider index for `provider`, once superseded.
+    fn forward(&self, provider: usize) -> Option<(Rc<Pools>, Option<usize>)> {
+        let successor = self.successor.borrow();
+        let s = successor.as_ref()?;
+        Some((
+            s.pools.clone(),
+            s.providers.get(provider).copied().flatten(),
+        ))
+    }
+
     fn take(&self, provider: usize, max_age: Duration) -> Option<Connection> {
+        if let Some((next, mapped)) = self.forward(provider) {
+            return next.take(mapped?, max_age);
+        }
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(provider)?;
         while let Some(idle) = list.pop() {
@@ -105,6 +133,12 @@ impl Pools {
     }
 
     fn put(&self, provider: usize, max_idle: usize, conn: Connection) {
+        if let Some((next, mapped)) = self.forward(provider) {
+            if let Some(p) = mapped {
+                next.put(p, max_idle, conn);
+            }
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
         if let Some(list) = idle.get_mut(provider) {
             if list.len() < max_idle {
@@ -125,16 +159,25 @@ impl Pools {
         }
     }
 
-    /// After a reload: move `old`'s idle connections to `old_provider` into this pool's
-    /// `provider` list (the caller has checked they reach the same place the same way).
-    pub fn adopt(&self, provider: usize, old: &Pools, old_provider: usize) {
-        let taken = match old.idle.borrow_mut().get_mut(old_provider) {
-            Some(list) => std::mem::take(list),
-            None => return,
-        };
-        if let Some(list) = self.idle.borrow_mut().get_mut(provider) {
-            *list = taken;
+    /// After a reload: `self` (the new generation's pools) takes over `old`'s idle
+    /// connections, and `old` forwards every connection it is given back later. `carried[i]`
+    /// is the new index of `old`'s provider `i` when connections to it are interchangeable
+    /// (same addresses, same TLS settings); the others' connections are closed.
+    pub fn succeed(self: &Rc<Self>, old: &Pools, carried: Vec<Option<usize>>) {
+        let taken = std::mem::take(&mut *old.idle.borrow_mut());
+        {
+            let mut idle = self.idle.borrow_mut();
+            for (old_provider, list) in taken.into_iter().enumerate() {
+                let target = carried.get(old_provider).copied().flatten();
+                if let Some(slot) = target.and_then(|p| idle.get_mut(p)) {
+                    *slot = list;
+                }
+            }
         }
+        *old.successor.borrow_mut() = Some(Successor {
+            pools: self.clone(),
+            providers: carried,
+        });
     }
 
     /// Number of idle connections held for `provider`.

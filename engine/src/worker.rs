@@ -49,6 +49,8 @@ pub enum Control {
         number: u64,
         /// The directory compiled with the new config's identities.
         directory: Arc<tollgate_policy::governance::Directory>,
+        /// Where to report this core's id once it serves the new generation.
+        done: crossbeam_channel::Sender<usize>,
     },
     /// Drop prepared generation `number`: another core could not prepare it.
     Abort {
@@ -115,7 +117,7 @@ pub struct Generation {
     /// Deployment health and balancing state, per model.
     pub router: RefCell<Router>,
     /// Idle upstream connections, per provider.
-    pub pools: Pools,
+    pub pools: Rc<Pools>,
 }
 
 // === impl Generation ===
@@ -126,14 +128,15 @@ impl Generation {
         Generation {
             number,
             router: RefCell::new(shared.new_router(core_id as u64)),
-            pools: Pools::new(shared.providers.len()),
+            pools: Rc::new(Pools::new(shared.providers.len())),
             shared,
         }
     }
 
     /// Take over what `old` learnt that still holds under this config: the health of every
     /// deployment whose model and `provider/model` label are unchanged, and the idle
-    /// connections of every provider whose address and TLS settings are unchanged.
+    /// connections of every provider whose address and TLS settings are unchanged (and those
+    /// that requests still running under `old` finish with later).
     fn inherit(&self, old: &Generation) {
         let (new_shared, old_shared) = (&*self.shared, &*old.shared);
         let mut router = self.router.borrow_mut();
@@ -151,17 +154,21 @@ impl Generation {
                 }
             }
         }
-        for (p, provider) in new_shared.config.providers.iter().enumerate() {
-            let same = old_shared
-                .config
-                .providers
-                .iter()
-                .position(|o| o.name == provider.name)
-                .filter(|&op| new_shared.same_connections(p, old_shared, op));
-            if let Some(op) = same {
-                self.pools.adopt(p, &old.pools, op);
-            }
-        }
+        let carried = old_shared
+            .config
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(op, provider)| {
+                new_shared
+                    .config
+                    .providers
+                    .iter()
+                    .position(|p| p.name == provider.name)
+                    .filter(|&p| new_shared.same_connections(p, old_shared, op))
+            })
+            .collect();
+        self.pools.succeed(&old.pools, carried);
     }
 }
 
@@ -472,9 +479,14 @@ async fn control_loop(
                     core.prepare(number, shared);
                     let _ = ready.send((core.id, number));
                 }
-                Ok(Control::Commit { number, directory }) => {
+                Ok(Control::Commit {
+                    number,
+                    directory,
+                    done,
+                }) => {
                     if core.commit(number) {
                         *core.directory.borrow_mut() = Rc::new(directory);
+                        let _ = done.send(core.id);
                     } else {
                         tracing::error!(
                             worker = core.id,

@@ -1,6 +1,6 @@
 //! The `tollgate` binary itself: `check`, `--version`, the README quick start served for real and
-//! stopped with SIGTERM, the admin commands (offline and through a running gateway), and a
-//! `kill -9` under load.
+//! stopped with SIGTERM, reloaded with SIGHUP, the admin commands (offline and through a running
+//! gateway), and a `kill -9` under load.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -394,4 +394,53 @@ fn kill_9_under_load_leaves_a_consistent_store() {
         );
         acknowledged_before = total.requests;
     }
+}
+
+#[test]
+fn sighup_reloads_the_file_and_a_broken_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tollgate.toml");
+    std::fs::write(&config, GOVERNED).unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr) = spawn_gateway(config.to_str().unwrap(), &data, "2");
+    let pid = child.0.id() as libc::pid_t;
+    let status = |key: &str| chat(&addr, key).unwrap()[9..12].to_owned();
+    assert_eq!(status("sk-tollgate-load"), "200");
+    assert_eq!(status("sk-tollgate-added"), "401");
+    let hup = || {
+        // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    };
+    // Until `deadline`, whether `key` gets `want`.
+    let eventually = |key: &str, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if status(key) == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+
+    let added = format!("{GOVERNED}\n[[keys]]\nname = \"added\"\nkey = \"sk-tollgate-added\"\n");
+    std::fs::write(&config, &added).unwrap();
+    hup();
+    assert!(
+        eventually("sk-tollgate-added", "200"),
+        "SIGHUP did not reload"
+    );
+
+    // Broken: the running config (with the added key) stays, and the process lives on.
+    std::fs::write(&config, "[server\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status("sk-tollgate-added"), "200");
+    assert_eq!(status("sk-tollgate-load"), "200");
+
+    std::fs::write(&config, GOVERNED).unwrap();
+    hup();
+    assert!(eventually("sk-tollgate-added", "401"), "second reload");
+    let status = stop(&mut child, libc::SIGTERM);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }

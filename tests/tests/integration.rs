@@ -9,6 +9,7 @@ mod governance;
 mod guardrails;
 mod metrics;
 mod providers;
+mod reload;
 mod request_ids;
 mod routing;
 mod sdk;
