@@ -75,7 +75,7 @@ fn start_from(path: &Path, workers: usize) -> Gateway {
             Ok(config)
         }
     };
-    let mut first = load.clone();
+    let first = load.clone();
     let config = first().expect("the first config is valid");
     let source: ConfigSource = Box::new(load);
     Gateway::start_with(config, Some(source)).expect("gateway starts")
@@ -153,7 +153,7 @@ fn reloads_under_load_fail_no_request_and_take_effect() {
                 let mut client = Client::connect(addr);
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let stream = (n + i) % 2 == 0;
+                    let stream = (n + i).is_multiple_of(2);
                     let r = client.post(
                         "/v1/chat/completions",
                         Some(DEMO_KEY),
