@@ -598,7 +598,8 @@ fn every_example_is_tested() {
     }
 }
 
-/// Every example serves `/metrics` (the default), and none writes an access log unasked.
+/// Every example serves `/metrics` (the default), none writes an access log unasked, and each
+/// takes the master key for `/admin` and `/ui` from `TOLLGATE_MASTER_KEY`.
 #[test]
 fn every_example_serves_metrics() {
     let env = [
@@ -619,5 +620,7 @@ fn every_example_serves_metrics() {
             tollgate_config::AccessLog::Off,
             "{file}"
         );
+        let master = config.admin.master_key.as_ref().map(|k| k.expose().as_str());
+        assert_eq!(master, Some("master-key-for-tests-0123456789"), "{file}");
     }
 }
