@@ -404,8 +404,9 @@ impl Shared {
             .map_or("", String::as_str)
     }
 
-    /// Whether connections to provider `provider` here and to `old_provider` in `old` are
-    /// interchangeable: same resolved addresses, same TLS settings and server name.
+    /// Whether provider `provider` here and `old_provider` in `old` reach the same upstream the
+    /// same way, so connections (and what was learnt about its health) carry over: same
+    /// resolved addresses, TLS settings and server name; or both the built-in mock.
     pub fn same_connections(&self, provider: usize, old: &Shared, old_provider: usize) -> bool {
         let (Some(new), Some(prev)) = (
             self.config.providers.get(provider),

@@ -133,28 +133,14 @@ impl Generation {
         }
     }
 
-    /// Take over what `old` learnt that still holds under this config: the health of every
-    /// deployment whose model and `provider/model` label are unchanged, and the idle
-    /// connections of every provider whose address and TLS settings are unchanged (and those
-    /// that requests still running under `old` finish with later).
+    /// Take over what `old` learnt that still holds under this config: the idle connections
+    /// of every provider that still reaches the same place the same way (and those that
+    /// requests still running under `old` finish with later), and the health of every
+    /// deployment of an unchanged model name on such a provider, with the same upstream model.
     fn inherit(&self, old: &Generation) {
         let (new_shared, old_shared) = (&*self.shared, &*old.shared);
-        let mut router = self.router.borrow_mut();
-        let old_router = old.router.borrow();
-        for (m, model) in new_shared.config.models.iter().enumerate() {
-            let Some(&old_m) = old_shared.models.get(&model.name) else {
-                continue;
-            };
-            for d in 0..model.deployments.len() {
-                let label = new_shared.deployment_label(m, d);
-                let old_d = (0..old_shared.config.models[old_m].deployments.len())
-                    .find(|&od| old_shared.deployment_label(old_m, od) == label);
-                if let Some(old_d) = old_d {
-                    router.inherit_health((m, d), &old_router, (old_m, old_d));
-                }
-            }
-        }
-        let carried = old_shared
+        // Old provider index -> new one, for providers whose connections carry over.
+        let carried: Vec<Option<usize>> = old_shared
             .config
             .providers
             .iter()
@@ -168,6 +154,26 @@ impl Generation {
                     .filter(|&p| new_shared.same_connections(p, old_shared, op))
             })
             .collect();
+        let mut router = self.router.borrow_mut();
+        let old_router = old.router.borrow();
+        for (m, model) in new_shared.config.models.iter().enumerate() {
+            let Some(old_model) = old_shared
+                .models
+                .get(&model.name)
+                .and_then(|&om| old_shared.config.models.get(om).map(|c| (om, c)))
+            else {
+                continue;
+            };
+            for (d, deployment) in model.deployments.iter().enumerate() {
+                let same = old_model.1.deployments.iter().position(|o| {
+                    o.model == deployment.model
+                        && carried.get(o.provider).copied().flatten() == Some(deployment.provider)
+                });
+                if let Some(od) = same {
+                    router.inherit_health((m, d), &old_router, (old_model.0, od));
+                }
+            }
+        }
         self.pools.succeed(&old.pools, carried);
     }
 }

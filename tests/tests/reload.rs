@@ -404,3 +404,71 @@ fn reload_needs_the_master_key_and_post() {
     reload(&gw).assert_error(409, "reload_unavailable");
     gw.shutdown();
 }
+
+#[test]
+fn a_cooled_down_deployment_stays_cooled_down_across_a_reload() {
+    let up = MockServer::start(MockServerConfig::default()).unwrap();
+    let files = Files::new();
+    let store = files.dir.join("store");
+    // `pair` tries the failing deployment first; one failure ejects it for a minute.
+    let pair = r#"
+[[models]]
+name = "pair"
+strategy = "priority"
+deployments = [
+  { provider = "up", model = "mock-error-500", priority = 0 },
+  { provider = "up", model = "gpt-4o-mini", priority = 1 },
+]
+
+[routing]
+cooldown_failures = 1
+cooldown = "60s"
+"#;
+    files.write(&config_text(&up.base_url(), &store, pair));
+    let gw = start_from(&files.file, 1);
+    let send = || {
+        let r = post(
+            gw.addr(),
+            "/v1/chat/completions",
+            Some(DEMO_KEY),
+            &chat_body("pair", false),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    send();
+    let failed = up.stats().status_count(500);
+    assert!(failed >= 1, "the first deployment was never tried");
+    send();
+    assert_eq!(up.stats().status_count(500), failed, "not cooled down");
+
+    // An unrelated change: the cooldown carries over, the failing deployment is not retried.
+    files.write(&config_text(
+        &up.base_url(),
+        &store,
+        &format!("{pair}{EXTRA}"),
+    ));
+    assert_eq!(reload(&gw).status, 200);
+    for _ in 0..5 {
+        send();
+    }
+    assert_eq!(
+        up.stats().status_count(500),
+        failed,
+        "cooldown lost on reload"
+    );
+
+    // The deployment's upstream model changed: nothing learnt about the old one applies.
+    files.write(&config_text(
+        &up.base_url(),
+        &store,
+        &pair.replace("mock-error-500", "mock-error-503"),
+    ));
+    assert_eq!(reload(&gw).status, 200);
+    send();
+    assert_eq!(
+        up.stats().status_count(503),
+        1,
+        "the new deployment was not tried"
+    );
+    gw.shutdown();
+}
