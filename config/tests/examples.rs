@@ -620,7 +620,11 @@ fn every_example_serves_metrics() {
             tollgate_config::AccessLog::Off,
             "{file}"
         );
-        let master = config.admin.master_key.as_ref().map(|k| k.expose().as_str());
+        let master = config
+            .admin
+            .master_key
+            .as_ref()
+            .map(|k| k.expose().as_str());
         assert_eq!(master, Some("master-key-for-tests-0123456789"), "{file}");
     }
 }

@@ -1616,7 +1616,7 @@ impl SseReader {
         failure: &mut Option<GatewayError>,
         mut on_frame: impl FnMut(tollgate_protocol::sse::SseFrame),
     ) -> bool {
-        let ended = match response.next_chunk(core.pools()).await {
+        let ended = match core.read_upstream(response).await {
             Ok(Some(chunk)) => {
                 self.pending.extend_from_slice(&chunk);
                 false

@@ -491,7 +491,7 @@ async fn translated_stream(
     // Id and model of the last chunk: the shape of a chunk carrying text held to the end.
     let mut last: Option<(String, String)> = None;
     loop {
-        let ended = match response.next_chunk(core.pools()).await {
+        let ended = match core.read_upstream(response).await {
             Ok(Some(bytes)) => {
                 if let Err(e) = decoder.feed(&bytes, &mut chunks) {
                     failure = Some(stream_error(provider, e));

@@ -198,6 +198,9 @@ pub struct CoreState {
     pub mock_requests: Cell<u64>,
     /// Set once shutdown begins: responses close their connections.
     pub draining: Cell<bool>,
+    /// Set when the shutdown grace has run out: running streams end at their next upstream
+    /// read with a terminal `shutting_down` error, and are settled and recorded as usual.
+    pub cut_off: Cell<bool>,
     /// Counters visible to other threads.
     pub status: Arc<WorkerStatus>,
     /// Governance: pricing, settings, the storage thread.
@@ -255,6 +258,19 @@ impl Core<'_> {
     pub fn pools(&self) -> &Pools {
         &self.generation.pools
     }
+
+    /// The next piece of an upstream body (`None` at its end). Once the shutdown grace has
+    /// run out, the body ends here with `ShuttingDown` instead, so the request is settled and
+    /// its client told rather than cut off silently.
+    pub async fn read_upstream(
+        &self,
+        response: &mut crate::upstream::UpstreamResponse,
+    ) -> Result<Option<bytes::Bytes>, crate::error::GatewayError> {
+        if self.cut_off.get() {
+            return Err(crate::error::GatewayError::ShuttingDown);
+        }
+        response.next_chunk(self.pools()).await
+    }
 }
 
 // === impl CoreState ===
@@ -282,6 +298,7 @@ impl CoreState {
             open_connections: Default::default(),
             mock_requests: Default::default(),
             draining: Default::default(),
+            cut_off: Default::default(),
             status,
             directory: RefCell::new(Rc::new(gov.directory())),
             gov,
@@ -400,6 +417,9 @@ impl LocalEvent {
     }
 }
 
+/// How long streams get, once the shutdown grace has run out, to notice it and end properly.
+const CUT_OFF_SETTLE: Duration = Duration::from_secs(1);
+
 /// How often a worker looks at its control channel and reaps idle upstream connections.
 const CONTROL_TICK: Duration = Duration::from_millis(25);
 
@@ -449,6 +469,15 @@ pub async fn run(core: Rc<CoreState>, listener: TcpListener, control: Receiver<C
     let deadline = Instant::now() + grace.get();
     while core.in_flight.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if core.in_flight.get() > 0 {
+        // Streams still running end at their next upstream event, with a terminal error
+        // event and their usage recorded; give them a moment to do so.
+        core.cut_off.set(true);
+        let settle = Instant::now() + CUT_OFF_SETTLE;
+        while core.in_flight.get() > 0 && Instant::now() < settle {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     if core.in_flight.get() > 0 {
         tracing::warn!(

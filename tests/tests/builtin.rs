@@ -301,6 +301,49 @@ fn shutdown_finishes_in_flight_streams() {
 }
 
 #[test]
+fn streams_still_running_when_the_grace_runs_out_end_with_an_error_and_are_recorded() {
+    // A 3-second stream, a 200 ms grace.
+    let mut cfg = config(
+        &mock_gateway_toml(
+            "shutdown_grace = \"200ms\"",
+            "chunks = 30\nchunk_delay = \"100ms\"",
+        ),
+        &[],
+    );
+    let store = temp_store();
+    cfg.store.path = store.clone();
+    let gw = start(cfg, 1);
+    let addr = gw.addr();
+    let client = std::thread::spawn(move || {
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(DEMO_KEY),
+            &chat_body("gpt-4o-mini", true),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let stopping = std::time::Instant::now();
+    gw.shutdown();
+    assert!(
+        stopping.elapsed() < Duration::from_millis(1500),
+        "shutdown waited for the stream: {:?}",
+        stopping.elapsed()
+    );
+    let r = client.join().unwrap();
+    assert_eq!(r.status, 200);
+    let events = sse_data(&r.body);
+    let last = events.last().unwrap();
+    assert!(last.contains("\"code\":\"shutting_down\""), "{events:?}");
+    assert!(events.len() >= 3, "content before the cut: {events:?}");
+    // Settled and on the ledger, like any stream that ended early.
+    let store = tollgate_engine::store::sled_store::SledStore::open(&store).unwrap();
+    let records = tollgate_engine::store::Store::records(&store, 0, u64::MAX, 10).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].output_tokens > 0, "{:?}", records[0]);
+}
+
+#[test]
 fn two_workers_share_the_port() {
     let gw = start(config(&mock_gateway_toml("", ""), &[]), 2);
     for _ in 0..20 {
