@@ -77,6 +77,9 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Ask the running gateway to reread its config file (as SIGHUP does) and print the
+    /// outcome: what changed, or every error in the file.
+    Reload,
     /// Budget alerts, newest first.
     Alerts {
         /// Most alerts (at most 10,000).
@@ -333,6 +336,7 @@ fn main() -> ExitCode {
             Ok(get(target))
         }
         Command::Alerts { limit } => Ok(get(format!("/admin/alerts?limit={limit}"))),
+        Command::Reload => return print_answer(manage::reload(&config, cli.gateway)),
     };
     match request {
         Ok(request) => admin(&config, cli.gateway, &request),
@@ -386,7 +390,12 @@ fn serve(config: Config, source: tollgate_engine::reload::ConfigSource) -> ExitC
 /// Run an admin request and print its JSON answer: stdout on success, the error on stderr
 /// (exit 1) when refused.
 fn admin(config: &Config, gateway: Option<SocketAddr>, request: &AdminRequest) -> ExitCode {
-    let answer = match manage::execute(config, gateway, request) {
+    print_answer(manage::execute(config, gateway, request))
+}
+
+/// Print an admin answer: stdout on success, the error on stderr (exit 1) when refused.
+fn print_answer(answer: Result<manage::AdminAnswer, manage::ManageError>) -> ExitCode {
+    let answer = match answer {
         Ok(a) => a,
         Err(e) => {
             eprintln!("tollgate: {e}");
@@ -394,7 +403,7 @@ fn admin(config: &Config, gateway: Option<SocketAddr>, request: &AdminRequest) -
         }
     };
     if let Via::Gateway(addr) = answer.via {
-        eprintln!("(the store is in use: done through the gateway's admin API at {addr})");
+        eprintln!("(done through the gateway's admin API at {addr})");
     }
     if answer.status >= 400 {
         let error = &answer.body["error"];

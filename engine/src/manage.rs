@@ -85,8 +85,11 @@ pub enum ManageError {
         /// The store directory.
         path: String,
     },
+    /// Reloading goes through the running gateway's admin API, which needs a master key.
+    #[error("reload asks the running gateway through its admin API; the config sets no [admin] master_key")]
+    NoMasterKey,
     /// The gateway's admin API could not be reached or answered nonsense.
-    #[error("the store is in use, and the gateway's admin API at {addr} failed: {reason}")]
+    #[error("the gateway's admin API at {addr} failed: {reason}")]
     Gateway {
         /// Where we tried.
         addr: SocketAddr,
@@ -126,6 +129,30 @@ pub fn execute(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Ask the running gateway at `gateway` (default: where `server.listen` says it listens) to
+/// reread its config file (`POST /admin/reload`). There is no offline form: a gateway that is
+/// not running reads the file when it starts.
+pub fn reload(config: &Config, gateway: Option<SocketAddr>) -> Result<AdminAnswer, ManageError> {
+    let master = config
+        .admin
+        .master_key
+        .as_ref()
+        .ok_or(ManageError::NoMasterKey)?;
+    let addr = gateway.unwrap_or_else(|| loopback_for(config.server.listen));
+    let request = AdminRequest {
+        method: "POST",
+        target: "/admin/reload".to_owned(),
+        body: Value::Null,
+    };
+    let (status, body) = http_call(addr, master.expose(), &request)
+        .map_err(|reason| ManageError::Gateway { addr, reason })?;
+    Ok(AdminAnswer {
+        status,
+        body,
+        via: Via::Gateway(addr),
+    })
 }
 
 /// Run one request on an open store, as the admin API would, and flush what it wrote.

@@ -438,9 +438,19 @@ fn sighup_reloads_the_file_and_a_broken_file_changes_nothing() {
     assert_eq!(status("sk-tollgate-added"), "200");
     assert_eq!(status("sk-tollgate-load"), "200");
 
+    // `tollgate reload` asks the gateway through its admin API and waits for the outcome.
     std::fs::write(&config, GOVERNED).unwrap();
-    hup();
-    assert!(eventually("sk-tollgate-added", "401"), "second reload");
+    let reload = Command::new(BIN)
+        .args(["reload", "--gateway", &addr, "--config"])
+        .arg(&config)
+        .env("TOLLGATE_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{reload:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&reload.stdout).unwrap();
+    assert_eq!(answer["reloaded"], true, "{answer}");
+    assert_eq!(answer["generation"], 2, "{answer}");
+    assert_eq!(status("sk-tollgate-added"), "401");
     let status = stop(&mut child, libc::SIGTERM);
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
