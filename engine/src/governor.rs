@@ -382,6 +382,12 @@ impl Governance {
         self.cores
     }
 
+    /// The master key's SHA-256 digest, which keys the dashboard's session tokens
+    /// (`crate::dashboard`); `None` when the admin API is off.
+    pub fn master_digest(&self) -> Option<&KeyDigest> {
+        self.master.as_ref()
+    }
+
     /// True when `presented` is the master key (constant-time).
     pub fn is_master(&self, presented: &[u8]) -> Option<bool> {
         let master = self.master.as_ref()?;
@@ -687,6 +693,9 @@ pub(crate) fn record(
                 .guard
                 .as_ref()
                 .map(|g| (g.profile_name(), hits.as_slice())),
+            time_ms: now,
+            key: &entry.record.name,
+            request_id: ctx.request_id.as_str(),
         });
     let deployment = deployment.to_owned();
     core.access.log(|| crate::access_log::AccessEntry {

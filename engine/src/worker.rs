@@ -283,8 +283,12 @@ async fn control_loop(
             stop.fire();
             return;
         }
-        core.telemetry
-            .tick(core.id, &core.metrics.borrow(), core.open_connections.get());
+        core.telemetry.tick(
+            core.id,
+            &core.metrics.borrow(),
+            core.open_connections.get(),
+            || crate::dashboard::deployment_health(&core),
+        );
         let shared = &core.shared;
         core.pools.reap(|p| {
             shared
