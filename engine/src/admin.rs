@@ -3,11 +3,15 @@
 //! 400 naming the field before anything changes), then applied to the identity records on the
 //! storage thread, which persists the change and publishes a new directory to every core.
 //!
-//! Routes (all need `Authorization: Bearer <master key>`):
+//! Routes (all need `Authorization: Bearer <master key>` or a dashboard session):
 //! - `GET|POST /admin/{orgs,teams,users,keys}`, `GET|PATCH|DELETE /admin/{kind}/{name}`
 //! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate` (`{"grace": "1h"}`)
 //! - `GET /admin/spend?scope=team&name=ml&by=model&per=day&from=2026-11-01&to=2026-11-30`
 //! - `GET /admin/usage?since_ms=..&until_ms=..&limit=100`, `GET /admin/alerts?limit=100`
+//!
+//! The dashboard's session cookie stands in for the bearer key, and the live views
+//! `GET /admin/{stats,guardrail-hits,deployments,budgets}` are answered by `crate::dashboard`,
+//! which also owns admin authentication.
 
 use std::time::Duration;
 

@@ -736,6 +736,9 @@ pub(crate) fn record(
                 .guard
                 .as_ref()
                 .map(|g| (g.profile_name(), hits.as_slice())),
+            time_ms: now,
+            key: &entry.record.name,
+            request_id: ctx.request_id.as_str(),
         });
     let deployment = deployment.to_owned();
     core.access.log(|| crate::access_log::AccessEntry {

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod builtin_mock;
 pub mod conn;
+mod dashboard;
 pub mod error;
 pub mod governor;
 mod guard;

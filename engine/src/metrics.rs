@@ -8,8 +8,13 @@
 //! copies are merged and rendered. Label values are names from the config or the key directory
 //! (models, deployments, teams, guardrail profiles and rules) and fixed words: never anything a
 //! client sent, never a key.
+//!
+//! The same copies carry what the admin dashboard shows live (`crate::dashboard`): requests per
+//! second and latency over the last minute ([`Recent`]), each core's last guardrail hits (a
+//! bounded ring, never the matched text) and, filled in when a copy is taken, what the core's
+//! router knows about every deployment's health.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,14 @@ const TOKEN_BUCKETS: &[f64] = &[
 ];
 /// How long a scrape waits for the other cores' copies before rendering what it has.
 const SCRAPE_WAIT: Duration = Duration::from_millis(500);
+/// Seconds of per-second request counts each core keeps.
+pub(crate) const RECENT_SECONDS: u64 = 60;
+/// Recent latency is kept in slices of this many seconds...
+const SLICE_SECONDS: u64 = 10;
+/// ...this many of them (the current one included), so it covers the last 50 to 60 seconds.
+const SLICES: u64 = 6;
+/// Guardrail hits each core remembers (the newest; older ones are in the usage ledger).
+pub(crate) const RECENT_HITS: usize = 128;
 
 /// Index of an interned name in one core's [`Names`].
 type NameId = u32;
@@ -121,6 +134,225 @@ impl Timing {
         let _ = self.histogram.add(&other.histogram);
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
     }
+
+    fn reset(&mut self) {
+        self.histogram.reset();
+        self.sum_us = 0;
+    }
+
+    /// Percentiles of what was recorded; `None` when nothing was.
+    fn percentiles(&self) -> Option<Percentiles> {
+        let h = &self.histogram;
+        (!h.is_empty()).then(|| Percentiles {
+            count: h.len(),
+            p50: Duration::from_micros(h.value_at_quantile(0.5)),
+            p90: Duration::from_micros(h.value_at_quantile(0.9)),
+            p99: Duration::from_micros(h.value_at_quantile(0.99)),
+            max: Duration::from_micros(h.max()),
+        })
+    }
+}
+
+/// Percentiles of a latency distribution (two significant digits, HDR's resolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+/// Model requests that finished in one unix second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SecondCount {
+    /// Unix second.
+    pub second: u64,
+    /// Model requests answered.
+    pub requests: u64,
+    /// Of those, answered with a status of 400 or more (or none).
+    pub errors: u64,
+}
+
+/// Latency of the requests that finished in one slice of [`SLICE_SECONDS`].
+#[derive(Debug, Clone)]
+struct LatencySlice {
+    /// Unix second / `SLICE_SECONDS`.
+    slice: u64,
+    duration: Timing,
+    first_token: Timing,
+}
+
+/// The last minute of model requests on one core: counts per second in a ring indexed by
+/// unix second, latency in a ring of slices. A slot is reused (reset) when its second or slice
+/// comes round again, so recording is a few arithmetic operations and no allocation after the
+/// first minute.
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    /// `RECENT_SECONDS` slots once anything was recorded.
+    seconds: Vec<SecondCount>,
+    /// `SLICES` slots, each made on first use.
+    slices: Vec<Option<LatencySlice>>,
+}
+
+impl Recent {
+    fn record(&mut self, time_ms: u64, status: u16, duration: Duration, first: Option<Duration>) {
+        let second = time_ms / 1000;
+        if self.seconds.is_empty() {
+            self.seconds = vec![SecondCount::default(); RECENT_SECONDS as usize];
+            self.slices = vec![None; SLICES as usize];
+        }
+        let slot = &mut self.seconds[(second % RECENT_SECONDS) as usize];
+        if slot.second != second {
+            *slot = SecondCount {
+                second,
+                ..SecondCount::default()
+            };
+        }
+        slot.requests += 1;
+        if status >= 400 || status == 0 {
+            slot.errors += 1;
+        }
+        let slice = second / SLICE_SECONDS;
+        let entry = &mut self.slices[(slice % SLICES) as usize];
+        match entry {
+            Some(s) if s.slice == slice => {}
+            Some(s) => {
+                s.slice = slice;
+                s.duration.reset();
+                s.first_token.reset();
+            }
+            None => {
+                let (Some(duration), Some(first_token)) = (Timing::new(), Timing::new()) else {
+                    return;
+                };
+                *entry = Some(LatencySlice {
+                    slice,
+                    duration,
+                    first_token,
+                });
+            }
+        }
+        if let Some(s) = entry {
+            s.duration.record(duration);
+            if let Some(first) = first {
+                s.first_token.record(first);
+            }
+        }
+    }
+
+    /// Adds another core's: slots holding the same second (slice) add up, a newer one wins.
+    fn merge(&mut self, other: &Recent) {
+        if other.seconds.is_empty() {
+            return;
+        }
+        if self.seconds.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
+            if theirs.second > mine.second {
+                *mine = *theirs;
+            } else if theirs.second == mine.second {
+                mine.requests += theirs.requests;
+                mine.errors += theirs.errors;
+            }
+        }
+        for (mine, theirs) in self.slices.iter_mut().zip(&other.slices) {
+            let Some(theirs) = theirs else { continue };
+            match mine {
+                Some(m) if m.slice == theirs.slice => {
+                    m.duration.add(&theirs.duration);
+                    m.first_token.add(&theirs.first_token);
+                }
+                Some(m) if m.slice > theirs.slice => {}
+                _ => *mine = Some(theirs.clone()),
+            }
+        }
+    }
+
+    /// Counts of the `RECENT_SECONDS` seconds up to and including `now_s`, oldest first.
+    fn per_second(&self, now_s: u64) -> Vec<SecondCount> {
+        (now_s.saturating_sub(RECENT_SECONDS - 1)..=now_s)
+            .map(|second| {
+                self.seconds
+                    .get((second % RECENT_SECONDS) as usize)
+                    .filter(|slot| slot.second == second)
+                    .copied()
+                    .unwrap_or(SecondCount {
+                        second,
+                        ..SecondCount::default()
+                    })
+            })
+            .collect()
+    }
+
+    /// Latency of the slices still current at `now_s` (the last 50 to 60 seconds): request
+    /// duration and time to first token, and the unix second the oldest slice began.
+    fn latency(&self, now_s: u64) -> (Option<Percentiles>, Option<Percentiles>, u64) {
+        let now_slice = now_s / SLICE_SECONDS;
+        let oldest = now_slice.saturating_sub(SLICES - 1);
+        let (Some(mut duration), Some(mut first_token)) = (Timing::new(), Timing::new()) else {
+            return (None, None, oldest * SLICE_SECONDS);
+        };
+        for s in self.slices.iter().flatten() {
+            if s.slice >= oldest && s.slice <= now_slice {
+                duration.add(&s.duration);
+                first_token.add(&s.first_token);
+            }
+        }
+        (
+            duration.percentiles(),
+            first_token.percentiles(),
+            oldest * SLICE_SECONDS,
+        )
+    }
+}
+
+/// One guardrail rule that fired on one request, as the dashboard lists it: names only,
+/// never the matched text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HitEvent {
+    /// When the request finished (unix ms).
+    pub time_ms: u64,
+    /// The profile the request ran under.
+    pub profile: String,
+    /// The rule's id.
+    pub rule: String,
+    /// `block`, `mask` or `audit`.
+    pub action: &'static str,
+    /// `input` or `output`.
+    pub side: &'static str,
+    /// Matches in this request.
+    pub count: u32,
+    /// The key's name.
+    pub key: String,
+    /// The request's id.
+    pub request_id: String,
+}
+
+/// One deployment's health on one core, named, as of when the core's copy was taken.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeploymentHealth {
+    /// The core.
+    pub worker: usize,
+    /// Client-facing model name.
+    pub model: String,
+    /// `provider/upstream-model`.
+    pub deployment: String,
+    /// The provider's name.
+    pub provider: String,
+    /// What the core's router knows.
+    pub view: crate::router::HealthView,
+    /// When a cooldown ends (unix ms), fixed when the copy was taken.
+    pub cooling_until_ms: Option<u64>,
+    /// Length of the window `view.recent_*` count over.
+    pub window: Duration,
 }
 
 /// Labels of a guardrail-hit series: profile and rule (ids), action, side.
@@ -160,6 +392,12 @@ pub(crate) struct ModelSample<'a> {
     pub first_token: Option<Duration>,
     /// The guardrail profile the request ran under, and what fired.
     pub guardrails: Option<(&'a str, &'a [GuardHit])>,
+    /// When the request finished (unix ms).
+    pub time_ms: u64,
+    /// The key's name (for the dashboard's guardrail hits; never a label).
+    pub key: &'a str,
+    /// The request's id (likewise).
+    pub request_id: &'a str,
 }
 
 /// Everything one core counts. Cloned (off the request path) when a scrape asks.
@@ -183,6 +421,12 @@ pub struct CoreMetrics {
     retries: Map<(NameId, &'static str), u64>,
     /// Filled in when the copy is taken.
     open_connections: u64,
+    /// The last minute, for the dashboard.
+    recent: Recent,
+    /// The newest guardrail hits, oldest first (at most [`RECENT_HITS`] on a core).
+    recent_hits: VecDeque<HitEvent>,
+    /// Filled in when the copy is taken: the router's view of every deployment.
+    deployments: Vec<DeploymentHealth>,
 }
 
 // === impl CoreMetrics ===
@@ -215,6 +459,8 @@ impl CoreMetrics {
         c.cached_tokens += s.cached_tokens;
         c.cost_nanos += s.cost_nanos;
         record(&mut self.durations, model, s.duration);
+        self.recent
+            .record(s.time_ms, s.status, s.duration, s.first_token);
         if let Some(first) = s.first_token {
             record(&mut self.first_token, model, first);
             if s.output_tokens > 1 {
@@ -233,6 +479,19 @@ impl CoreMetrics {
                     side: hit.side,
                 };
                 *self.guardrail_hits.entry(key).or_default() += u64::from(hit.count);
+                if self.recent_hits.len() == RECENT_HITS {
+                    self.recent_hits.pop_front();
+                }
+                self.recent_hits.push_back(HitEvent {
+                    time_ms: s.time_ms,
+                    profile: self.names.name(profile).to_owned(),
+                    rule: hit.rule.clone(),
+                    action: hit.action,
+                    side: hit.side,
+                    count: hit.count,
+                    key: s.key.to_owned(),
+                    request_id: s.request_id.to_owned(),
+                });
             }
         }
     }
@@ -242,6 +501,12 @@ impl CoreMetrics {
         let mut copy = self.clone();
         copy.open_connections = open_connections as u64;
         copy
+    }
+
+    /// This copy, carrying the core's deployment health (see `dashboard::deployment_health`).
+    pub(crate) fn with_deployments(mut self, deployments: Vec<DeploymentHealth>) -> CoreMetrics {
+        self.deployments = deployments;
+        self
     }
 
     /// Counts a request refused by a rate limit (`requests`, `tokens`, `parallel`) or a budget
@@ -334,6 +599,9 @@ impl CoreMetrics {
             *self.http_responses.entry(*k).or_default() += n;
         }
         self.open_connections += other.open_connections;
+        self.recent.merge(&other.recent);
+        self.recent_hits.extend(other.recent_hits.iter().cloned());
+        self.deployments.extend(other.deployments.iter().cloned());
     }
 }
 
@@ -383,8 +651,15 @@ impl Telemetry {
         }
     }
 
-    /// Called by core `worker` on every control tick: publishes a copy when a scrape wants one.
-    pub(crate) fn tick(&self, worker: usize, metrics: &CoreMetrics, open_connections: usize) {
+    /// Called by core `worker` on every control tick: publishes a copy when a scrape wants one,
+    /// with the core's deployment health (`deployments` runs only then).
+    pub(crate) fn tick(
+        &self,
+        worker: usize,
+        metrics: &CoreMetrics,
+        open_connections: usize,
+        deployments: impl FnOnce() -> Vec<DeploymentHealth>,
+    ) {
         let Some(slot) = self.slots.get(worker) else {
             return;
         };
@@ -392,7 +667,9 @@ impl Telemetry {
         if slot.published.load(Ordering::Acquire) >= wanted {
             return;
         }
-        let copy = metrics.snapshot(open_connections);
+        let copy = metrics
+            .snapshot(open_connections)
+            .with_deployments(deployments());
         if let Ok(mut guard) = slot.copy.lock() {
             *guard = Some(copy);
         }
@@ -459,6 +736,123 @@ pub(crate) struct Collected {
     stale: usize,
     /// Access-log lines dropped, when the log is on.
     access_log_dropped: Option<u64>,
+}
+
+/// What the dashboard shows live, over every core (see [`Collected::live`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LiveStats {
+    /// `server.metrics`: when off, nothing below is counted.
+    pub counting: bool,
+    /// Model requests per second over the last [`RECENT_SECONDS`], oldest first (the last
+    /// one is the second in progress).
+    pub per_second: Vec<SecondCount>,
+    /// Request duration over the recent latency window.
+    pub latency: Option<Percentiles>,
+    /// Time to first token (streams) over the same window.
+    pub first_token: Option<Percentiles>,
+    /// Unix second the recent latency window began.
+    pub latency_since_s: u64,
+    /// Since start, per model, by name.
+    pub models: Vec<ModelStats>,
+    /// Client connections open.
+    pub open_connections: u64,
+    /// Per worker: its io driver.
+    pub drivers: Vec<&'static str>,
+    /// Cores whose copy was not fresh.
+    pub stale: usize,
+}
+
+/// One model's requests since start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModelStats {
+    /// Client-facing name.
+    pub model: String,
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, with a status of 400 or more.
+    pub errors: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Spend, nanodollars.
+    pub cost_nanos: u64,
+    /// Request duration.
+    pub latency: Option<Percentiles>,
+}
+
+// === dashboard views ===
+
+impl Collected {
+    /// Requests per second, recent latency and per-model totals at `now_ms`.
+    pub(crate) fn live(&self, now_ms: u64) -> LiveStats {
+        let m = &self.metrics;
+        let now_s = now_ms / 1000;
+        let (latency, first_token, latency_since_s) = m.recent.latency(now_s);
+        let mut models: HashMap<&str, ModelStats> = HashMap::new();
+        for (k, c) in &m.model_requests {
+            let name = m.names.name(k.model);
+            let s = models.entry(name).or_insert_with(|| ModelStats {
+                model: name.to_owned(),
+                requests: 0,
+                errors: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_nanos: 0,
+                latency: m.durations.get(&k.model).and_then(Timing::percentiles),
+            });
+            s.requests += c.requests;
+            if k.status >= 400 || k.status == 0 {
+                s.errors += c.requests;
+            }
+            s.input_tokens += c.input_tokens;
+            s.output_tokens += c.output_tokens;
+            s.cost_nanos += c.cost_nanos;
+        }
+        let mut models: Vec<ModelStats> = models.into_values().collect();
+        models.sort_by(|a, b| a.model.cmp(&b.model));
+        LiveStats {
+            counting: m.on,
+            per_second: m.recent.per_second(now_s),
+            latency,
+            first_token,
+            latency_since_s,
+            models,
+            open_connections: m.open_connections,
+            drivers: self.workers.iter().map(|(driver, _)| *driver).collect(),
+            stale: self.stale,
+        }
+    }
+
+    /// The newest guardrail hits over every core, newest first, at most `limit`.
+    pub(crate) fn recent_hits(&self, limit: usize) -> Vec<&HitEvent> {
+        // Each core's ring is oldest first: reversed, and sorted stably, hits recorded in the
+        // same millisecond keep newest first.
+        let mut hits: Vec<&HitEvent> = self.metrics.recent_hits.iter().rev().collect();
+        hits.sort_by_key(|h| std::cmp::Reverse(h.time_ms));
+        hits.truncate(limit);
+        hits
+    }
+
+    /// Every core's view of every deployment, by worker.
+    pub(crate) fn deployments(&self) -> &[DeploymentHealth] {
+        &self.metrics.deployments
+    }
+
+    /// Failed upstream attempts since start, per provider name.
+    pub(crate) fn upstream_failures(&self) -> HashMap<String, u64> {
+        let m = &self.metrics;
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for ((provider, _cause), n) in &m.upstream_failures {
+            *out.entry(m.names.name(*provider).to_owned()).or_default() += n;
+        }
+        out
+    }
+
+    /// Workers, and how many had no fresh copy.
+    pub(crate) fn workers(&self) -> (usize, usize) {
+        (self.workers.len(), self.stale)
+    }
 }
 
 // === rendering ===
@@ -666,7 +1060,7 @@ impl Collected {
             &mut out,
             "tollgate_http_responses_total",
             "counter",
-            "Every response by route (chat_completions, completions, embeddings, messages, models, health, admin, metrics, unknown) and status; status 0: the connection ended first.",
+            "Every response by route (chat_completions, completions, embeddings, messages, models, health, admin, metrics, ui, unknown) and status; status 0: the connection ended first.",
         );
         let mut responses: Vec<(&(&str, u16), &u64)> = m.http_responses.iter().collect();
         responses.sort();
@@ -775,8 +1169,14 @@ mod tests {
             duration: Duration::from_millis(3),
             first_token: Some(Duration::from_millis(1)),
             guardrails: Some(("default", hits)),
+            time_ms: NOW_MS,
+            key: "demo",
+            request_id: "req-1",
         }
     }
+
+    /// A fixed unix time (ms) for the recent-window tests.
+    const NOW_MS: u64 = 1_790_000_000_500;
 
     fn collected(cores: &[CoreMetrics]) -> Collected {
         let mut merged = CoreMetrics::new(true);
@@ -867,5 +1267,100 @@ mod tests {
         // Label values are escaped.
         assert!(text.contains("model=\"m\\\"odel\\\\x\""), "{text}");
         assert!(text.contains("team=\"t\\nx\""), "{text}");
+    }
+
+    #[test]
+    fn the_last_minute_adds_up_over_cores_and_forgets_older_seconds() {
+        let mut a = CoreMetrics::new(true);
+        let mut b = CoreMetrics::new(true);
+        // Two requests this second on a, one on b (an error), one 70 s ago on b (forgotten:
+        // its slot was reused), one 5 s ago on a.
+        let at = |core: &mut CoreMetrics, time_ms: u64, status: u16, ms: u64| {
+            let mut s = sample("gpt-4o-mini", "ml", status, &[]);
+            s.time_ms = time_ms;
+            s.duration = Duration::from_millis(ms);
+            core.model_request(&s);
+        };
+        at(&mut b, NOW_MS - 70_000, 200, 900);
+        at(&mut a, NOW_MS, 200, 10);
+        at(&mut a, NOW_MS, 200, 20);
+        at(&mut b, NOW_MS, 500, 30);
+        at(&mut a, NOW_MS - 5_000, 200, 40);
+        let live = collected(&[a, b]).live(NOW_MS);
+        assert_eq!(live.per_second.len(), RECENT_SECONDS as usize);
+        let last = live.per_second.last().unwrap();
+        assert_eq!(
+            (last.second, last.requests, last.errors),
+            (NOW_MS / 1000, 3, 1)
+        );
+        let total: u64 = live.per_second.iter().map(|s| s.requests).sum();
+        assert_eq!(total, 4, "the request 70 s ago is out of the window");
+        let five_ago = &live.per_second[live.per_second.len() - 6];
+        assert_eq!((five_ago.second, five_ago.requests), (NOW_MS / 1000 - 5, 1));
+        let latency = live.latency.unwrap();
+        assert_eq!(latency.count, 4);
+        // 20 ms as HDR keeps it (two significant digits: the top of its bucket).
+        assert_eq!(latency.p50, Duration::from_micros(20_095));
+        assert!(
+            latency.max >= Duration::from_millis(40) && latency.max < Duration::from_millis(41)
+        );
+        assert_eq!(live.first_token.unwrap().count, 4);
+        // Since start, by model: every request, the old one included.
+        assert_eq!(live.models.len(), 1);
+        let m = &live.models[0];
+        assert_eq!(
+            (m.model.as_str(), m.requests, m.errors),
+            ("gpt-4o-mini", 5, 1)
+        );
+        assert_eq!(m.latency.unwrap().count, 5);
+        // A minute later nothing is recent.
+        let later = collected(&[]).live(NOW_MS + 120_000);
+        assert!(later.latency.is_none());
+        assert!(later.per_second.iter().all(|s| s.requests == 0));
+    }
+
+    #[test]
+    fn guardrail_hits_are_a_bounded_ring_newest_first_without_text() {
+        let hit = [GuardHit {
+            rule: "emails".into(),
+            action: "mask",
+            side: "input",
+            count: 1,
+        }];
+        let mut a = CoreMetrics::new(true);
+        for i in 0..(RECENT_HITS as u64 + 10) {
+            let mut s = sample("gpt-4o-mini", "ml", 200, &hit);
+            s.time_ms = NOW_MS + i;
+            a.model_request(&s);
+        }
+        let mut b = CoreMetrics::new(true);
+        let mut s = sample("gpt-4o-mini", "ml", 400, &hit);
+        s.time_ms = NOW_MS + 5;
+        s.request_id = "req-b";
+        b.model_request(&s);
+        let c = collected(&[a, b]);
+        let hits = c.recent_hits(1000);
+        assert_eq!(hits.len(), RECENT_HITS + 1);
+        assert_eq!(hits[0].time_ms, NOW_MS + RECENT_HITS as u64 + 9);
+        // The oldest ten of core a were dropped; b's is kept.
+        assert!(hits
+            .iter()
+            .all(|h| h.time_ms >= NOW_MS + 10 || h.request_id == "req-b"));
+        let h = hits.iter().find(|h| h.request_id == "req-b").unwrap();
+        assert_eq!(
+            (
+                h.profile.as_str(),
+                h.rule.as_str(),
+                h.action,
+                h.side,
+                h.key.as_str()
+            ),
+            ("default", "emails", "mask", "input", "demo")
+        );
+        assert_eq!(c.recent_hits(3).len(), 3);
+        // Off: nothing is kept.
+        let mut off = CoreMetrics::new(false);
+        off.model_request(&sample("gpt-4o-mini", "ml", 200, &hit));
+        assert!(off.recent_hits.is_empty());
     }
 }

@@ -55,6 +55,7 @@ enum Route {
     Ready,
     Admin,
     Metrics,
+    Ui,
 }
 
 impl Route {
@@ -69,6 +70,7 @@ impl Route {
             Route::Live | Route::Ready => "health",
             Route::Admin => "admin",
             Route::Metrics => "metrics",
+            Route::Ui => "ui",
         }
     }
 }
@@ -167,7 +169,11 @@ async fn serve(
         },
         Route::Proxy(endpoint) => proxy(core, conn, &head, endpoint, body, keep_alive).await,
         Route::Messages => messages(core, conn, &head, body, keep_alive).await,
+        Route::Admin if crate::dashboard::is_live_view(head.path()) => {
+            crate::dashboard::live_view(core, conn, &head, keep_alive).await
+        }
         Route::Admin => admin(core, conn, &head, body, keep_alive).await,
+        Route::Ui => crate::dashboard::ui(core, conn, &head, body, keep_alive).await,
         Route::Metrics => metrics(core, conn, keep_alive, version).await,
     };
     match result {
@@ -265,8 +271,9 @@ async fn metrics(
     Ok(Outcome { keep_alive })
 }
 
-/// `/admin/...`: master key, then the operation, run on the storage thread when it touches
-/// the store. Admin traffic is rare; the worker polls for the answer rather than block.
+/// `/admin/...`: master key (or dashboard session), then the operation, run on the storage
+/// thread when it touches the store. Admin traffic is rare; the worker polls for the answer
+/// rather than block.
 async fn admin(
     core: &Core<'_>,
     conn: &mut Downstream,
@@ -276,29 +283,8 @@ async fn admin(
 ) -> Result<Outcome, GatewayError> {
     use crate::admin::{self, AdminError};
     let gov = core.gov.clone();
+    crate::dashboard::authorize_admin(core, head)?;
     let shared = core.shared();
-    let token = presented_token(head.header("authorization"), head.header("x-api-key"));
-    match token.map(|t| shared.is_master(t)) {
-        _ if shared.is_master(b"").is_none() => {
-            return Err(AdminError {
-                status: 403,
-                message: "The admin API is off: set [admin] master_key.".into(),
-                code: "admin_disabled",
-                param: None,
-            }
-            .into())
-        }
-        Some(Some(true)) => {}
-        _ => {
-            return Err(AdminError {
-                status: 401,
-                message: "The admin API needs `Authorization: Bearer <master key>`.".into(),
-                code: "invalid_master_key",
-                param: None,
-            }
-            .into())
-        }
-    }
     if head.path().split('?').next() == Some("/admin/reload") {
         if head.method != Method::Post {
             return Err(GatewayError::MethodNotAllowed {
@@ -348,7 +334,7 @@ async fn admin(
     conn.respond(
         status,
         b"application/json",
-        &[],
+        &crate::dashboard::DATA_HEADERS,
         Bytes::from(body),
         keep_alive,
         head.version,
@@ -389,7 +375,7 @@ async fn reload(
     conn.respond(
         status,
         b"application/json",
-        &[],
+        &crate::dashboard::DATA_HEADERS,
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         keep_alive,
         version,
@@ -406,6 +392,9 @@ fn route(method: Method, method_text: &str, target: &str) -> Result<Route, Gatew
     if path.starts_with("/admin/") {
         // Methods are checked per admin route.
         return Ok(Route::Admin);
+    }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return Ok(Route::Ui);
     }
     let (route, allow) = match path {
         "/v1/chat/completions" => (Route::Proxy(Endpoint::ChatCompletions), Method::Post),

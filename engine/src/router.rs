@@ -352,6 +352,100 @@ impl Router {
     fn health_mut(&mut self, model: usize, deployment: usize) -> Option<&mut Health> {
         self.health.get_mut(model)?.get_mut(deployment)
     }
+
+    /// What this core knows about every deployment's health at `now`, `[model][deployment]`,
+    /// for the admin dashboard. Read-only: listing a deployment whose cooldown is over does
+    /// not claim its probe.
+    pub fn health_view(&self, now: Instant) -> Vec<Vec<HealthView>> {
+        let window = self.settings.cooldown_window;
+        self.health
+            .iter()
+            .map(|model| {
+                model
+                    .iter()
+                    .map(|h| {
+                        // An expired window says nothing about now.
+                        let window_current = h
+                            .window_start
+                            .is_some_and(|start| now.saturating_duration_since(start) < window);
+                        let (recent_requests, recent_failures) = if window_current {
+                            (h.window_requests, h.window_failures)
+                        } else {
+                            (0, 0)
+                        };
+                        let state = match h.ejected_until {
+                            None => HealthState::Healthy,
+                            Some(_) if h.probing => HealthState::Probing,
+                            Some(until) if now < until => HealthState::CoolingDown {
+                                left: until.saturating_duration_since(now),
+                            },
+                            Some(_) => HealthState::ProbeDue,
+                        };
+                        HealthView {
+                            state,
+                            in_flight: h.in_flight,
+                            ttfb_ewma: h
+                                .ttfb_ewma_us
+                                .map(|us| Duration::from_micros(us.round() as u64)),
+                            consecutive_failures: h.consecutive_failures,
+                            recent_requests,
+                            recent_failures,
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The length of the window `recent_requests` and `recent_failures` count over.
+    pub fn health_window(&self) -> Duration {
+        self.settings.cooldown_window
+    }
+}
+
+/// Where a deployment stands in the cooldown cycle, as one core sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// In rotation.
+    Healthy,
+    /// Ejected: skipped for `left` more.
+    CoolingDown {
+        /// Time until the cooldown ends.
+        left: Duration,
+    },
+    /// The cooldown is over: the next request to it is the probe.
+    ProbeDue,
+    /// Its probe request is in flight; skipped until it reports.
+    Probing,
+}
+
+impl HealthState {
+    /// Lowercase name: `healthy`, `cooling_down`, `probe_due`, `probing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::CoolingDown { .. } => "cooling_down",
+            HealthState::ProbeDue => "probe_due",
+            HealthState::Probing => "probing",
+        }
+    }
+}
+
+/// One deployment's health on one core (see [`Router::health_view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthView {
+    /// Cooldown state.
+    pub state: HealthState,
+    /// Attempts in flight on this core.
+    pub in_flight: u32,
+    /// Time to first byte, exponentially weighted; `None` until measured.
+    pub ttfb_ewma: Option<Duration>,
+    /// Failures in a row since the last success (reset when it is ejected).
+    pub consecutive_failures: u32,
+    /// Attempts that ended in the current error-ratio window ([`Router::health_window`]).
+    pub recent_requests: u32,
+    /// Of those, the failures.
+    pub recent_failures: u32,
 }
 
 #[cfg(test)]
@@ -507,6 +601,48 @@ mod tests {
             );
         }
         assert_eq!(r.order(0, t0 + Duration::from_secs(2)), vec![1]);
+    }
+
+    #[test]
+    fn health_view_follows_the_cooldown_cycle() {
+        let t0 = Instant::now();
+        let mut r = router(Strategy::Priority, vec![spec(1, 0), spec(1, 1)]);
+        r.start(0, 1);
+        let view = r.health_view(t0);
+        assert_eq!(view[0][0].state, HealthState::Healthy);
+        assert_eq!(view[0][1].in_flight, 1);
+        for _ in 0..3 {
+            r.start(0, 0);
+            r.finish(
+                0,
+                0,
+                AttemptResult::Failure,
+                Some(Duration::from_millis(10)),
+                t0,
+            );
+        }
+        let at = t0 + Duration::from_secs(10);
+        let d = r.health_view(at)[0][0];
+        assert_eq!(
+            d.state,
+            HealthState::CoolingDown {
+                left: Duration::from_secs(20)
+            }
+        );
+        assert_eq!((d.recent_requests, d.recent_failures), (3, 3));
+        assert_eq!(d.consecutive_failures, 0, "reset on ejection");
+        assert_eq!(d.ttfb_ewma, Some(Duration::from_millis(10)));
+        // The window (30 s) is over: nothing recent.
+        let later = t0 + Duration::from_secs(31);
+        let d = r.health_view(later)[0][0];
+        assert_eq!(d.state, HealthState::ProbeDue);
+        assert_eq!((d.recent_requests, d.recent_failures), (0, 0));
+        // Viewing did not claim the probe.
+        assert_eq!(r.order(0, later), vec![0, 1]);
+        r.start(0, 0);
+        assert_eq!(r.health_view(later)[0][0].state, HealthState::Probing);
+        r.finish(0, 0, AttemptResult::Success, None, later);
+        assert_eq!(r.health_view(later)[0][0].state, HealthState::Healthy);
     }
 
     #[test]

@@ -385,6 +385,12 @@ impl Shared {
 // === impl Shared (routing) ===
 
 impl Shared {
+    /// The master key's SHA-256 digest, which keys the dashboard's session tokens
+    /// (`crate::dashboard`); `None` when the admin API is off.
+    pub fn master_digest(&self) -> Option<&KeyDigest> {
+        self.master.as_ref()
+    }
+
     /// True when `presented` is the master key (constant-time); `None` when the admin API is
     /// off (no master key configured).
     pub fn is_master(&self, presented: &[u8]) -> Option<bool> {

@@ -549,8 +549,12 @@ async fn control_loop(
             stop.fire();
             return;
         }
-        core.telemetry
-            .tick(core.id, &core.metrics.borrow(), core.open_connections.get());
+        core.telemetry.tick(
+            core.id,
+            &core.metrics.borrow(),
+            core.open_connections.get(),
+            || crate::dashboard::deployment_health(&core.pin()),
+        );
         let generation = core.current();
         let shared = &generation.shared;
         generation.pools.reap(|p| {

@@ -4,6 +4,7 @@
 
 mod access_log;
 mod builtin;
+mod dashboard;
 mod framing;
 mod governance;
 mod guardrails;
