@@ -149,7 +149,12 @@ impl Gateway {
             .collect();
         let (access, access_writer) =
             access_log::start(&shared.config.server.access_log).map_err(StartError::AccessLog)?;
-        let telemetry = Arc::new(metrics::Telemetry::new(&statuses, access.clone()));
+        let reload_stats = Arc::new(reload::ReloadStats::new(governor::now_ms() / 1000));
+        let telemetry = Arc::new(metrics::Telemetry::new(
+            &statuses,
+            access.clone(),
+            reload_stats.clone(),
+        ));
         let channels: Vec<_> = (0..workers)
             .map(|_| crossbeam_channel::unbounded::<Control>())
             .collect();
@@ -158,6 +163,7 @@ impl Gateway {
             shared.clone(),
             channels.iter().map(|(tx, _)| tx.clone()).collect(),
             gov.clone(),
+            reload_stats,
         )
         .map_err(StartError::Reloader)?;
         for ((id, listener), (tx, rx)) in listeners.into_iter().enumerate().zip(channels) {

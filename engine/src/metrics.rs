@@ -632,11 +632,17 @@ pub struct Telemetry {
     wanted: AtomicU64,
     /// For the count of access-log lines dropped.
     access: crate::access_log::AccessLogger,
+    /// Config reload outcomes.
+    reloads: Arc<crate::reload::ReloadStats>,
 }
 
 impl Telemetry {
     /// Slots for the cores whose statuses these are, in worker order.
-    pub fn new(statuses: &[Arc<WorkerStatus>], access: crate::access_log::AccessLogger) -> Self {
+    pub fn new(
+        statuses: &[Arc<WorkerStatus>],
+        access: crate::access_log::AccessLogger,
+        reloads: Arc<crate::reload::ReloadStats>,
+    ) -> Self {
         Telemetry {
             slots: statuses
                 .iter()
@@ -648,6 +654,7 @@ impl Telemetry {
                 .collect(),
             wanted: AtomicU64::new(0),
             access,
+            reloads,
         }
     }
 
@@ -722,6 +729,7 @@ impl Telemetry {
             workers,
             stale,
             access_log_dropped: self.access.is_on().then(|| self.access.dropped()),
+            reloads: self.reloads.counts(),
         }
     }
 }
@@ -736,6 +744,8 @@ pub(crate) struct Collected {
     stale: usize,
     /// Access-log lines dropped, when the log is on.
     access_log_dropped: Option<u64>,
+    /// Config reload outcomes.
+    reloads: crate::reload::ReloadCounts,
 }
 
 /// What the dashboard shows live, over every core (see [`Collected::live`]).
@@ -1141,6 +1151,52 @@ impl Collected {
             );
             let _ = writeln!(out, "tollgate_access_log_dropped_total {dropped}");
         }
+        let r = &self.reloads;
+        header(
+            &mut out,
+            "tollgate_config_generation",
+            "gauge",
+            "Config generation in force (0: the file the gateway started with; +1 per reload).",
+        );
+        let _ = writeln!(out, "tollgate_config_generation {}", r.generation);
+        header(
+            &mut out,
+            "tollgate_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP, POST /admin/reload) by result; a failure keeps the running config.",
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_config_reloads_total{{result=\"success\"}} {}",
+            r.succeeded
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_config_reloads_total{{result=\"failure\"}} {}",
+            r.failed
+        );
+        header(
+            &mut out,
+            "tollgate_config_last_reload_successful",
+            "gauge",
+            "1 when the last reload took effect (or none was tried), 0 when it was refused.",
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_config_last_reload_successful {}",
+            u8::from(r.last_succeeded)
+        );
+        header(
+            &mut out,
+            "tollgate_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "Unix time the config in force was loaded.",
+        );
+        let _ = writeln!(
+            out,
+            "tollgate_config_last_reload_success_timestamp_seconds {}",
+            r.last_success_unix
+        );
         out
     }
 }
@@ -1188,6 +1244,13 @@ mod tests {
             workers: vec![("io_uring", 0), ("legacy", 3)],
             stale: 0,
             access_log_dropped: Some(5),
+            reloads: crate::reload::ReloadCounts {
+                generation: 3,
+                succeeded: 3,
+                failed: 1,
+                last_succeeded: false,
+                last_success_unix: 1_790_000_000,
+            },
         }
     }
 
@@ -1234,6 +1297,11 @@ mod tests {
             "tollgate_connections_refused_total{worker=\"1\"} 3",
             "tollgate_worker_info{worker=\"0\",driver=\"io_uring\"} 1",
             "tollgate_access_log_dropped_total 5",
+            "tollgate_config_generation 3",
+            "tollgate_config_reloads_total{result=\"success\"} 3",
+            "tollgate_config_reloads_total{result=\"failure\"} 1",
+            "tollgate_config_last_reload_successful 0",
+            "tollgate_config_last_reload_success_timestamp_seconds 1790000000",
             "tollgate_http_responses_total{route=\"chat_completions\",status=\"200\"} 2",
             "tollgate_http_responses_total{route=\"unknown\",status=\"404\"} 1",
             "tollgate_upstream_failures_total{provider=\"up\",cause=\"status_5xx\"} 2",

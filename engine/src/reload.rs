@@ -11,6 +11,7 @@
 //! driver, metrics on/off, access-log target, store, reconcile interval) keep their running
 //! values; a reload that changes them says so in `not_applied` and the log.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,6 +128,71 @@ impl ReloadError {
     }
 }
 
+/// Reload outcomes, for `/metrics` (written by the reloader thread, read by scrapes).
+#[derive(Debug)]
+pub struct ReloadStats {
+    generation: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    last_succeeded: AtomicBool,
+    /// Unix seconds of the last successful reload (of the start, before any).
+    last_success_unix: AtomicU64,
+}
+
+/// A copy of [`ReloadStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// Generation in force (0: the config the gateway started with).
+    pub generation: u64,
+    /// Reloads that took effect.
+    pub succeeded: u64,
+    /// Reloads refused or failed (the running config was kept).
+    pub failed: u64,
+    /// Whether the last reload (if any) took effect.
+    pub last_succeeded: bool,
+    /// Unix seconds of the last successful reload, or of the start.
+    pub last_success_unix: u64,
+}
+
+impl ReloadStats {
+    /// Nothing reloaded yet; the config in force was loaded at `started_unix`.
+    pub fn new(started_unix: u64) -> Self {
+        ReloadStats {
+            generation: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_succeeded: AtomicBool::new(true),
+            last_success_unix: AtomicU64::new(started_unix),
+        }
+    }
+
+    /// A copy of the counts.
+    pub fn counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            generation: self.generation.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_succeeded: self.last_succeeded.load(Ordering::Relaxed),
+            last_success_unix: self.last_success_unix.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, outcome: &Result<ReloadReport, ReloadError>, now_unix: u64) {
+        match outcome {
+            Ok(report) => {
+                self.generation.store(report.generation, Ordering::Relaxed);
+                self.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.last_success_unix.store(now_unix, Ordering::Relaxed);
+                self.last_succeeded.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.last_succeeded.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 type Reply = Sender<Result<ReloadReport, ReloadError>>;
 
 /// Asks the reloader for a reload; cheap to clone (one per core).
@@ -180,6 +246,7 @@ pub fn spawn(
     current: Arc<Shared>,
     controls: Vec<Sender<Control>>,
     gov: Arc<Governance>,
+    stats: Arc<ReloadStats>,
 ) -> std::io::Result<(ReloadHandle, Option<JoinHandle<()>>)> {
     let Some(source) = source else {
         return Ok((ReloadHandle::unavailable(), None));
@@ -213,6 +280,7 @@ pub fn spawn(
                     }
                     Err(e) => tracing::error!(%e, "config reload failed"),
                 }
+                stats.record(&outcome, crate::governor::now_ms() / 1000);
                 let _ = reply.send(outcome);
             }
         })?;

@@ -300,6 +300,20 @@ cooldown = "soon"
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["generation"], 1);
     assert_eq!(model_ids(&gw), ["gpt-4o-mini", "extra"]);
+
+    // Two refusals, one success, in /metrics.
+    let text = Client::connect(gw.addr()).get("/metrics", None).text();
+    for line in [
+        "tollgate_config_generation 1",
+        "tollgate_config_reloads_total{result=\"success\"} 1",
+        "tollgate_config_reloads_total{result=\"failure\"} 2",
+        "tollgate_config_last_reload_successful 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
     gw.shutdown();
 }
 
