@@ -1,8 +1,11 @@
-//! The JSON access log: one line per request, formatted and written by a thread of its
-//! own. Workers hand it a finished [`AccessEntry`] with `try_send` on a bounded queue; when the
-//! queue is full the entry is dropped and counted, never waited for, so a slow disk or a
-//! blocked stdout can never hold up a request.
+//! The JSON access log: one line per request. Each core formats its lines into a buffer of its
+//! own ([`CoreAccessLog`]: no allocation or message per line) and hands the buffer, about 32 KiB
+//! of lines or whatever is there at its next control tick, to the writer thread with `try_send`
+//! on a bounded queue; when the queue is full the batch is dropped and its lines counted, never
+//! waited for, so a slow disk or a blocked stdout can never hold up a request. The thread only
+//! writes.
 
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,30 +15,33 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tollgate_config::AccessLog;
 
-/// Entries queued at most; beyond this they are dropped and counted (over a second of a
-/// core's traffic at the writer's pace).
-const QUEUE: usize = 64 * 1024;
+/// A core hands its lines over once it holds this many bytes of them (or at its next tick).
+const BATCH: usize = 32 * 1024;
+/// Batches queued at most (16 MiB of lines, over a second of every core's traffic); beyond
+/// this they are dropped and their lines counted.
+const QUEUE: usize = 512;
 /// How often the writer wakes to write what was queued.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// One finished request, as it is logged. Requests that are not model requests (or were
-/// refused before a key or model was known) leave the key, model and usage fields empty.
+/// One finished request, as it is logged (borrowed: it is formatted at once). Requests that
+/// are not model requests (or were refused before a key or model was known) leave the key,
+/// model and usage fields empty.
 #[derive(Debug, Clone, Default)]
-pub struct AccessEntry {
+pub struct AccessEntry<'a> {
     /// Unix milliseconds when it finished.
     pub time_ms: u64,
-    pub request_id: String,
+    pub request_id: &'a str,
     /// The route's metric label (`chat_completions`, `messages`, `health`, `unknown`, ...).
     pub route: &'static str,
     /// The key's name.
-    pub key: String,
+    pub key: &'a str,
     /// The key's display form (`sk-tg-...abcd`).
-    pub key_prefix: String,
+    pub key_prefix: &'a str,
     /// The key's team, `""` for none.
-    pub team: String,
-    pub model: String,
+    pub team: &'a str,
+    pub model: &'a str,
     /// `provider/upstream-model`, `""` when no upstream answered.
-    pub deployment: String,
+    pub deployment: &'a str,
     pub status: u16,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -50,35 +56,97 @@ pub struct AccessEntry {
     pub attempts: u32,
 }
 
-/// The workers' side of the log: where entries go, and how many were dropped.
+/// Lines formatted by one core, on their way to the writer.
+#[derive(Debug)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+/// Where every core's batches go, and how many lines were dropped (shared by the cores and
+/// `/metrics`).
 #[derive(Debug, Clone, Default)]
 pub struct AccessLogger {
-    tx: Option<Sender<AccessEntry>>,
+    tx: Option<Sender<Batch>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl AccessLogger {
-    /// Queues `entry` if the log is on and the queue has room; counts it as dropped otherwise.
-    pub fn log(&self, entry: impl FnOnce() -> AccessEntry) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        match tx.try_send(entry()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Whether lines are written at all.
     pub fn is_on(&self) -> bool {
         self.tx.is_some()
     }
 
-    /// Entries dropped because the queue was full (or the writer was gone).
+    /// Lines dropped because the queue was full (or the writer was gone).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, batch: Batch) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                self.dropped.fetch_add(b.lines, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// One core's side of the log: its lines formatted so far (never borrowed across an await).
+/// Dropping it hands over what it holds.
+#[derive(Debug, Default)]
+pub struct CoreAccessLog {
+    logger: AccessLogger,
+    buf: RefCell<Vec<u8>>,
+    lines: Cell<u64>,
+}
+
+impl CoreAccessLog {
+    /// A core's buffer in front of `logger`.
+    pub fn new(logger: AccessLogger) -> Self {
+        CoreAccessLog {
+            logger,
+            buf: RefCell::default(),
+            lines: Cell::new(0),
+        }
+    }
+
+    /// Formats the entry `entry` builds, if the log is on (it is not even built otherwise).
+    pub fn log<'a>(&self, entry: impl FnOnce() -> AccessEntry<'a>) {
+        if !self.logger.is_on() {
+            return;
+        }
+        let full = {
+            let mut buf = self.buf.borrow_mut();
+            if buf.capacity() == 0 {
+                buf.reserve(BATCH + 1024);
+            }
+            format_line(&entry(), &mut buf);
+            buf.len() >= BATCH
+        };
+        self.lines.set(self.lines.get() + 1);
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Hands the lines formatted so far to the writer (the worker calls this every tick).
+    pub fn flush(&self) {
+        let bytes = std::mem::take(&mut *self.buf.borrow_mut());
+        if bytes.is_empty() {
+            return;
+        }
+        let lines = self.lines.replace(0);
+        self.logger.send(Batch { bytes, lines });
+    }
+}
+
+impl Drop for CoreAccessLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -126,20 +194,16 @@ pub fn start(config: &AccessLog) -> std::io::Result<(AccessLogger, Option<Access
     ))
 }
 
-fn write_lines(rx: Receiver<AccessEntry>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut line = Vec::with_capacity(512);
-    // Poll rather than block on the queue: a receiver parked in `recv` makes every send a
-    // futex wake-up (a system call and a context switch on the worker's core, per request);
-    // a sleeping poller costs the workers nothing.
+fn write_lines(rx: Receiver<Batch>, mut out: Box<dyn Write + Send>) {
+    // Poll rather than block on the queue: a receiver parked in `recv` makes a send a futex
+    // wake-up (a system call and a context switch on the worker's core); a sleeping poller
+    // costs the workers nothing.
     loop {
         let mut gone = false;
         loop {
             match rx.try_recv() {
-                Ok(entry) => {
-                    line.clear();
-                    format_line(&entry, &mut line);
-                    if out.write_all(&line).is_err() {
+                Ok(batch) => {
+                    if out.write_all(&batch.bytes).is_err() {
                         // Nowhere to write: keep draining so workers never see a full queue
                         // because of us, and say so once.
                         tracing::error!("access log: write failed; lines are being discarded");
@@ -162,8 +226,8 @@ fn write_lines(rx: Receiver<AccessEntry>, out: Box<dyn Write + Send>) {
     }
 }
 
-/// One JSON object and a line feed. Written without `format!`: the writer formats every
-/// request the gateway serves.
+/// One JSON object and a line feed. Written without `format!`: every request the gateway
+/// serves is formatted on its core.
 pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
     let start = out.len();
     let field = |out: &mut Vec<u8>, name: &str| {
@@ -184,12 +248,12 @@ pub fn format_line(e: &AccessEntry, out: &mut Vec<u8>) {
     field(out, "route");
     text(out, e.route);
     for (name, value) in [
-        ("request_id", &e.request_id),
-        ("key", &e.key),
-        ("key_prefix", &e.key_prefix),
-        ("team", &e.team),
-        ("model", &e.model),
-        ("deployment", &e.deployment),
+        ("request_id", e.request_id),
+        ("key", e.key),
+        ("key_prefix", e.key_prefix),
+        ("team", e.team),
+        ("model", e.model),
+        ("deployment", e.deployment),
     ] {
         field(out, name);
         text(out, value);
@@ -292,16 +356,16 @@ mod tests {
 
     use super::*;
 
-    fn entry() -> AccessEntry {
+    fn entry() -> AccessEntry<'static> {
         AccessEntry {
             time_ms: 1_763_762_634_123,
-            request_id: "client \"7\"".into(),
+            request_id: "client \"7\"",
             route: "chat_completions",
-            key: "demo".into(),
-            key_prefix: "sk-tg-...abcd".into(),
-            team: "ml".into(),
-            model: "gpt-4o-mini".into(),
-            deployment: "up/gpt-4o-mini".into(),
+            key: "demo",
+            key_prefix: "sk-tg-...abcd",
+            team: "ml",
+            model: "gpt-4o-mini",
+            deployment: "up/gpt-4o-mini",
             status: 200,
             input_tokens: 12,
             output_tokens: 5,
@@ -355,19 +419,41 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+    fn lines_go_in_batches_and_a_full_queue_drops_and_counts_instead_of_waiting() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let logger = AccessLogger {
             tx: Some(tx),
             dropped: Arc::default(),
         };
-        logger.log(entry);
-        logger.log(entry);
-        logger.log(entry);
+        let core = CoreAccessLog::new(logger.clone());
+        core.log(entry);
+        core.log(entry);
+        assert!(rx.is_empty(), "a batch waits for the tick or for 32 KiB");
+        core.flush();
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(batch.lines, 2);
+        let text = String::from_utf8(batch.bytes).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        // Enough lines to fill one batch: handed over without a tick.
+        let line_len = text.len() / 2;
+        for _ in 0..BATCH / line_len + 1 {
+            core.log(entry);
+        }
+        assert_eq!(rx.len(), 1);
+        // The queue is full: the next batch's lines are counted, not waited for.
+        core.log(entry);
+        core.log(entry);
+        core.flush();
         assert_eq!(logger.dropped(), 2);
         assert_eq!(rx.len(), 1);
-        let off = AccessLogger::default();
+        // What a core holds when it goes is handed over.
+        let _ = rx.try_recv();
+        core.log(entry);
+        drop(core);
+        assert_eq!(rx.try_recv().unwrap().lines, 1);
+
+        let off = CoreAccessLog::new(AccessLogger::default());
         off.log(|| panic!("never built when the log is off"));
-        assert_eq!(off.dropped(), 0);
+        assert_eq!(off.logger.dropped(), 0);
     }
 }

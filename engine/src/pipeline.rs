@@ -111,7 +111,7 @@ pub async fn handle(core: &Core<'_>, conn: &mut Downstream, head: RequestHead) -
         // Not a model request, or refused before one (no key, no such model): a short line.
         core.access.log(|| crate::access_log::AccessEntry {
             time_ms: crate::governor::now_ms(),
-            request_id: id.as_str().to_owned(),
+            request_id: id.as_str(),
             route: label,
             status,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),

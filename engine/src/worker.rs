@@ -219,8 +219,8 @@ pub struct CoreState {
     pub metrics: RefCell<crate::metrics::CoreMetrics>,
     /// Every core's metric slots, for scrapes.
     pub telemetry: Arc<crate::metrics::Telemetry>,
-    /// Where this core's access-log lines go.
-    pub access: crate::access_log::AccessLogger,
+    /// This core's access-log lines on their way to the writer.
+    pub access: crate::access_log::CoreAccessLog,
     /// Where `POST /admin/reload` asks for a reload.
     pub reloader: crate::reload::ReloadHandle,
 }
@@ -307,7 +307,7 @@ impl CoreState {
             guard_scratch: Default::default(),
             metrics: RefCell::new(crate::metrics::CoreMetrics::new(count_metrics)),
             telemetry,
-            access,
+            access: crate::access_log::CoreAccessLog::new(access),
             reloader,
         }
     }
@@ -479,6 +479,8 @@ pub async fn run(core: Rc<CoreState>, listener: TcpListener, control: Receiver<C
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+    // What the drained requests logged goes to the writer now, not when the core is dropped.
+    core.access.flush();
     if core.in_flight.get() > 0 {
         tracing::warn!(
             worker = core.id,
@@ -555,6 +557,7 @@ async fn control_loop(
             core.open_connections.get(),
             || crate::dashboard::deployment_health(&core.pin()),
         );
+        core.access.flush();
         let generation = core.current();
         let shared = &generation.shared;
         generation.pools.reap(|p| {
