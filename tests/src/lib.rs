@@ -53,6 +53,40 @@ pub fn temp_store() -> std::path::PathBuf {
     dir
 }
 
+/// Make sure Debian packages are installed: `found` says whether what the test needs is there;
+/// when it is not, `apt-get install` the packages (after an `apt-get update` if the first try
+/// fails) and ask again. One install at a time in this process, and each waits for dpkg's lock
+/// rather than failing, so tests that install different packages in parallel do not collide.
+pub fn apt_install<T>(packages: &[&str], found: impl Fn() -> Option<T>) -> T {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(there) = found() {
+        return there;
+    }
+    eprintln!("missing: apt-get install -y {}", packages.join(" "));
+    let apt = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(["-q", "-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let install = || {
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend_from_slice(packages);
+        apt(&args)
+    };
+    if !install() {
+        assert!(
+            apt(&["update"]) && install(),
+            "could not install {}",
+            packages.join(" ")
+        );
+    }
+    found().unwrap_or_else(|| panic!("{} installed, but still not found", packages.join(" ")))
+}
+
 /// A response as the client saw it.
 #[derive(Debug)]
 pub struct Response {

@@ -637,42 +637,11 @@ deployments = [{ provider = "up", model = "mock-error-500" }]
 
 /// Debian's chromium and chromedriver, installed with apt-get when missing.
 fn chromium() -> (PathBuf, PathBuf) {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let found = || {
+    apt_install(&["chromium", "chromium-driver"], || {
         let chromium = Path::new("/usr/bin/chromium");
         let driver = Path::new("/usr/bin/chromedriver");
         (chromium.is_file() && driver.is_file()).then(|| (chromium.to_owned(), driver.to_owned()))
-    };
-    if let Some(paths) = found() {
-        return paths;
-    }
-    eprintln!("chromium is missing: apt-get install -y chromium chromium-driver");
-    let install = || {
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "chromium",
-                "chromium-driver",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let updated = Command::new("apt-get")
-            .args(["update", "-q"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            updated && install(),
-            "could not install chromium and chromium-driver"
-        );
-    }
-    found().expect("chromium and chromedriver after installing them")
+    })
 }
 
 /// The W3C name of an element reference in WebDriver answers.

@@ -281,43 +281,13 @@ output = 0.60
 /// `promtool` from Debian's `prometheus` package, installed with apt-get when missing (the
 /// package is large but one install serves every later run).
 fn promtool() -> std::path::PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let found = || {
+    apt_install(&["prometheus"], || {
         std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|dir| dir.join("promtool"))
                 .find(|p| p.is_file())
         })
-    };
-    if let Some(path) = found() {
-        return path;
-    }
-    eprintln!("promtool is missing: apt-get install -y prometheus");
-    let install = || {
-        std::process::Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "prometheus",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let updated = std::process::Command::new("apt-get")
-            .args(["update", "-q"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            updated && install(),
-            "could not install prometheus (promtool)"
-        );
-    }
-    found().expect("promtool after installing prometheus")
+    })
 }
 
 #[test]
