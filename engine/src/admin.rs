@@ -11,7 +11,8 @@
 //!
 //! The dashboard's session cookie stands in for the bearer key, and the live views
 //! `GET /admin/{stats,guardrail-hits,deployments,budgets}` are answered by `crate::dashboard`,
-//! which also owns admin authentication.
+//! which also owns admin authentication. `POST /admin/reload` is answered by the pipeline
+//! through `crate::reload`.
 
 use std::time::Duration;
 
