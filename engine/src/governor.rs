@@ -438,8 +438,11 @@ impl Governance {
 }
 
 /// Every guardrails profile an identity names must exist in `config`: a request of an identity
-/// whose profile is gone would otherwise go unscanned.
-fn check_profiles(records: &Records, config: &Config) -> Result<(), tollgate_config::ConfigErrors> {
+/// whose profile is gone would otherwise go unscanned. Checked at start and on every reload.
+pub fn check_profiles(
+    records: &Records,
+    config: &Config,
+) -> Result<(), tollgate_config::ConfigErrors> {
     let known = |name: &Option<String>| {
         name.as_ref()
             .is_none_or(|n| config.guardrails.profiles.iter().any(|p| &p.name == n))

@@ -69,6 +69,10 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// A stored identity does not fit the config (e.g. it names a guardrails profile the file
+    /// does not declare).
+    #[error("the stored identities do not fit this config:\n{0}")]
+    Identities(tollgate_config::ConfigErrors),
     /// The reloader thread could not start.
     #[error("cannot start the reloader thread: {0}")]
     Reloader(std::io::Error),
@@ -336,6 +340,7 @@ fn open_governance(
     };
     let store = store::sled_store::SledStore::open(&path).map_err(|e| fail(e.to_string()))?;
     let records = governor::load_records(&store, config).map_err(|e| fail(e.to_string()))?;
+    governor::check_profiles(&records, config).map_err(StartError::Identities)?;
     let now = governor::now_ms();
     let directory = governor::compile(&store, &records, None, cores, now);
     let (storage, thread) = storage::spawn_storage(

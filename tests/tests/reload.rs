@@ -362,6 +362,12 @@ rules = [{ id = "emails", detector = "email", action = "block" }]
     );
     assert_eq!(blocked.status, 400, "{}", blocked.text());
     gw.shutdown();
+
+    // Nor does a gateway start from that file over this store.
+    let text = std::fs::read_to_string(&files.file).unwrap();
+    let config = tollgate_config::Config::from_toml_str(&text, &|_| None).unwrap();
+    let refused = Gateway::start(config).unwrap_err().to_string();
+    assert!(refused.contains("key `guarded`"), "{refused}");
 }
 
 #[test]
