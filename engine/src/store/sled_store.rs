@@ -63,29 +63,42 @@ struct LogState {
     segments: BTreeMap<u32, (u64, u64)>,
 }
 
+/// How long `open` waits for a held lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 // === impl SledStore ===
 
 impl SledStore {
     /// Open (or create) the store in directory `path`, replaying log records the aggregates
     /// do not include yet (after a crash). Automatic flushing is off: writes become durable
     /// when a `Store` method says so or `flush` is called.
+    ///
+    /// A store this process has just dropped can still be locked for a moment (sled's I/O
+    /// threads let go of the file after the handle is gone), so a held lock is retried for
+    /// [`LOCK_WAIT`] before it is reported as [`StoreError::Locked`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .mode(sled::Mode::HighThroughput)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => return Self::from_db(db, path, None),
                 // sled 0.34 reports a held file lock only through the message text.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: path.display().to_string(),
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: path.display().to_string(),
+                        });
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                other => StoreError::Sled(other),
-            })?;
-        Self::from_db(db, path, None)
+                Err(other) => return Err(StoreError::Sled(other)),
+            }
+        }
     }
 
     /// A store in a fresh temporary directory, deleted on drop (tests).
