@@ -52,7 +52,7 @@ use crate::conn::Downstream;
 use crate::error::GatewayError;
 use crate::governor::now_ms;
 use crate::metrics::{Collected, DeploymentHealth, Percentiles};
-use crate::pipeline::Outcome;
+use crate::pipeline::{truncate, Outcome};
 use crate::router::HealthState;
 use crate::worker::Core;
 
@@ -468,17 +468,6 @@ fn page(core: &Core<'_>, head: &RequestHead, body: &[u8]) -> Result<Reply, Gatew
             path: truncate(path, 256).to_owned(),
         }),
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn bad_request(param: &str, message: &str) -> GatewayError {

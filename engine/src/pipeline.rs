@@ -310,23 +310,15 @@ async fn admin(
                 }
                 g.change(store, |records| admin::apply(records, op))
             });
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match reply.try_recv() {
-                    Ok(answer) => break answer,
-                    Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < deadline => {
-                        monoio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err(_) => {
-                        break Err(AdminError {
-                            status: 503,
-                            message: "The storage thread did not answer.".into(),
-                            code: "store_unavailable",
-                            param: None,
-                        })
-                    }
-                }
-            }
+            let answer = poll_reply(&reply, Duration::from_secs(30), Duration::from_millis(1));
+            answer.await.unwrap_or_else(|| {
+                Err(AdminError {
+                    status: 503,
+                    message: "The storage thread did not answer.".into(),
+                    code: "store_unavailable",
+                    param: None,
+                })
+            })
         }
     };
     let (status, value) = answer?;
@@ -354,20 +346,13 @@ async fn reload(
 ) -> Result<Outcome, GatewayError> {
     let reply = core.reloader.request();
     // Longer than the reloader's own deadlines, so it is the one that reports a stall.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let outcome = loop {
-        match reply.try_recv() {
-            Ok(outcome) => break outcome,
-            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < deadline => {
-                monoio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(_) => {
-                break Err(crate::reload::ReloadError::Stalled(
-                    "the reloader did not answer".into(),
-                ))
-            }
-        }
-    };
+    let outcome = poll_reply(&reply, Duration::from_secs(60), Duration::from_millis(5))
+        .await
+        .unwrap_or_else(|| {
+            Err(crate::reload::ReloadError::Stalled(
+                "the reloader did not answer".into(),
+            ))
+        });
     let (status, body) = match outcome {
         Ok(report) => (200, report.to_json()),
         Err(e) => (e.status(), e.to_json()),
@@ -423,7 +408,29 @@ fn route(method: Method, method_text: &str, target: &str) -> Result<Route, Gatew
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// Wait for the answer another thread (storage, reloader) sends on `reply` without blocking
+/// the worker: look every `every` until `within` has passed. `None`: no answer in time, or
+/// the other side is gone. For admin traffic, which is rare.
+async fn poll_reply<T>(
+    reply: &crossbeam_channel::Receiver<T>,
+    within: Duration,
+    every: Duration,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        match reply.try_recv() {
+            Ok(answer) => return Some(answer),
+            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < deadline => {
+                monoio::time::sleep(every).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary (for echoing client input in
+/// errors).
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
