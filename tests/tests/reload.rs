@@ -146,7 +146,7 @@ fn reloads_under_load_fail_no_request_and_take_effect() {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..4)
+    let clients: Vec<_> = (0..8)
         .map(|i| {
             let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
             std::thread::spawn(move || {
@@ -227,7 +227,7 @@ fn reloads_under_load_fail_no_request_and_take_effect() {
         done.load(Ordering::Relaxed),
         failures[0]
     );
-    assert!(done.load(Ordering::Relaxed) >= 100, "too little load");
+    assert!(done.load(Ordering::Relaxed) >= 200, "too little load");
     // The upstream is the same in every version: pooled connections survive the swaps
     // instead of being reopened on every reload.
     let connections = up.stats().connections();
