@@ -401,7 +401,7 @@ impl Governance {
         store: &dyn Store,
         config: &Config,
         number: u64,
-        done: &Sender<usize>,
+        done: &Sender<()>,
     ) -> Result<usize, tollgate_config::ConfigErrors> {
         let records = load_records(store, config).map_err(|e| {
             tollgate_config::ConfigErrors::from(tollgate_config::ConfigError::new(

@@ -315,8 +315,7 @@ impl Reloader {
         while ready < self.controls.len() {
             let wait = deadline.saturating_duration_since(Instant::now());
             match ready_rx.recv_timeout(wait) {
-                Ok((_, n)) if n == number => ready += 1,
-                Ok(_) => {}
+                Ok(()) => ready += 1,
                 Err(_) => {
                     self.abort(number);
                     return Err(ReloadError::Stalled(format!(

@@ -39,8 +39,8 @@ pub enum Control {
         number: u64,
         /// The compiled config.
         shared: Arc<Shared>,
-        /// Where to report `(worker id, number)` once built.
-        ready: crossbeam_channel::Sender<(usize, u64)>,
+        /// Where to say it is built (a channel of this reload only).
+        ready: crossbeam_channel::Sender<()>,
     },
     /// Serve new requests from prepared generation `number`, and authenticate against
     /// `directory` (compiled for it).
@@ -49,8 +49,8 @@ pub enum Control {
         number: u64,
         /// The directory compiled with the new config's identities.
         directory: Arc<tollgate_policy::governance::Directory>,
-        /// Where to report this core's id once it serves the new generation.
-        done: crossbeam_channel::Sender<usize>,
+        /// Where to say this core serves the new generation (a channel of this reload only).
+        done: crossbeam_channel::Sender<()>,
     },
     /// Drop prepared generation `number`: another core could not prepare it.
     Abort {
@@ -514,7 +514,7 @@ async fn control_loop(
                     ready,
                 }) => {
                     core.prepare(number, shared);
-                    let _ = ready.send((core.id, number));
+                    let _ = ready.send(());
                 }
                 Ok(Control::Commit {
                     number,
@@ -523,7 +523,7 @@ async fn control_loop(
                 }) => {
                     if core.commit(number) {
                         *core.directory.borrow_mut() = Rc::new(directory);
-                        let _ = done.send(core.id);
+                        let _ = done.send(());
                     } else {
                         tracing::error!(
                             worker = core.id,
